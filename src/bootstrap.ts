@@ -1,0 +1,88 @@
+// First start: the `system` tenant, its protected administrators group and the
+// bootstrap admin, and Tessera's own permissions in the catalogue. Idempotent,
+// and safe when several replicas start at once.
+import { randomBytes } from "node:crypto";
+import type { EntityManager } from "@mikro-orm/core";
+import { isUniqueViolation } from "./db/errors.ts";
+import { GroupEntity, GroupMemberEntity, MicroserviceEntity, PermissionEntity } from "./permissions/permission.entity.ts";
+import { ADMIN_GRANTS, ADMIN_GROUP_NAME, IDENTITY_MICROSERVICE, IDENTITY_PERMISSIONS } from "./permissions/identity-permissions.ts";
+import { TenantEntity, type Tenant } from "./tenants/tenant.entity.ts";
+import { SYSTEM_TENANT_NAME } from "./tenants/tenant.service.ts";
+import { UserEntity, type User } from "./users/user.entity.ts";
+import { hashPassword } from "./users/password.ts";
+import { foldKey } from "./shared/validation.ts";
+
+export const IDENTITY_VERSION = "1.0.0";
+
+export interface BootstrapResult {
+  /** Set only when this start created the admin. */
+  createdAdmin?: { username: string; generatedPassword?: string };
+}
+
+/** The administrators group of a tenant (all permissions within the tenant). */
+export function createAdminGroup(em: EntityManager, tenant: Tenant, admin: User | undefined, isProtected: boolean): void {
+  const group = em.create(GroupEntity, {
+    id: crypto.randomUUID(),
+    tenant,
+    name: ADMIN_GROUP_NAME,
+    description: "Administrators of this tenant",
+    permissions: [...ADMIN_GRANTS],
+    isDefault: false,
+    autoGrantPatterns: [],
+    protected: isProtected,
+  } as never);
+  if (admin) em.create(GroupMemberEntity, { group, user: admin } as never);
+}
+
+async function registerIdentityPermissions(em: EntityManager): Promise<void> {
+  const existing = await em.findOne(MicroserviceEntity, { name: IDENTITY_MICROSERVICE });
+  if (existing?.version === IDENTITY_VERSION) return;
+  await em.transactional(async (tem) => {
+    const service = existing ? tem.merge(existing) : tem.create(MicroserviceEntity, { name: IDENTITY_MICROSERVICE, version: IDENTITY_VERSION } as never);
+    service.version = IDENTITY_VERSION;
+    await tem.flush();
+    await tem.nativeDelete(PermissionEntity, { microservice: IDENTITY_MICROSERVICE, codename: { $nin: Object.keys(IDENTITY_PERMISSIONS) } });
+    for (const [codename, description] of Object.entries(IDENTITY_PERMISSIONS)) {
+      await tem.upsert(PermissionEntity, { codename, microservice: IDENTITY_MICROSERVICE, description } as never);
+    }
+  });
+}
+
+export async function bootstrap(em: EntityManager, admin: { username: string; password?: string }): Promise<BootstrapResult> {
+  try {
+    await registerIdentityPermissions(em.fork());
+  } catch (error) {
+    if (!isUniqueViolation(error)) throw error; // another replica did it
+  }
+  if (await em.fork().findOne(TenantEntity, { name: SYSTEM_TENANT_NAME })) return {};
+  const generatedPassword = admin.password ? undefined : randomBytes(18).toString("base64url");
+  const passwordHash = await hashPassword(admin.password ?? generatedPassword!);
+  try {
+    await em.fork().transactional(async (tem) => {
+      const tenant = tem.create(TenantEntity, {
+        id: crypto.randomUUID(),
+        name: SYSTEM_TENANT_NAME,
+        displayName: "System",
+        disabled: false,
+        selfRegistrationEnabled: false,
+      } as never);
+      const user = tem.create(UserEntity, {
+        id: crypto.randomUUID(),
+        tenant,
+        username: admin.username,
+        usernameKey: foldKey(admin.username),
+        email: null,
+        emailKey: null,
+        displayName: "Administrator",
+        passwordHash,
+        disabled: false,
+        protected: true,
+      } as never);
+      createAdminGroup(tem, tenant, user, true);
+    });
+  } catch (error) {
+    if (isUniqueViolation(error)) return {}; // another replica bootstrapped first
+    throw error;
+  }
+  return { createdAdmin: { username: admin.username, generatedPassword } };
+}

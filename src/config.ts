@@ -1,0 +1,172 @@
+// Configuration is read from the environment once, validated, and passed down.
+// Nothing else in the server reads process.env.
+import { resolve } from "node:path";
+
+export interface TlsConfig {
+  certFile: string;
+  keyFile: string;
+  /** When set, clients must present a certificate signed by this CA (mTLS). */
+  clientCaFile?: string;
+}
+
+export interface Config {
+  grpcAddr: string;
+  httpAddr: string;
+  /** Embedded PGlite data directory (ignored when databaseUrl is set). */
+  dataDir: string;
+  /** postgres:// URL; when set, the real PostgreSQL driver is used. */
+  databaseUrl?: string;
+  /** 32-byte key that encrypts private signing keys; generated for the embedded default. */
+  masterKey?: Buffer;
+  adminUsername: string;
+  /** Bootstrap admin password; generated and printed once when absent. */
+  adminPassword?: string;
+  logLevel: "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
+  /** Allow unauthenticated TenantService.CreateTenant (Jincor POST /tenant). */
+  openTenantSignup: boolean;
+  issuer: string;
+  audience: string;
+  accessTokenTtlSeconds: number;
+  refreshTokenTtlSeconds: number;
+  refreshTokenAbsoluteTtlSeconds: number;
+  keyRotationIntervalSeconds: number;
+  /** How long a new signing key is published before it signs. */
+  keyPublishLeadSeconds: number;
+  tls?: TlsConfig;
+  amqpUrl?: string;
+  /** Seconds SIGTERM waits for in-flight calls before closing them. */
+  shutdownGraceSeconds: number;
+}
+
+export class ConfigError extends Error {
+  readonly variable: string;
+  constructor(variable: string, problem: string) {
+    super(`invalid configuration: ${variable} ${problem}`);
+    this.name = "ConfigError";
+    this.variable = variable;
+  }
+}
+
+type Env = Record<string, string | undefined>;
+
+const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
+const DURATION_UNITS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400 };
+
+/** Parses "300", "300s", "5m", "12h", "30d" into seconds. */
+export function parseDurationSeconds(raw: string): number | undefined {
+  const match = /^(\d+)([smhd]?)$/.exec(raw.trim());
+  if (!match) return undefined;
+  const value = Number(match[1]) * DURATION_UNITS[match[2] || "s"]!;
+  return Number.isSafeInteger(value) && value > 0 ? value : undefined;
+}
+
+function readAddr(env: Env, name: string, fallback: string): string {
+  const value = env[name] ?? fallback;
+  const match = /^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(value);
+  if (!match || Number(match[2]) > 65535) {
+    throw new ConfigError(name, `must be host:port (e.g. ${fallback}), got "${value}"`);
+  }
+  return value;
+}
+
+function readDuration(env: Env, name: string, fallback: string): number {
+  const raw = env[name] ?? fallback;
+  const seconds = parseDurationSeconds(raw);
+  if (seconds === undefined) {
+    throw new ConfigError(name, `must be a positive duration like 300s, 5m, 12h or 30d, got "${raw}"`);
+  }
+  return seconds;
+}
+
+function readBoolean(env: Env, name: string, fallback: boolean): boolean {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return fallback;
+  if (/^(1|true|yes|on)$/i.test(raw)) return true;
+  if (/^(0|false|no|off)$/i.test(raw)) return false;
+  throw new ConfigError(name, `must be true or false, got "${raw}"`);
+}
+
+function readMasterKey(env: Env): Buffer | undefined {
+  const raw = env.TESSERA_MASTER_KEY;
+  if (raw === undefined || raw === "") return undefined;
+  const key = /^[0-9a-fA-F]{64}$/.test(raw) ? Buffer.from(raw, "hex") : Buffer.from(raw, "base64");
+  if (key.length !== 32) {
+    throw new ConfigError("TESSERA_MASTER_KEY", "must be 32 bytes, as 64 hex digits or base64");
+  }
+  return key;
+}
+
+function readDatabaseUrl(env: Env): string | undefined {
+  const raw = env.DATABASE_URL;
+  if (raw === undefined || raw === "") return undefined;
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new ConfigError("DATABASE_URL", "is not a valid URL");
+  }
+  if (url.protocol !== "postgres:" && url.protocol !== "postgresql:") {
+    throw new ConfigError("DATABASE_URL", `must start with postgres:// (got ${url.protocol}//)`);
+  }
+  if (url.pathname.length <= 1) throw new ConfigError("DATABASE_URL", "must name a database");
+  return raw;
+}
+
+function readTls(env: Env): TlsConfig | undefined {
+  const certFile = env.TESSERA_TLS_CERT_FILE;
+  const keyFile = env.TESSERA_TLS_KEY_FILE;
+  const clientCaFile = env.TESSERA_TLS_CLIENT_CA_FILE || undefined;
+  if (!certFile && !keyFile) {
+    if (clientCaFile) throw new ConfigError("TESSERA_TLS_CLIENT_CA_FILE", "needs TESSERA_TLS_CERT_FILE and TESSERA_TLS_KEY_FILE");
+    return undefined;
+  }
+  if (!certFile) throw new ConfigError("TESSERA_TLS_CERT_FILE", "is required when TESSERA_TLS_KEY_FILE is set");
+  if (!keyFile) throw new ConfigError("TESSERA_TLS_KEY_FILE", "is required when TESSERA_TLS_CERT_FILE is set");
+  return { certFile, keyFile, clientCaFile };
+}
+
+export function loadConfig(env: Env = process.env): Config {
+  const logLevel = (env.TESSERA_LOG_LEVEL ?? "info") as Config["logLevel"];
+  if (!LOG_LEVELS.includes(logLevel)) {
+    throw new ConfigError("TESSERA_LOG_LEVEL", `must be one of ${LOG_LEVELS.join(", ")}`);
+  }
+  const adminPassword = env.TESSERA_ADMIN_PASSWORD || undefined;
+  if (adminPassword !== undefined && (adminPassword.length < 8 || adminPassword.length > 128)) {
+    throw new ConfigError("TESSERA_ADMIN_PASSWORD", "must be 8-128 characters");
+  }
+  const adminUsername = env.TESSERA_ADMIN_USERNAME || "admin";
+  if (!/^[A-Za-z0-9._@-]{1,64}$/.test(adminUsername)) {
+    throw new ConfigError("TESSERA_ADMIN_USERNAME", "must be 1-64 characters of letters, digits and ._-@");
+  }
+  const amqpUrl = env.AMQP_URL || undefined;
+  if (amqpUrl !== undefined && !/^amqps?:\/\//.test(amqpUrl)) {
+    throw new ConfigError("AMQP_URL", "must start with amqp:// or amqps://");
+  }
+  const accessTokenTtlSeconds = readDuration(env, "TESSERA_ACCESS_TOKEN_TTL", "5m");
+  const refreshTokenTtlSeconds = readDuration(env, "TESSERA_REFRESH_TOKEN_TTL", "30d");
+  const refreshTokenAbsoluteTtlSeconds = readDuration(env, "TESSERA_REFRESH_TOKEN_ABSOLUTE_TTL", "90d");
+  if (refreshTokenAbsoluteTtlSeconds < refreshTokenTtlSeconds) {
+    throw new ConfigError("TESSERA_REFRESH_TOKEN_ABSOLUTE_TTL", "must not be shorter than TESSERA_REFRESH_TOKEN_TTL");
+  }
+  return {
+    grpcAddr: readAddr(env, "TESSERA_GRPC_ADDR", "127.0.0.1:50051"),
+    httpAddr: readAddr(env, "TESSERA_HTTP_ADDR", "127.0.0.1:8080"),
+    dataDir: resolve(env.TESSERA_DATA_DIR || "./data"),
+    databaseUrl: readDatabaseUrl(env),
+    masterKey: readMasterKey(env),
+    adminUsername,
+    adminPassword,
+    logLevel,
+    openTenantSignup: readBoolean(env, "TESSERA_OPEN_TENANT_SIGNUP", false),
+    issuer: env.TESSERA_ISSUER || "tessera",
+    audience: env.TESSERA_AUDIENCE || "tessera",
+    accessTokenTtlSeconds,
+    refreshTokenTtlSeconds,
+    refreshTokenAbsoluteTtlSeconds,
+    keyRotationIntervalSeconds: readDuration(env, "TESSERA_KEY_ROTATION_INTERVAL", "30d"),
+    keyPublishLeadSeconds: readDuration(env, "TESSERA_KEY_PUBLISH_LEAD", "1m"),
+    tls: readTls(env),
+    amqpUrl,
+    shutdownGraceSeconds: readDuration(env, "TESSERA_SHUTDOWN_GRACE", "10s"),
+  };
+}

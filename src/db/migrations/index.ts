@@ -1,0 +1,6 @@
+// The committed migration history, in order. `npm run migration:create` adds
+// new files; list them here so both drivers apply exactly the same steps.
+import type { MigrationObject } from "@mikro-orm/core";
+import { Migration20261125000627 } from "./Migration20261125000627.ts";
+
+export const migrationsList: MigrationObject[] = [{ name: "Migration20261125000627", class: Migration20261125000627 }];

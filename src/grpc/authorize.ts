@@ -1,0 +1,38 @@
+// Authorization of a call: who is calling (the principal the auth middleware
+// put in the context), which permission the RPC needs, and which tenant it
+// may act on. Only the system tenant's principals act across tenants.
+import { permissionDenied, unauthenticated } from "../errors.ts";
+import { anyPatternMatches } from "../permissions/match.ts";
+import { SYSTEM_TENANT_NAME } from "../tenants/tenant.service.ts";
+import type { Principal, TesseraContext } from "./context.ts";
+
+export function requirePrincipal(context: Pick<TesseraContext, "principal">): Principal {
+  if (!context.principal) throw unauthenticated("TOKEN_MISSING", "this call needs authorization: Bearer <access token>");
+  return context.principal;
+}
+
+export function hasPermission(principal: Principal, permission: string): boolean {
+  return anyPatternMatches(principal.permissions, permission);
+}
+
+/**
+ * Checks that the caller holds `permission` and may act on `requestedTenantId`
+ * (empty means its own tenant). Returns the tenant id the call acts on.
+ */
+export function authorize(context: Pick<TesseraContext, "principal">, permission: string, requestedTenantId = ""): string {
+  const principal = requirePrincipal(context);
+  const tenantId = requestedTenantId || principal.tenantId;
+  if (tenantId !== principal.tenantId && principal.tenantName !== SYSTEM_TENANT_NAME) {
+    throw permissionDenied("you may only act on your own tenant");
+  }
+  if (!hasPermission(principal, permission)) throw permissionDenied(`missing permission ${permission}`);
+  return tenantId;
+}
+
+/** For cross-tenant operations (list/create/delete tenants, key rotation): system tenant only. */
+export function authorizeSystem(context: Pick<TesseraContext, "principal">, permission: string): Principal {
+  const principal = requirePrincipal(context);
+  if (principal.tenantName !== SYSTEM_TENANT_NAME) throw permissionDenied("only the system tenant may do this");
+  if (!hasPermission(principal, permission)) throw permissionDenied(`missing permission ${permission}`);
+  return principal;
+}

@@ -1,0 +1,94 @@
+// Cross-cutting concerns as nice-grpc middleware, composed once in server.ts:
+// request logging -> error mapping -> per-call EntityManager fork.
+import { Status, type CallContext, type ServerMiddleware, ServerError } from "nice-grpc";
+import { BadRequest, ErrorInfo, RetryInfo, RichServerError } from "nice-grpc-error-details";
+import type { Logger } from "pino";
+import type { Database } from "../db/orm.ts";
+import { isDatabaseUnavailable } from "../db/errors.ts";
+import { databaseUnavailable, TesseraError, type ErrorKind } from "../errors.ts";
+import type { TesseraContext } from "./context.ts";
+
+export const ERROR_DOMAIN = "tessera.identity.v1";
+
+const STATUS_OF_KIND: Record<ErrorKind, Status> = {
+  INVALID_ARGUMENT: Status.INVALID_ARGUMENT,
+  UNAUTHENTICATED: Status.UNAUTHENTICATED,
+  PERMISSION_DENIED: Status.PERMISSION_DENIED,
+  NOT_FOUND: Status.NOT_FOUND,
+  ALREADY_EXISTS: Status.ALREADY_EXISTS,
+  FAILED_PRECONDITION: Status.FAILED_PRECONDITION,
+  RESOURCE_EXHAUSTED: Status.RESOURCE_EXHAUSTED,
+  UNAVAILABLE: Status.UNAVAILABLE,
+};
+
+/** Turns a domain error into a status with ErrorInfo (+ BadRequest, RetryInfo) details. */
+export function toRichServerError(error: TesseraError): RichServerError {
+  const details = [ErrorInfo.fromPartial({ reason: error.reason, domain: ERROR_DOMAIN, metadata: { ...error.metadata } })];
+  if (error.fieldViolations.length > 0) {
+    details.push(BadRequest.fromPartial({ fieldViolations: error.fieldViolations.map((v) => ({ ...v })) }) as never);
+  }
+  if (error.retryAfterMs !== undefined) {
+    const ms = Math.max(0, Math.ceil(error.retryAfterMs));
+    details.push(RetryInfo.fromPartial({ retryDelay: { seconds: Math.floor(ms / 1000), nanos: (ms % 1000) * 1e6 } }) as never);
+  }
+  return new RichServerError(STATUS_OF_KIND[error.kind], error.message, details);
+}
+
+function internalError(): RichServerError {
+  return new RichServerError(Status.INTERNAL, "internal error", [
+    ErrorInfo.fromPartial({ reason: "INTERNAL_ERROR", domain: ERROR_DOMAIN }),
+  ]);
+}
+
+/**
+ * Maps every failure to a clear status: domain errors keep their reason, a
+ * lost database is UNAVAILABLE, and anything else is a bug reported as
+ * INTERNAL with no internals leaked (the stack goes to the log only).
+ */
+export function errorMappingMiddleware(): ServerMiddleware<{}, { log: Logger }> {
+  return async function* mapErrors(call, context) {
+    try {
+      return yield* call.next(call.request, context);
+    } catch (error) {
+      if (error instanceof TesseraError) throw toRichServerError(error);
+      if (error instanceof ServerError) throw error;
+      if (isDatabaseUnavailable(error)) {
+        context.log.warn({ err: error }, "database unavailable");
+        throw toRichServerError(databaseUnavailable(error));
+      }
+      if (isAbort(error, context)) throw error;
+      context.log.error({ err: error }, "unexpected error");
+      throw internalError();
+    }
+  };
+}
+
+function isAbort(error: unknown, context: CallContext): boolean {
+  return context.signal.aborted && (error as { name?: string })?.name === "AbortError";
+}
+
+/** Gives each call its own EntityManager fork (never a global identity map). */
+export function ormContextMiddleware(orm: Database): ServerMiddleware<Pick<TesseraContext, "em">, {}> {
+  return async function* forkEntityManager(call, context) {
+    return yield* call.next(call.request, { ...context, em: orm.em.fork() });
+  };
+}
+
+/** Structured request logging: method, status, duration; never request bodies or metadata. */
+export function loggingMiddleware(logger: Logger): ServerMiddleware<Pick<TesseraContext, "log" | "peer">, {}> {
+  return async function* logCall(call, context) {
+    const start = process.hrtime.bigint();
+    const log = logger.child({ rpc: call.method.path });
+    const peer = context.peer;
+    let code = "OK";
+    try {
+      return yield* call.next(call.request, { ...context, log, peer });
+    } catch (error) {
+      code = error instanceof ServerError ? Status[error.code] : "UNKNOWN";
+      throw error;
+    } finally {
+      const ms = Number(process.hrtime.bigint() - start) / 1e6;
+      log.debug({ code, ms: Math.round(ms * 100) / 100, peer }, "rpc");
+    }
+  };
+}

@@ -1,0 +1,62 @@
+// Builds the gRPC server: middleware composed once, every service registered,
+// plus standard health and server reflection (v1 and v1alpha) so that
+// `buf curl` and grpcurl work without a local schema.
+import { readFileSync } from "node:fs";
+import { createServer, type Server } from "nice-grpc";
+import { errorDetailsServerMiddleware } from "nice-grpc-error-details";
+import { HealthDefinition, HealthServiceImpl, type HealthState } from "nice-grpc-server-health";
+import { ServerReflection, ServerReflectionService } from "nice-grpc-server-reflection";
+import type { Logger } from "pino";
+import type { Database } from "../db/orm.ts";
+import { authMiddleware, type Authenticator } from "./auth.middleware.ts";
+import { errorMappingMiddleware, loggingMiddleware, ormContextMiddleware } from "./middleware.ts";
+import type { TesseraContext } from "./context.ts";
+
+const DESCRIPTOR_SET = new URL("../../gen/descriptor-set.binpb", import.meta.url);
+
+// The v1alpha reflection service is wire-identical to v1; older clients (and
+// some grpcurl builds) only speak v1alpha, so serve the same handler there.
+const ServerReflectionV1AlphaService = {
+  serverReflectionInfo: {
+    ...ServerReflectionService.serverReflectionInfo,
+    path: "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+  },
+} as unknown as typeof ServerReflectionService;
+
+/** A service definition and its implementation, as server.add() takes them. */
+export interface ServiceRegistration {
+  definition: { fullName: string } & object;
+  implementation: object;
+}
+
+export interface GrpcServerOptions {
+  orm: Database;
+  logger: Logger;
+  authenticate: Authenticator;
+  services: ServiceRegistration[];
+  health: HealthState;
+}
+
+export function buildGrpcServer(options: GrpcServerOptions): Server {
+  const server = createServer({
+    "grpc.max_receive_message_length": 1024 * 1024,
+    "grpc.keepalive_permit_without_calls": 1,
+  })
+    .use(loggingMiddleware(options.logger))
+    .use(errorDetailsServerMiddleware)
+    .use(errorMappingMiddleware())
+    .use(ormContextMiddleware(options.orm))
+    .use(authMiddleware(options.authenticate));
+
+  for (const { definition, implementation } of options.services) {
+    server.add(definition as never, implementation as never);
+  }
+  const serviceNames = options.services.map((s) => s.definition.fullName);
+  const reflection = ServerReflection(readFileSync(DESCRIPTOR_SET), serviceNames);
+  server.add(ServerReflectionService, reflection);
+  server.add(ServerReflectionV1AlphaService, reflection);
+  server.add(HealthDefinition, HealthServiceImpl(options.health));
+  return server;
+}
+
+export type { TesseraContext };

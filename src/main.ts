@@ -1,0 +1,57 @@
+// `npm start`: Tessera as a process. Configuration errors stop it with a message
+// naming the variable; SIGTERM/SIGINT drain in-flight calls and close the database.
+import { pino } from "pino";
+import { ConfigError, loadConfig, type Config } from "./config.ts";
+import { startTessera } from "./app.ts";
+
+export const LOG_REDACT = [
+  "password",
+  "*.password",
+  "newPassword",
+  "currentPassword",
+  "refreshToken",
+  "accessToken",
+  "token",
+  "authorization",
+  "*.authorization",
+  "req.headers.authorization",
+  "req.headers.cookie",
+];
+
+let config: Config;
+try {
+  config = loadConfig();
+} catch (error) {
+  if (error instanceof ConfigError) {
+    process.stderr.write(`tessera: ${error.message}\n`);
+    process.exit(2);
+  }
+  throw error;
+}
+
+const logger = pino({ level: config.logLevel, redact: { paths: LOG_REDACT, censor: "[redacted]" }, base: { service: "tessera" } });
+
+try {
+  const tessera = await startTessera(config, logger);
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, "shutting down: draining in-flight calls");
+    tessera.close().then(
+      () => {
+        logger.info("stopped");
+        process.exit(0);
+      },
+      (error) => {
+        logger.error({ err: error }, "shutdown failed");
+        process.exit(1);
+      },
+    );
+  };
+  process.on("SIGTERM", () => stop("SIGTERM"));
+  process.on("SIGINT", () => stop("SIGINT"));
+} catch (error) {
+  logger.fatal({ err: error }, "tessera failed to start");
+  process.exit(1);
+}

@@ -1,0 +1,42 @@
+// Tessera's own permissions, registered at start as microservice "identity".
+// Every non-public RPC names one of them in its proto comment.
+export const IDENTITY_MICROSERVICE = "identity";
+
+export const IDENTITY_PERMISSIONS: Record<string, string> = {
+  "identity.tenants.create": "Create tenants (system tenant)",
+  "identity.tenants.get": "Read tenants",
+  "identity.tenants.list": "List all tenants (system tenant)",
+  "identity.tenants.update": "Update tenants",
+  "identity.tenants.delete": "Delete tenants (system tenant)",
+  "identity.users.create": "Create users",
+  "identity.users.get": "Read users and their effective permissions",
+  "identity.users.list": "List users",
+  "identity.users.update": "Update, disable and enable users",
+  "identity.users.delete": "Delete users",
+  "identity.users.set_password": "Set other users' passwords",
+  "identity.sessions.list": "List other users' sessions",
+  "identity.sessions.revoke": "Revoke other users' sessions",
+  "identity.keys.rotate": "Rotate the token signing key (system tenant)",
+  "identity.revocations.watch": "Follow the revocation feed",
+  "identity.microservices.register": "Register microservices and their permissions",
+  "identity.microservices.list": "List registered microservices",
+  "identity.permissions.list": "List registered permissions",
+  "identity.groups.create": "Create groups",
+  "identity.groups.get": "Read groups",
+  "identity.groups.list": "List groups",
+  "identity.groups.update": "Update groups and their members",
+  "identity.groups.delete": "Delete groups",
+  "identity.regions.create": "Create registry regions",
+  "identity.regions.get": "Read registry regions",
+  "identity.regions.list": "List registry regions and export the DNS zone",
+  "identity.regions.update": "Update registry regions",
+  "identity.regions.delete": "Delete registry regions",
+  "identity.capabilities.publish": "Publish capability keys",
+  "identity.capabilities.revoke": "Revoke capability keys",
+  "identity.capabilities.list": "List capability keys",
+  "identity.capabilities.lookup": "Resolve capability keys through registries",
+};
+
+/** Patterns granted to each tenant's administrators group. */
+export const ADMIN_GRANTS = ["*.*.*"];
+export const ADMIN_GROUP_NAME = "administrators";

@@ -1,0 +1,153 @@
+// Signing keys: Ed25519 in the database, private halves sealed under the
+// master key. Rotation publishes the next key first (it appears in the JWKS at
+// once) and lets it sign only after `publishLeadSeconds`, so verifiers that
+// cache the JWKS learn it before they meet it; a retired key stays published
+// until every token it signed has expired.
+import { createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, type KeyObject } from "node:crypto";
+import type { EntityManager } from "@mikro-orm/core";
+import { SigningKeyEntity, type SigningKey } from "./token.entity.ts";
+import { open, seal } from "./master-key.ts";
+
+export interface PublicJwk {
+  kid: string;
+  kty: string;
+  crv: string;
+  x: string;
+  alg: string;
+  use: string;
+}
+
+interface LoadedKey {
+  kid: string;
+  jwk: PublicJwk;
+  publicKey: KeyObject;
+  activatesAt: Date;
+  retiredAt: Date | null;
+  expiresAt: Date | null;
+}
+
+export interface KeyStoreOptions {
+  masterKey: Buffer;
+  /** Longest lifetime of a token signed by a key: how long it stays published after retiring. */
+  accessTokenTtlSeconds: number;
+  publishLeadSeconds: number;
+  /** Called when the key set changes (for the revocation feed). */
+  onKeyEvent?: (em: EntityManager, kind: "KEY_ADDED" | "KEY_RETIRED", kid: string) => Promise<void>;
+}
+
+const sealContext = (kid: string) => `tessera signing key ${kid}`;
+
+export class KeyStore {
+  readonly #options: KeyStoreOptions;
+  #keys = new Map<string, LoadedKey>();
+  #signers = new Map<string, KeyObject>();
+  #lastReload = 0;
+
+  constructor(options: KeyStoreOptions) {
+    this.#options = options;
+  }
+
+  /** Loads the published keys; creates the first signing key on a fresh database. */
+  async init(em: EntityManager): Promise<void> {
+    await this.reload(em);
+    if (![...this.#keys.values()].some((k) => !k.retiredAt)) {
+      await this.#createKey(em, new Date());
+      await this.reload(em);
+    }
+  }
+
+  async reload(em: EntityManager): Promise<void> {
+    const now = new Date();
+    const rows = await em.fork().find(
+      SigningKeyEntity,
+      { $or: [{ expiresAt: null }, { expiresAt: { $gt: now } }] },
+      { orderBy: { activatesAt: "asc" }, populate: ["privateKeyEncrypted"] as never },
+    );
+    const keys = new Map<string, LoadedKey>();
+    for (const row of rows) {
+      keys.set(row.kid, {
+        kid: row.kid,
+        jwk: row.publicJwk as unknown as PublicJwk,
+        publicKey: createPublicKey({ key: row.publicJwk, format: "jwk" }),
+        activatesAt: row.activatesAt,
+        retiredAt: row.retiredAt ?? null,
+        expiresAt: row.expiresAt ?? null,
+      });
+      if (!this.#signers.has(row.kid) && !row.retiredAt) {
+        const der = open(this.#options.masterKey, (row as SigningKey).privateKeyEncrypted, sealContext(row.kid));
+        this.#signers.set(row.kid, createPrivateKey({ key: der, format: "der", type: "pkcs8" }));
+      }
+    }
+    this.#keys = keys;
+    this.#lastReload = Date.now();
+  }
+
+  async #createKey(em: EntityManager, activatesAt: Date): Promise<SigningKey> {
+    const { publicKey, privateKey } = generateKeyPairSync("ed25519");
+    const kid = randomBytes(12).toString("base64url");
+    const jwk = publicKey.export({ format: "jwk" }) as { kty: string; crv: string; x: string };
+    const der = privateKey.export({ format: "der", type: "pkcs8" });
+    const key = em.create(SigningKeyEntity, {
+      kid,
+      algorithm: "EdDSA",
+      publicJwk: { kid, kty: jwk.kty, crv: jwk.crv, x: jwk.x, alg: "EdDSA", use: "sig" },
+      privateKeyEncrypted: seal(this.#options.masterKey, der, sealContext(kid)),
+      activatesAt,
+      retiredAt: null,
+      expiresAt: null,
+    });
+    await em.flush();
+    await this.#options.onKeyEvent?.(em, "KEY_ADDED", kid);
+    return key;
+  }
+
+  /** Publishes a new key now; it signs after the publication lead, when the current one retires. */
+  async rotate(em: EntityManager): Promise<{ kid: string; activatesAt: Date }> {
+    const activatesAt = new Date(Date.now() + this.#options.publishLeadSeconds * 1000);
+    const result = await em.transactional(async (tem) => {
+      const key = await this.#createKey(tem, activatesAt);
+      const expiresAt = new Date(activatesAt.getTime() + (this.#options.accessTokenTtlSeconds + 60) * 1000);
+      await tem.nativeUpdate(SigningKeyEntity, { kid: { $ne: key.kid }, retiredAt: null }, { retiredAt: activatesAt, expiresAt });
+      return { kid: key.kid, activatesAt };
+    });
+    await this.reload(em);
+    return result;
+  }
+
+  /** The key that signs now: the newest one whose activation time has come. */
+  signer(now = new Date()): { kid: string; privateKey: KeyObject } {
+    let chosen: LoadedKey | undefined;
+    for (const key of this.#keys.values()) {
+      if (key.activatesAt <= now && this.#signers.has(key.kid) && (!chosen || key.activatesAt > chosen.activatesAt)) chosen = key;
+    }
+    if (!chosen) throw new Error("no active signing key");
+    return { kid: chosen.kid, privateKey: this.#signers.get(chosen.kid)! };
+  }
+
+  /** The public key for `kid`; reloads (at most every 5 s) when another replica may have rotated. */
+  async publicKey(em: EntityManager, kid: string): Promise<KeyObject | undefined> {
+    const key = this.#keys.get(kid);
+    if (key) return key.expiresAt && key.expiresAt <= new Date() ? undefined : key.publicKey;
+    if (Date.now() - this.#lastReload > 5000) {
+      await this.reload(em);
+      return this.#keys.get(kid)?.publicKey;
+    }
+    return undefined;
+  }
+
+  cachedPublicKey(kid: string): KeyObject | undefined {
+    const key = this.#keys.get(kid);
+    return key && !(key.expiresAt && key.expiresAt <= new Date()) ? key.publicKey : undefined;
+  }
+
+  jwks(now = new Date()): PublicJwk[] {
+    return [...this.#keys.values()].filter((k) => !k.expiresAt || k.expiresAt > now).map((k) => ({ ...k.jwk }));
+  }
+
+  /** Age of the newest key, for the rotation schedule. */
+  newestKeyAgeSeconds(now = Date.now()): number {
+    let newest = 0;
+    for (const key of this.#keys.values()) newest = Math.max(newest, key.activatesAt.getTime());
+    return (now - newest) / 1000;
+  }
+}

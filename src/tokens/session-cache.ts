@@ -1,0 +1,100 @@
+// Verification state of live sessions, cached so that VerifyToken does not hit
+// the database on every call. Entries are dropped the moment a revocation is
+// committed locally and within one feed poll on other replicas; a short TTL
+// bounds staleness should an event ever be missed.
+import type { EntityManager } from "@mikro-orm/core";
+import { grantedPatterns } from "../permissions/grants.ts";
+import { SessionEntity } from "./token.entity.ts";
+import type { RevocationEvent } from "./token.entity.ts";
+
+export interface SessionState {
+  sessionId: string;
+  kind: "user" | "service";
+  subject: string;
+  tenantId: string;
+  tenantName: string;
+  tenantDisabled: boolean;
+  userId: string | null;
+  username: string;
+  userDisabled: boolean;
+  revoked: boolean;
+  expiresAt: Date;
+  elected: string[];
+  /** Patterns granted now through the user's groups. */
+  granted: string[];
+}
+
+const TTL_MS = 30_000;
+const MAX_ENTRIES = 100_000;
+
+export class SessionCache {
+  readonly #entries = new Map<string, { state: SessionState | null; loadedAt: number }>();
+  readonly #loading = new Map<string, Promise<SessionState | null>>();
+
+  async get(em: EntityManager, sessionId: string): Promise<SessionState | null> {
+    const entry = this.#entries.get(sessionId);
+    if (entry && Date.now() - entry.loadedAt < TTL_MS) return entry.state;
+    let loading = this.#loading.get(sessionId);
+    if (!loading) {
+      loading = this.#load(em, sessionId).finally(() => this.#loading.delete(sessionId));
+      this.#loading.set(sessionId, loading);
+    }
+    return loading;
+  }
+
+  async #load(em: EntityManager, sessionId: string): Promise<SessionState | null> {
+    const generation = this.#generation;
+    const session = await em.findOne(SessionEntity, { id: sessionId }, { populate: ["tenant", "user"] });
+    const state: SessionState | null = session
+      ? {
+          sessionId: session.id,
+          kind: session.kind as SessionState["kind"],
+          subject: session.subject,
+          tenantId: session.tenant.id,
+          tenantName: session.tenant.name,
+          tenantDisabled: session.tenant.disabled,
+          userId: session.user?.id ?? null,
+          username: session.user?.username ?? "",
+          userDisabled: session.user?.disabled ?? false,
+          revoked: session.revokedAt != null,
+          expiresAt: session.expiresAt,
+          elected: session.elected,
+          granted: session.user ? await grantedPatterns(em, session.user.id) : session.elected,
+        }
+      : null;
+    // A revocation that arrived while loading wins: do not cache what may be stale.
+    if (generation === this.#generation) {
+      if (this.#entries.size >= MAX_ENTRIES) this.#entries.clear();
+      this.#entries.set(sessionId, { state, loadedAt: Date.now() });
+    }
+    return state;
+  }
+
+  #generation = 0;
+
+  /** Drops whatever an event may have changed. */
+  apply(event: Pick<RevocationEvent, "kind" | "sessionId" | "userId" | "tenantId">): void {
+    this.#generation++;
+    switch (event.kind) {
+      case "SESSION_REVOKED":
+        if (event.sessionId) this.#entries.delete(event.sessionId);
+        return;
+      case "USER_REVOKED":
+        this.#dropWhere((s) => s.userId === event.userId);
+        return;
+      case "TENANT_REVOKED":
+        this.#dropWhere((s) => s.tenantId === event.tenantId);
+        return;
+      case "GRANTS_CHANGED":
+        if (event.tenantId) this.#dropWhere((s) => s.tenantId === event.tenantId);
+        else this.#entries.clear();
+        return;
+      default:
+        return;
+    }
+  }
+
+  #dropWhere(predicate: (state: SessionState) => boolean): void {
+    for (const [id, entry] of this.#entries) if (!entry.state || predicate(entry.state)) this.#entries.delete(id);
+  }
+}

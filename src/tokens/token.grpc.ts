@@ -1,0 +1,184 @@
+// IssueService, RefreshService and VerifyService over gRPC.
+import type { ServiceImplementation } from "nice-grpc";
+import type { IssueServiceDefinition, Session as SessionMessage } from "../../gen/tessera/identity/v1/issue_service.ts";
+import type { RefreshServiceDefinition } from "../../gen/tessera/identity/v1/refresh_service.ts";
+import type { Principal as PrincipalMessage, VerifyServiceDefinition } from "../../gen/tessera/identity/v1/verify_service.ts";
+import { RevocationKind } from "../../gen/tessera/identity/v1/verify_service.ts";
+import { PrincipalKind } from "../../gen/tessera/identity/v1/common.ts";
+import { invalidInput, Violations } from "../errors.ts";
+import { authorize, authorizeSystem, hasPermission, requirePrincipal } from "../grpc/authorize.ts";
+import type { Principal, TesseraContext } from "../grpc/context.ts";
+import { isPermissionPattern, anyPatternMatches } from "../permissions/match.ts";
+import type { KeyStore } from "./keys.ts";
+import type { RevocationFeed } from "./revocations.ts";
+import type { Session } from "./token.entity.ts";
+import type { TokenService, TokenSet } from "./token.service.ts";
+
+const kindOf = (kind: "user" | "service") => (kind === "user" ? PrincipalKind.PRINCIPAL_KIND_USER : PrincipalKind.PRINCIPAL_KIND_SERVICE);
+
+function tokenResponse(set: TokenSet) {
+  return {
+    accessToken: set.accessToken,
+    tokenType: "Bearer",
+    expireTime: set.expiresAt,
+    refreshToken: set.refreshToken,
+    refreshExpireTime: set.refreshExpiresAt,
+    sessionId: set.sessionId,
+    grantedPermissions: set.granted,
+  };
+}
+
+export function toPrincipalMessage(p: Principal): PrincipalMessage {
+  return {
+    kind: kindOf(p.kind),
+    subject: p.subject,
+    tenantId: p.tenantId,
+    tenantName: p.tenantName,
+    sessionId: p.sessionId,
+    permissions: [...p.permissions],
+    expireTime: p.expiresAt,
+    upn: `${p.subject}@${p.tenantName}`,
+    username: p.username,
+    region: undefined,
+    audience: [...p.audience],
+  };
+}
+
+function toSessionMessage(s: Session): SessionMessage {
+  return {
+    id: s.id,
+    tenantId: typeof s.tenant === "object" ? s.tenant.id : String(s.tenant),
+    subject: s.subject,
+    principalKind: kindOf(s.kind as "user" | "service"),
+    electedPermissions: s.elected,
+    createTime: s.createdAt,
+    refreshTime: s.refreshedAt,
+    expireTime: s.expiresAt,
+    clientAddress: s.clientAddress,
+  };
+}
+
+/** The user a session RPC targets: the caller by default; others need `permission`. */
+function targetUser(context: TesseraContext, tenantId: string, userId: string, permission: string): { tenantId: string; userId: string } {
+  const principal = requirePrincipal(context);
+  const self = (!userId || userId === principal.subject) && (!tenantId || tenantId === principal.tenantId);
+  if (self) return { tenantId: principal.tenantId, userId: principal.subject };
+  return { tenantId: authorize(context, permission, tenantId), userId };
+}
+
+export function issueServiceImpl(tokens: TokenService, keys: KeyStore): ServiceImplementation<typeof IssueServiceDefinition, TesseraContext> {
+  return {
+    async issueToken(request, context) {
+      const credential = request.credential;
+      if (!credential) throw invalidInput([{ field: "credential", description: "set one of password, minecraft, service_assertion" }]);
+      switch (credential.$case) {
+        case "password": {
+          const set = await tokens.issueForPassword(context.em, {
+            tenant: credential.value.tenant,
+            username: credential.value.username,
+            password: credential.value.password,
+            requested: request.requestedPermissions,
+            audience: request.audience,
+            peer: context.peer,
+          });
+          return { ...tokenResponse(set), principalKind: kindOf(set.kind) };
+        }
+        default:
+          throw invalidInput([{ field: `credential.${credential.$case}`, description: "this credential kind is not enabled on this server" }]);
+      }
+    },
+
+    async revokeSession(request, context) {
+      const principal = requirePrincipal(context);
+      const sessionId = request.sessionId || principal.sessionId;
+      // Own sessions need no permission; anyone else's needs identity.sessions.revoke in the tenant.
+      const mayRevokeOthers = hasPermission(principal, "identity.sessions.revoke");
+      await tokens.revokeSession(context.em, principal.tenantId, sessionId, mayRevokeOthers ? undefined : principal.subject);
+      return {};
+    },
+
+    async revokeAllSessions(request, context) {
+      const target = targetUser(context, request.tenantId, request.userId, "identity.sessions.revoke");
+      return { revokedCount: await tokens.revokeAllSessions(context.em, target.tenantId, target.userId) };
+    },
+
+    async listSessions(request, context) {
+      const target = targetUser(context, request.tenantId, request.userId, "identity.sessions.list");
+      const page = await tokens.listSessions(context.em, target.tenantId, target.userId, request);
+      return { sessions: page.sessions.map(toSessionMessage), nextPageToken: page.nextPageToken };
+    },
+
+    async rotateSigningKey(_request, context) {
+      authorizeSystem(context, "identity.keys.rotate");
+      const rotated = await keys.rotate(context.em);
+      return { keyId: rotated.kid, activateTime: rotated.activatesAt };
+    },
+  };
+}
+
+export function refreshServiceImpl(tokens: TokenService): ServiceImplementation<typeof RefreshServiceDefinition, TesseraContext> {
+  return {
+    async refresh(request, context) {
+      const set = await tokens.refresh(context.em, { refreshToken: request.refreshToken, requested: request.requestedPermissions });
+      return tokenResponse(set);
+    },
+  };
+}
+
+const REVOCATION_KINDS: Record<string, RevocationKind> = {
+  SESSION_REVOKED: RevocationKind.REVOCATION_KIND_SESSION_REVOKED,
+  USER_REVOKED: RevocationKind.REVOCATION_KIND_USER_REVOKED,
+  TENANT_REVOKED: RevocationKind.REVOCATION_KIND_TENANT_REVOKED,
+  KEY_ADDED: RevocationKind.REVOCATION_KIND_KEY_ADDED,
+  KEY_RETIRED: RevocationKind.REVOCATION_KIND_KEY_RETIRED,
+  GRANTS_CHANGED: RevocationKind.REVOCATION_KIND_GRANTS_CHANGED,
+};
+
+export function verifyServiceImpl(
+  tokens: TokenService,
+  keys: KeyStore,
+  feed: RevocationFeed,
+): ServiceImplementation<typeof VerifyServiceDefinition, TesseraContext> {
+  return {
+    async verifyToken(request, context) {
+      if (!request.token) throw invalidInput([{ field: "token", description: "is required" }]);
+      return { principal: toPrincipalMessage(await tokens.verify(context.em, request.token, request.audience)) };
+    },
+
+    async checkPermission(request, context) {
+      const v = new Violations();
+      if (!isPermissionPattern(request.permission) || request.permission.includes("*")) {
+        v.add("permission", "must be a codename {microservice}.{resource}.{action}");
+      }
+      v.throwIfAny();
+      const principal = request.token ? await tokens.verify(context.em, request.token) : requirePrincipal(context);
+      return { allowed: anyPatternMatches(principal.permissions, request.permission), principal: toPrincipalMessage(principal) };
+    },
+
+    async getJwks() {
+      return { keys: keys.jwks() };
+    },
+
+    async *watchRevocations(request, context) {
+      authorizeSystem(context, "identity.revocations.watch");
+      let cursor = 0;
+      if (request.cursor) {
+        cursor = Number(request.cursor);
+        if (!/^\d{1,15}$/.test(request.cursor) || !Number.isSafeInteger(cursor)) {
+          throw invalidInput([{ field: "cursor", description: "must be a cursor from a previous event" }]);
+        }
+      }
+      for await (const event of feed.watch(cursor, context.signal)) {
+        yield {
+          cursor: String(event.id),
+          kind: REVOCATION_KINDS[event.kind] ?? RevocationKind.REVOCATION_KIND_UNSPECIFIED,
+          tenantId: event.tenantId ?? "",
+          userId: event.userId ?? "",
+          sessionId: event.sessionId ?? "",
+          keyId: event.keyId ?? "",
+          eventTime: event.createdAt,
+        };
+      }
+    },
+  };
+}

@@ -1,0 +1,103 @@
+// UserService over gRPC: maps proto <-> domain and checks permissions.
+import type { ServiceImplementation } from "nice-grpc";
+import type { User as UserMessage, UserServiceDefinition } from "../../gen/tessera/identity/v1/user_service.ts";
+import { authorize, hasPermission, requirePrincipal } from "../grpc/authorize.ts";
+import type { TesseraContext } from "../grpc/context.ts";
+import type { TenantService } from "../tenants/tenant.service.ts";
+import type { User } from "./user.entity.ts";
+import type { UserService } from "./user.service.ts";
+
+export function toUserMessage(user: User): UserMessage {
+  return {
+    id: user.id,
+    tenantId: typeof user.tenant === "object" ? user.tenant.id : String(user.tenant),
+    username: user.username,
+    email: user.email ?? "",
+    displayName: user.displayName,
+    disabled: user.disabled,
+    createTime: user.createdAt,
+    updateTime: user.updatedAt,
+  };
+}
+
+
+export function userServiceImpl(users: UserService, tenants: TenantService): ServiceImplementation<typeof UserServiceDefinition, TesseraContext> {
+  return {
+    async createUser(request, context) {
+      const tenantId = authorize(context, "identity.users.create", request.tenantId);
+      const user = await users.createUser(context.em, tenantId, {
+        username: request.user?.username ?? "",
+        email: request.user?.email ?? "",
+        displayName: request.user?.displayName ?? "",
+        password: request.password,
+      });
+      return { user: toUserMessage(user) };
+    },
+
+    async getUser(request, context) {
+      const tenantId = authorize(context, "identity.users.get", request.tenantId);
+      return { user: toUserMessage(await users.getUser(context.em, tenantId, request)) };
+    },
+
+    async listUsers(request, context) {
+      const tenantId = authorize(context, "identity.users.list", request.tenantId);
+      const page = await users.listUsers(context.em, tenantId, request);
+      return { users: page.users.map(toUserMessage), nextPageToken: page.nextPageToken };
+    },
+
+    async updateUser(request, context) {
+      const tenantId = authorize(context, "identity.users.update", request.tenantId);
+      const user = await users.updateUser(
+        context.em,
+        tenantId,
+        request.user?.id ?? "",
+        {
+          username: request.user?.username ?? "",
+          email: request.user?.email ?? "",
+          displayName: request.user?.displayName ?? "",
+          disabled: request.user?.disabled ?? false,
+        },
+        request.updateMask ?? [],
+      );
+      return { user: toUserMessage(user) };
+    },
+
+    async deleteUser(request, context) {
+      const tenantId = authorize(context, "identity.users.delete", request.tenantId);
+      await users.deleteUser(context.em, tenantId, request.id);
+      return {};
+    },
+
+    async setPassword(request, context) {
+      const principal = requirePrincipal(context);
+      const self = principal.kind === "user" && principal.subject === request.id && (!request.tenantId || request.tenantId === principal.tenantId);
+      const asAdmin = hasPermission(principal, "identity.users.set_password");
+      // A user may always change its own password (with the current one); anyone else needs the permission.
+      const tenantId = self && !asAdmin ? principal.tenantId : authorize(context, "identity.users.set_password", request.tenantId);
+      await users.setPassword(context.em, tenantId, request.id, request.newPassword, request.currentPassword, asAdmin && !(self && request.currentPassword));
+      return {};
+    },
+
+    async getMe(_request, context) {
+      const principal = requirePrincipal(context);
+      const user = await users.findUser(context.em, principal.tenantId, { id: principal.subject });
+      return {
+        user: toUserMessage(user),
+        groups: [],
+        permissions: [...principal.permissions].sort(),
+        electedPermissions: [...principal.elected].sort(),
+      };
+    },
+
+    async registerUser(request, context) {
+      const tenant = await tenants.findTenantByNameOrId(context.em, request.tenant);
+      const user = await users.registerUser(context.em, tenant, {
+        username: request.username,
+        email: request.email,
+        password: request.password,
+        passwordConfirmation: request.passwordConfirmation,
+      });
+      return { user: toUserMessage(user) };
+    },
+  };
+}

@@ -1,0 +1,269 @@
+// User management: the domain face of users. No gRPC here.
+import type { EntityManager } from "@mikro-orm/core";
+import { alreadyExists, failedPrecondition, notFound, permissionDenied, unauthenticated, Violations } from "../errors.ts";
+import { isUniqueViolation } from "../db/errors.ts";
+import { nextPageToken, readPage, type PageRequest } from "../shared/pagination.ts";
+import { checkMaxLength, checkPattern, checkUuid, EMAIL, foldKey, USERNAME, UUID } from "../shared/validation.ts";
+import { TenantEntity, type Tenant } from "../tenants/tenant.entity.ts";
+import { UserEntity, type User } from "./user.entity.ts";
+import { checkPasswordPolicy, hashPassword, verifyPassword } from "./password.ts";
+
+export interface NewUserInput {
+  username: string;
+  email: string;
+  displayName?: string;
+  password: string;
+}
+
+/** A validated user with its password already hashed, ready to insert. */
+export interface PreparedUser {
+  id: string;
+  username: string;
+  usernameKey: string;
+  email: string | null;
+  emailKey: string | null;
+  displayName: string;
+  passwordHash: string;
+}
+
+export const USER_UPDATABLE = ["username", "email", "display_name", "disabled"] as const;
+type UserUpdatableField = (typeof USER_UPDATABLE)[number];
+
+export interface UserPatch {
+  username: string;
+  email: string;
+  displayName: string;
+  disabled: boolean;
+}
+
+/** Work other domains attach to user lifecycle events, run in the same transaction. */
+export interface UserHooks {
+  /** A user was created (e.g. join the tenant's default groups). */
+  created?(em: EntityManager, user: User): Promise<void>;
+  /** A user was disabled or is about to be deleted: its sessions must die now. */
+  revoked?(em: EntityManager, user: User, why: "disabled" | "deleted"): Promise<void>;
+}
+
+function checkUserFields(fields: { username?: string; email?: string; displayName?: string }, v: Violations, prefix: string): void {
+  if (fields.username !== undefined) {
+    checkPattern(fields.username, USERNAME, `${prefix}username`, "must be 1-64 characters of letters, digits and ._-@", v);
+  }
+  if (fields.email) {
+    if (fields.email.length > 254 || !EMAIL.test(fields.email)) v.add(`${prefix}email`, "must be an e-mail address");
+  }
+  if (fields.displayName !== undefined) checkMaxLength(fields.displayName, 200, `${prefix}display_name`, v);
+}
+
+/**
+ * Validates a new user into `v`; when valid, hashes its password. Returns
+ * undefined when `v` holds violations (no hashing is wasted on bad input).
+ */
+export async function prepareNewUser(
+  input: NewUserInput,
+  v: Violations,
+  fieldNames: { prefix: string; password: string },
+): Promise<PreparedUser | undefined> {
+  checkUserFields(input, v, fieldNames.prefix);
+  checkPasswordPolicy(input.password, fieldNames.password, v);
+  if (!v.empty) return undefined;
+  return {
+    id: crypto.randomUUID(),
+    username: input.username,
+    usernameKey: foldKey(input.username),
+    email: input.email || null,
+    emailKey: input.email ? foldKey(input.email) : null,
+    displayName: input.displayName ?? "",
+    passwordHash: await hashPassword(input.password),
+  };
+}
+
+function duplicateUser(error: unknown): never {
+  if (isUniqueViolation(error)) throw alreadyExists("a user with this username or e-mail already exists in the tenant", "user.username");
+  throw error;
+}
+
+export class UserService {
+  readonly #hooks: UserHooks[] = [];
+
+  addHooks(hooks: UserHooks): void {
+    this.#hooks.push(hooks);
+  }
+
+  async #requireTenant(em: EntityManager, tenantId: string): Promise<Tenant> {
+    const tenant = UUID.test(tenantId) ? await em.findOne(TenantEntity, { id: tenantId }) : null;
+    if (!tenant) throw notFound("TENANT_NOT_FOUND", "tenant not found");
+    return tenant;
+  }
+
+  async #insert(em: EntityManager, tenant: Tenant, prepared: PreparedUser): Promise<User> {
+    try {
+      return await em.transactional(async (tem) => {
+        const user = tem.create(UserEntity, { ...prepared, tenant });
+        await tem.flush();
+        for (const hooks of this.#hooks) await hooks.created?.(tem, user);
+        await tem.flush();
+        return user;
+      });
+    } catch (error) {
+      duplicateUser(error);
+    }
+  }
+
+  async createUser(em: EntityManager, tenantId: string, input: NewUserInput): Promise<User> {
+    const v = new Violations();
+    const prepared = await prepareNewUser(input, v, { prefix: "user.", password: "password" });
+    v.throwIfAny();
+    return this.#insert(em, await this.#requireTenant(em, tenantId), prepared!);
+  }
+
+  /** Runs the tenant-creation path's hooks for a user created inside that transaction. */
+  async userCreatedInTransaction(em: EntityManager, user: User): Promise<void> {
+    for (const hooks of this.#hooks) await hooks.created?.(em, user);
+  }
+
+  async findUser(em: EntityManager, tenantId: string, ref: { id?: string; username?: string }): Promise<User> {
+    if (ref.id !== undefined && !UUID.test(ref.id)) throw notFound("USER_NOT_FOUND", "user not found");
+    const where = ref.id ? { id: ref.id, tenant: tenantId } : { usernameKey: foldKey(ref.username ?? ""), tenant: tenantId };
+    const user = await em.findOne(UserEntity, where);
+    if (!user) throw notFound("USER_NOT_FOUND", "user not found");
+    return user;
+  }
+
+  async getUser(em: EntityManager, tenantId: string, ref: { id: string; username: string }): Promise<User> {
+    const v = new Violations();
+    if (!ref.id === !ref.username) v.add("id", "set exactly one of id and username");
+    if (ref.id) checkUuid(ref.id, "id", v);
+    v.throwIfAny();
+    await this.#requireTenant(em, tenantId);
+    return this.findUser(em, tenantId, ref.id ? { id: ref.id } : { username: ref.username });
+  }
+
+  async listUsers(
+    em: EntityManager,
+    tenantId: string,
+    request: PageRequest & { usernamePrefix: string; emailPrefix: string },
+  ): Promise<{ users: User[]; nextPageToken: string }> {
+    const v = new Violations();
+    const query = { kind: "users", tenantId, u: request.usernamePrefix, e: request.emailPrefix };
+    const page = readPage(request, query, v);
+    if (request.usernamePrefix.length > 64) v.add("username_prefix", "must be at most 64 characters");
+    if (request.emailPrefix.length > 254) v.add("email_prefix", "must be at most 254 characters");
+    v.throwIfAny();
+    await this.#requireTenant(em, tenantId);
+    const like = (prefix: string) => `${foldKey(prefix).replace(/[\\%_]/g, "\\$&")}%`;
+    const usernameKey: Record<string, string> = {};
+    if (request.usernamePrefix) usernameKey.$like = like(request.usernamePrefix);
+    if (page.after !== undefined) usernameKey.$gt = page.after;
+    const where: Record<string, unknown> = { tenant: tenantId };
+    if (Object.keys(usernameKey).length) where.usernameKey = usernameKey;
+    if (request.emailPrefix) where.emailKey = { $like: like(request.emailPrefix) };
+    const rows = await em.find(UserEntity, where, { orderBy: { usernameKey: "asc" }, limit: page.limit + 1 });
+    const { items, next } = nextPageToken(rows, page, (u) => u.usernameKey, query);
+    return { users: items, nextPageToken: next };
+  }
+
+  async updateUser(em: EntityManager, tenantId: string, id: string, patch: UserPatch, mask: string[]): Promise<User> {
+    const v = new Violations();
+    checkUuid(id, "user.id", v);
+    const fields = new Set<UserUpdatableField>();
+    if (mask.length === 0) v.add("update_mask", `is required; updatable: ${USER_UPDATABLE.join(", ")}`);
+    for (const path of mask) {
+      if ((USER_UPDATABLE as readonly string[]).includes(path)) fields.add(path as UserUpdatableField);
+      else v.add("update_mask", `"${path}" is not updatable; updatable: ${USER_UPDATABLE.join(", ")}`);
+    }
+    checkUserFields(
+      {
+        username: fields.has("username") ? patch.username : undefined,
+        email: fields.has("email") ? patch.email : undefined,
+        displayName: fields.has("display_name") ? patch.displayName : undefined,
+      },
+      v,
+      "user.",
+    );
+    v.throwIfAny();
+    try {
+      return await em.transactional(async (tem) => {
+        const user = await this.findUser(tem, tenantId, { id });
+        if (fields.has("disabled") && patch.disabled && user.protected) {
+          throw failedPrecondition("PROTECTED_RESOURCE", "the bootstrap administrator cannot be disabled");
+        }
+        const disabling = fields.has("disabled") && patch.disabled && !user.disabled;
+        if (fields.has("username")) {
+          user.username = patch.username;
+          user.usernameKey = foldKey(patch.username);
+        }
+        if (fields.has("email")) {
+          user.email = patch.email || null;
+          user.emailKey = patch.email ? foldKey(patch.email) : null;
+        }
+        if (fields.has("display_name")) user.displayName = patch.displayName;
+        if (fields.has("disabled")) user.disabled = patch.disabled;
+        user.updatedAt = new Date();
+        await tem.flush();
+        if (disabling) for (const hooks of this.#hooks) await hooks.revoked?.(tem, user, "disabled");
+        await tem.flush();
+        return user;
+      });
+    } catch (error) {
+      duplicateUser(error);
+    }
+  }
+
+  async deleteUser(em: EntityManager, tenantId: string, id: string): Promise<void> {
+    const v = new Violations();
+    checkUuid(id, "id", v);
+    v.throwIfAny();
+    await em.transactional(async (tem) => {
+      const user = await this.findUser(tem, tenantId, { id });
+      if (user.protected) throw failedPrecondition("PROTECTED_RESOURCE", "the bootstrap administrator cannot be deleted");
+      for (const hooks of this.#hooks) await hooks.revoked?.(tem, user, "deleted");
+      await tem.nativeDelete(UserEntity, { id: user.id });
+    });
+  }
+
+  /**
+   * Sets a password. With `asAdmin` no current password is needed; otherwise
+   * `currentPassword` must verify (a user changing its own password).
+   */
+  async setPassword(
+    em: EntityManager,
+    tenantId: string,
+    id: string,
+    newPassword: string,
+    currentPassword: string,
+    asAdmin: boolean,
+  ): Promise<void> {
+    const v = new Violations();
+    checkUuid(id, "id", v);
+    checkPasswordPolicy(newPassword, "new_password", v);
+    if (!asAdmin && !currentPassword) v.add("current_password", "is required to change your own password");
+    v.throwIfAny();
+    const user = await this.findUser(em, tenantId, { id });
+    if (!asAdmin) {
+      const { passwordHash } = await em.findOneOrFail(UserEntity, { id: user.id }, { fields: ["passwordHash"] as never });
+      if (!passwordHash || !(await verifyPassword(passwordHash, currentPassword))) {
+        throw unauthenticated("INVALID_CREDENTIALS", "the current password is wrong");
+      }
+    }
+    const passwordHash = await hashPassword(newPassword);
+    await em.nativeUpdate(UserEntity, { id: user.id }, { passwordHash, updatedAt: new Date() });
+  }
+
+  /** Self-signup into a tenant that allows it; the user joins the default groups. */
+  async registerUser(
+    em: EntityManager,
+    tenant: Tenant,
+    input: NewUserInput & { passwordConfirmation: string },
+  ): Promise<User> {
+    if (!tenant.selfRegistrationEnabled || tenant.disabled) {
+      throw permissionDenied("this tenant does not allow self-registration", "SELF_REGISTRATION_DISABLED");
+    }
+    const v = new Violations();
+    if (input.password !== input.passwordConfirmation) {
+      v.add("password_confirmation", "must equal password", "PASSWORD_MISMATCH");
+    }
+    const prepared = await prepareNewUser(input, v, { prefix: "", password: "password" });
+    v.throwIfAny();
+    return this.#insert(em, tenant, prepared!);
+  }
+}
