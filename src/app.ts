@@ -93,6 +93,7 @@ export async function startTessera(config: Config, logger: Logger): Promise<Tess
       orm,
       logger,
       health,
+      feed,
       authenticate: (token, em) => tokens.verify(em, token),
       services: [
         { definition: TenantServiceDefinition, implementation: tenantServiceImpl(tenants, config) },

@@ -92,3 +92,17 @@ export function loggingMiddleware(logger: Logger): ServerMiddleware<Pick<Tessera
     }
   };
 }
+
+/**
+ * After a call that recorded revocations (logout, user disabled, tenant
+ * deleted...), waits until this process has applied them, so the very next
+ * VerifyToken on this replica already fails.
+ */
+export function revocationSyncMiddleware(feed: { poll(): Promise<void> }, recordedCount: () => number): ServerMiddleware {
+  return async function* syncRevocations(call, context) {
+    const before = recordedCount();
+    const result = yield* call.next(call.request, context);
+    if (recordedCount() !== before) await feed.poll();
+    return result;
+  };
+}

@@ -9,7 +9,8 @@ import { ServerReflection, ServerReflectionService } from "nice-grpc-server-refl
 import type { Logger } from "pino";
 import type { Database } from "../db/orm.ts";
 import { authMiddleware, type Authenticator } from "./auth.middleware.ts";
-import { errorMappingMiddleware, loggingMiddleware, ormContextMiddleware } from "./middleware.ts";
+import { errorMappingMiddleware, loggingMiddleware, ormContextMiddleware, revocationSyncMiddleware } from "./middleware.ts";
+import { localRevocationCount, type RevocationFeed } from "../tokens/revocations.ts";
 import type { TesseraContext } from "./context.ts";
 
 const DESCRIPTOR_SET = new URL("../../gen/descriptor-set.binpb", import.meta.url);
@@ -35,6 +36,7 @@ export interface GrpcServerOptions {
   authenticate: Authenticator;
   services: ServiceRegistration[];
   health: HealthState;
+  feed: RevocationFeed;
 }
 
 export function buildGrpcServer(options: GrpcServerOptions): Server {
@@ -45,6 +47,7 @@ export function buildGrpcServer(options: GrpcServerOptions): Server {
     .use(loggingMiddleware(options.logger))
     .use(errorDetailsServerMiddleware)
     .use(errorMappingMiddleware())
+    .use(revocationSyncMiddleware(options.feed, localRevocationCount))
     .use(ormContextMiddleware(options.orm))
     .use(authMiddleware(options.authenticate));
 

@@ -25,7 +25,14 @@ export interface RevocationRecord {
   keyId?: string;
 }
 
+let recordedLocally = 0;
+/** How many revocations this process has recorded; a change means a poll is due. */
+export function localRevocationCount(): number {
+  return recordedLocally;
+}
+
 export function recordRevocation(em: EntityManager, record: RevocationRecord): void {
+  recordedLocally++;
   em.create(RevocationEventEntity, {
     kind: record.kind,
     tenantId: record.tenantId ?? null,
@@ -68,10 +75,19 @@ export class RevocationFeed {
     this.#events.emit("close");
   }
 
-  /** Fetches new events now (also used right after a local commit, so the local cache is exact). */
+  /**
+   * Fetches new events now (also right after a local commit, so that this
+   * process never answers from a cache the commit made stale). A poll that is
+   * already running may have missed the caller's commit, so another one is
+   * chained after it.
+   */
   poll(): Promise<void> {
-    this.#polling ??= this.#pollOnce().finally(() => (this.#polling = undefined));
-    return this.#polling;
+    const next = (this.#polling ?? Promise.resolve()).then(() => this.#pollOnce());
+    const tracked: Promise<void> = next.finally(() => {
+      if (this.#polling === tracked) this.#polling = undefined;
+    });
+    this.#polling = tracked;
+    return tracked;
   }
 
   async #pollOnce(): Promise<void> {

@@ -1,0 +1,122 @@
+// Starts a real Tessera on port 0 with a real database and gives tests
+// generated nice-grpc clients over a real channel. With TEST_DATABASE_URL set
+// (postgres://.../postgres), each server gets its own fresh PostgreSQL
+// database, dropped on close; otherwise a copy of the migrated PGlite template.
+import { cpSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createChannel, createClientFactory, Metadata, type Channel } from "nice-grpc";
+import { errorDetailsClientMiddleware } from "nice-grpc-error-details";
+import { pino } from "pino";
+import { inject } from "vitest";
+import pg from "pg";
+import { loadConfig, type Config } from "../../src/config.ts";
+import { startTessera, type Tessera } from "../../src/app.ts";
+import { IssueServiceDefinition } from "../../gen/tessera/identity/v1/issue_service.ts";
+import { RefreshServiceDefinition } from "../../gen/tessera/identity/v1/refresh_service.ts";
+import { TenantServiceDefinition } from "../../gen/tessera/identity/v1/tenant_service.ts";
+import { UserServiceDefinition } from "../../gen/tessera/identity/v1/user_service.ts";
+import { VerifyServiceDefinition } from "../../gen/tessera/identity/v1/verify_service.ts";
+import { PermissionServiceDefinition } from "../../gen/tessera/identity/v1/permission_service.ts";
+
+export const ADMIN_PASSWORD = "correct horse battery staple";
+
+export interface TestServer {
+  tessera: Tessera;
+  config: Config;
+  channel: Channel;
+  address: string;
+  /** Typed clients without credentials. */
+  clients: ReturnType<typeof makeClients>;
+  /** Typed clients sending `authorization: Bearer <token>`. */
+  as(token: string): ReturnType<typeof makeClients>;
+  /** Logs in and returns an access token (and the full response). */
+  login(tenant: string, username: string, password: string, requested?: string[]): Promise<{ accessToken: string; refreshToken: string; sessionId: string }>;
+  adminToken: string;
+  close(): Promise<void>;
+}
+
+function makeClients(channel: Channel, token?: string) {
+  const factory = createClientFactory()
+    .use(errorDetailsClientMiddleware)
+    .use(async function* bearer(call, options) {
+      if (!token) return yield* call.next(call.request, options);
+      const metadata = Metadata(options.metadata).set("authorization", `Bearer ${token}`);
+      return yield* call.next(call.request, { ...options, metadata });
+    });
+  return {
+    tenants: factory.create(TenantServiceDefinition, channel),
+    users: factory.create(UserServiceDefinition, channel),
+    issue: factory.create(IssueServiceDefinition, channel),
+    refresh: factory.create(RefreshServiceDefinition, channel),
+    verify: factory.create(VerifyServiceDefinition, channel),
+    permissions: factory.create(PermissionServiceDefinition, channel),
+  };
+}
+
+async function freshPostgresDatabase(baseUrl: string): Promise<{ url: string; drop(): Promise<void> }> {
+  const name = `tessera_test_${process.pid}_${Math.random().toString(36).slice(2, 10)}`;
+  const admin = new pg.Client({ connectionString: baseUrl });
+  await admin.connect();
+  await admin.query(`create database "${name}"`);
+  await admin.end();
+  const url = new URL(baseUrl);
+  url.pathname = `/${name}`;
+  return {
+    url: url.toString(),
+    async drop() {
+      const c = new pg.Client({ connectionString: baseUrl });
+      await c.connect();
+      await c.query(`drop database if exists "${name}" with (force)`);
+      await c.end();
+    },
+  };
+}
+
+export async function startTestServer(env: Record<string, string> = {}): Promise<TestServer> {
+  const dataDir = mkdtempSync(join(tmpdir(), "tessera-test-"));
+  let dropDatabase: (() => Promise<void>) | undefined;
+  const baseEnv: Record<string, string> = {
+    TESSERA_GRPC_ADDR: "127.0.0.1:0",
+    TESSERA_HTTP_ADDR: "127.0.0.1:0",
+    TESSERA_DATA_DIR: dataDir,
+    TESSERA_ADMIN_PASSWORD: ADMIN_PASSWORD,
+    TESSERA_LOG_LEVEL: "silent",
+    TESSERA_SHUTDOWN_GRACE: "2s",
+  };
+  if (process.env.TEST_DATABASE_URL) {
+    const db = await freshPostgresDatabase(process.env.TEST_DATABASE_URL);
+    dropDatabase = db.drop;
+    baseEnv.DATABASE_URL = db.url;
+    baseEnv.TESSERA_MASTER_KEY = "11".repeat(32);
+  } else {
+    cpSync(inject("pgliteTemplate"), join(dataDir, "pg"), { recursive: true });
+  }
+  const config = loadConfig({ ...baseEnv, ...env });
+  const logger = pino({ level: "silent" });
+  const tessera = await startTessera(config, logger);
+  const address = `127.0.0.1:${tessera.grpcPort}`;
+  const channel = createChannel(address);
+  const clients = makeClients(channel);
+  const login: TestServer["login"] = async (tenant, username, password, requested = []) => {
+    const res = await clients.issue.issueToken({ credential: { $case: "password", value: { tenant, username, password } }, requestedPermissions: requested });
+    return res;
+  };
+  const { accessToken: adminToken } = await login("system", "admin", ADMIN_PASSWORD);
+  return {
+    tessera,
+    config,
+    channel,
+    address,
+    clients,
+    as: (token) => makeClients(channel, token),
+    login,
+    adminToken,
+    async close() {
+      channel.close();
+      await tessera.close();
+      await dropDatabase?.();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
