@@ -2,7 +2,8 @@
 // plus standard health and server reflection (v1 and v1alpha) so that
 // `buf curl` and grpcurl work without a local schema.
 import { readFileSync } from "node:fs";
-import { createServer, type Server } from "nice-grpc";
+import { createServer, ServerError, Status, type Server } from "nice-grpc";
+import { API_SERVICES } from "./api.ts";
 import { errorDetailsServerMiddleware } from "nice-grpc-error-details";
 import { HealthDefinition, HealthServiceImpl, type HealthState } from "nice-grpc-server-health";
 import { ServerReflection, ServerReflectionService } from "nice-grpc-server-reflection";
@@ -54,12 +55,28 @@ export function buildGrpcServer(options: GrpcServerOptions): Server {
   for (const { definition, implementation } of options.services) {
     server.add(definition as never, implementation as never);
   }
-  const serviceNames = options.services.map((s) => s.definition.fullName);
+  // Services of the contract that have no implementation yet still pass through
+  // authentication (deny by default) and then answer UNIMPLEMENTED.
+  const implemented = new Set(options.services.map((s) => s.definition.fullName));
+  for (const definition of API_SERVICES) {
+    if (!implemented.has(definition.fullName)) server.add(definition as never, unimplemented(definition) as never);
+  }
+  const serviceNames = API_SERVICES.map((s) => s.fullName);
   const reflection = ServerReflection(readFileSync(DESCRIPTOR_SET), serviceNames);
   server.add(ServerReflectionService, reflection);
   server.add(ServerReflectionV1AlphaService, reflection);
   server.add(HealthDefinition, HealthServiceImpl(options.health));
   return server;
+}
+
+function unimplemented(definition: (typeof API_SERVICES)[number]): Record<string, () => never> {
+  const methods: Record<string, () => never> = {};
+  for (const name of Object.keys(definition.methods)) {
+    methods[name] = () => {
+      throw new ServerError(Status.UNIMPLEMENTED, `${definition.fullName} is not implemented yet`);
+    };
+  }
+  return methods;
 }
 
 export type { TesseraContext };

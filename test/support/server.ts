@@ -1,7 +1,7 @@
 // Starts a real Tessera on port 0 with a real database and gives tests
 // generated nice-grpc clients over a real channel. With TEST_DATABASE_URL set
-// (postgres://.../postgres), each server gets its own fresh PostgreSQL
-// database, dropped on close; otherwise a copy of the migrated PGlite template.
+// (postgres://host/<run database>), each server gets its own fresh PostgreSQL
+// database named after it, dropped on close; otherwise a copy of the migrated PGlite template.
 import { cpSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -54,8 +54,10 @@ function makeClients(channel: Channel, token?: string) {
   };
 }
 
+/** A new database named after the run's database (so CI can sweep leftovers by prefix). */
 async function freshPostgresDatabase(baseUrl: string): Promise<{ url: string; drop(): Promise<void> }> {
-  const name = `tessera_test_${process.pid}_${Math.random().toString(36).slice(2, 10)}`;
+  const runDb = new URL(baseUrl).pathname.slice(1) || "tessera_test";
+  const name = `${runDb}_${process.pid}_${Math.random().toString(36).slice(2, 8)}`;
   const admin = new pg.Client({ connectionString: baseUrl });
   await admin.connect();
   await admin.query(`create database "${name}"`);

@@ -1,0 +1,167 @@
+// Deny by default: every RPC of every service, enumerated from the generated
+// definitions (so a new RPC cannot be forgotten), is called with no token, an
+// expired token, another tenant's admin token and an ordinary user's token.
+// Each is refused unless the contract makes it public or self-service, and the
+// victim's data is unchanged afterwards.
+import { setTimeout as sleep } from "node:timers/promises";
+import { Metadata, Status } from "nice-grpc";
+
+import { RichClientError } from "nice-grpc-error-details";
+import { ErrorInfo } from "nice-grpc-error-details";
+import { errorDetailsClientMiddleware } from "nice-grpc-error-details";
+import { createClientFactory } from "nice-grpc";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { API_SERVICES } from "../../src/grpc/api.ts";
+import { ADMIN_PASSWORD, startTestServer, type TestServer } from "../support/server.ts";
+
+/** The contract's public RPCs (DESIGN.md: Issue, Refresh, VerifyToken, GetJwks, RegisterUser; plus the public registry document). */
+const PUBLIC = new Set([
+  "IssueService.IssueToken",
+  "RefreshService.Refresh",
+  "VerifyService.VerifyToken",
+  "VerifyService.GetJwks",
+  "UserService.RegisterUser",
+  "RegistryService.GetRegistryDocument",
+  // Open signup is a configuration; this server has it off, so anonymous callers are refused by the handler.
+  "TenantService.CreateTenant",
+]);
+
+/** RPCs any authenticated principal may call about itself. */
+const SELF_SERVICE = new Set(["UserService.GetMe", "VerifyService.CheckPermission"]);
+
+interface Victim {
+  tenantId: string;
+  userId: string;
+  sessionId: string;
+}
+
+function victimRequest(service: string, method: { requestType: { fromPartial(o: object): object } }, victim: Victim): object {
+  const base = method.requestType.fromPartial({}) as Record<string, unknown>;
+  const fill: Record<string, unknown> = {};
+  const set = (key: string, value: unknown) => {
+    if (key in base) fill[key] = value;
+  };
+  set("tenantId", victim.tenantId);
+  set("id", service === "TenantService" ? victim.tenantId : service === "UserService" ? victim.userId : crypto.randomUUID());
+  set("userId", victim.userId);
+  set("userIds", [victim.userId]);
+  set("groupId", crypto.randomUUID());
+  set("sessionId", victim.sessionId);
+  set("regionId", "victim");
+  set("tenant", { id: victim.tenantId, name: "pwned", displayName: "pwned" });
+  set("user", { id: victim.userId, username: "pwned" });
+  set("group", { id: crypto.randomUUID(), name: "pwned", permissions: ["*.*.*"] });
+  set("updateMask", ["display_name", "username", "name"].filter((p) => !(service === "UserService" && p !== "username")));
+  set("password", "pwned-password");
+  set("newPassword", "pwned-password");
+  set("name", service === "PermissionService" ? "pwned" : "");
+  set("version", "9.9.9");
+  set("permission", "identity.users.delete");
+  set("token", "");
+  return method.requestType.fromPartial(fill);
+}
+
+async function call(server: TestServer, service: (typeof API_SERVICES)[number], methodName: string, request: object, token?: string): Promise<Status> {
+  const client = createClientFactory().use(errorDetailsClientMiddleware).create(service as never, server.channel) as Record<string, (r: object, o: object) => unknown>;
+  const metadata = token ? Metadata({ authorization: `Bearer ${token}` }) : Metadata();
+  const method = (service.methods as Record<string, { responseStream: boolean }>)[methodName]!;
+  const signal = AbortSignal.timeout(3000);
+  try {
+    if (method.responseStream) {
+      for await (const _ of client[methodName]!(request, { metadata, signal }) as AsyncIterable<unknown>) break;
+    } else {
+      await client[methodName]!(request, { metadata, signal });
+    }
+    return Status.OK;
+  } catch (error) {
+    if (error instanceof RichClientError || (error as { code?: number }).code !== undefined) return (error as RichClientError).code;
+    throw error;
+  }
+}
+
+let server: TestServer;
+let victim: Victim;
+let rivalAdminToken: string;
+let userToken: string;
+let expiredToken: string;
+
+beforeAll(async () => {
+  server = await startTestServer({ TESSERA_ACCESS_TOKEN_TTL: "3s" });
+  const admin = server.as(server.adminToken);
+  const { tenant } = await admin.tenants.createTenant({
+    tenant: { name: "victim", displayName: "Victim" },
+    admin: { username: "victim-admin", password: "victim-password" },
+  });
+  const login = await server.login("victim", "victim-admin", "victim-password");
+  const me = await server.as(login.accessToken).users.getMe({});
+  victim = { tenantId: tenant!.id, userId: me.user!.id, sessionId: login.sessionId };
+  await admin.tenants.createTenant({ tenant: { name: "rival" }, admin: { username: "rival-admin", password: "rival-password" } });
+  await admin.users.createUser({ tenantId: victim.tenantId, user: { username: "plain" }, password: "plain-password" });
+  expiredToken = (await server.login("victim", "plain", "plain-password")).accessToken;
+  await sleep(3100);
+  rivalAdminToken = (await server.login("rival", "rival-admin", "rival-password")).accessToken;
+  userToken = (await server.login("victim", "plain", "plain-password")).accessToken;
+}, 60_000);
+afterAll(() => server?.close());
+
+const methods = API_SERVICES.flatMap((service) =>
+  Object.entries(service.methods).map(([name, m]) => ({ service, name, label: `${service.name}.${m.name}` })),
+);
+
+describe("deny by default", () => {
+  it("enumerates every RPC of the seven services", () => {
+    expect(new Set(API_SERVICES.map((s) => s.name))).toEqual(
+      new Set(["TenantService", "UserService", "PermissionService", "IssueService", "RefreshService", "VerifyService", "RegistryService"]),
+    );
+    expect(methods.length).toBeGreaterThan(40);
+    for (const label of [...PUBLIC, ...SELF_SERVICE]) expect(methods.map((m) => m.label)).toContain(label);
+  });
+
+  it.each(methods.filter((m) => !PUBLIC.has(m.label)).map((m) => [m.label, m] as const))("%s refuses a call without a token", async (_label, m) => {
+    const request = victimRequest(m.service.name, (m.service.methods as Record<string, never>)[m.name], victim);
+    expect(Status[await call(server, m.service, m.name, request)]).toBe("UNAUTHENTICATED");
+  });
+
+  it.each(methods.filter((m) => !PUBLIC.has(m.label)).map((m) => [m.label, m] as const))("%s refuses an expired token", async (_label, m) => {
+    const request = victimRequest(m.service.name, (m.service.methods as Record<string, never>)[m.name], victim);
+    expect(Status[await call(server, m.service, m.name, request, expiredToken)]).toBe("UNAUTHENTICATED");
+  });
+
+  it.each(methods.filter((m) => !PUBLIC.has(m.label) && !SELF_SERVICE.has(m.label)).map((m) => [m.label, m] as const))(
+    "%s refuses another tenant's admin acting on the victim tenant",
+    async (_label, m) => {
+      const request = victimRequest(m.service.name, (m.service.methods as Record<string, never>)[m.name], victim);
+      expect(["PERMISSION_DENIED", "NOT_FOUND", "UNIMPLEMENTED"]).toContain(Status[await call(server, m.service, m.name, request, rivalAdminToken)]);
+    },
+  );
+
+  it.each(methods.filter((m) => !PUBLIC.has(m.label) && !SELF_SERVICE.has(m.label)).map((m) => [m.label, m] as const))(
+    "%s refuses an ordinary user of the victim tenant",
+    async (_label, m) => {
+      const request = victimRequest(m.service.name, (m.service.methods as Record<string, never>)[m.name], victim);
+      expect(["PERMISSION_DENIED", "NOT_FOUND", "UNIMPLEMENTED"]).toContain(Status[await call(server, m.service, m.name, request, userToken)]);
+    },
+  );
+
+  it("left the victim tenant, its admin and its session untouched", async () => {
+    const admin = server.as((await server.login("system", "admin", ADMIN_PASSWORD)).accessToken);
+    expect((await admin.tenants.getTenant({ id: victim.tenantId })).tenant).toMatchObject({ name: "victim", displayName: "Victim", disabled: false });
+    expect((await admin.users.getUser({ tenantId: victim.tenantId, id: victim.userId })).user).toMatchObject({ username: "victim-admin", disabled: false });
+    await server.login("victim", "victim-admin", "victim-password");
+    const sessions = await admin.issue.listSessions({ tenantId: victim.tenantId, userId: victim.userId });
+    expect(sessions.sessions.map((s) => s.id)).toContain(victim.sessionId);
+  });
+
+  it("reports a missing token with reason TOKEN_MISSING and a bad header with TOKEN_INVALID", async () => {
+    for (const [metadata, reason] of [
+      [Metadata(), "TOKEN_MISSING"],
+      [Metadata({ authorization: "Basic YWRtaW46YWRtaW4=" }), "TOKEN_INVALID"],
+      [Metadata({ authorization: "Bearer not.a.jwt" }), "TOKEN_INVALID"],
+    ] as const) {
+      const error = await server.clients.users.getMe({}, { metadata }).catch((e: RichClientError) => e);
+      expect(error).toBeInstanceOf(RichClientError);
+      expect((error as RichClientError).extra.find((d): d is ErrorInfo => d.$type === ErrorInfo.$type)?.reason).toBe(reason);
+    }
+  });
+});
+
