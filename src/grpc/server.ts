@@ -2,7 +2,7 @@
 // plus standard health and server reflection (v1 and v1alpha) so that
 // `buf curl` and grpcurl work without a local schema.
 import { readFileSync } from "node:fs";
-import { createServer, ServerError, Status, type Server } from "nice-grpc";
+import { createServer, ServerError, Status, type CallContext, type Server } from "nice-grpc";
 import { API_SERVICES } from "./api.ts";
 import { errorDetailsServerMiddleware } from "nice-grpc-error-details";
 import { HealthDefinition, HealthServiceImpl, type HealthState } from "nice-grpc-server-health";
@@ -65,8 +65,22 @@ export function buildGrpcServer(options: GrpcServerOptions): Server {
   const reflection = ServerReflection(readFileSync(DESCRIPTOR_SET), serviceNames);
   server.add(ServerReflectionService, reflection);
   server.add(ServerReflectionV1AlphaService, reflection);
-  server.add(HealthDefinition, HealthServiceImpl(options.health));
+  server.add(HealthDefinition, healthService(options.health));
   return server;
+}
+
+/**
+ * The standard health service. nice-grpc-server-health decodes an empty
+ * request (what grpc_health_probe and h2load send) with `service` undefined
+ * rather than the proto3 default "", and then reports the server as unknown;
+ * normalize the request first.
+ */
+function healthService(state: HealthState) {
+  const impl = HealthServiceImpl(state);
+  return {
+    check: (request: { service?: string }, context: CallContext) => impl.check({ service: request.service ?? "" }, context),
+    watch: (request: { service?: string }, context: CallContext) => impl.watch({ service: request.service ?? "" }, context),
+  };
 }
 
 function unimplemented(definition: (typeof API_SERVICES)[number]): Record<string, () => never> {

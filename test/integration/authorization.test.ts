@@ -104,8 +104,9 @@ beforeAll(async () => {
 }, 60_000);
 afterAll(() => server?.close());
 
+type MethodDef = { name: string; requestType: { fromPartial(o: object): object }; responseStream: boolean };
 const methods = API_SERVICES.flatMap((service) =>
-  Object.entries(service.methods).map(([name, m]) => ({ service, name, label: `${service.name}.${m.name}` })),
+  Object.entries(service.methods as unknown as Record<string, MethodDef>).map(([name, def]) => ({ service, name, def, label: `${service.name}.${def.name}` })),
 );
 
 describe("deny by default", () => {
@@ -118,19 +119,19 @@ describe("deny by default", () => {
   });
 
   it.each(methods.filter((m) => !PUBLIC.has(m.label)).map((m) => [m.label, m] as const))("%s refuses a call without a token", async (_label, m) => {
-    const request = victimRequest(m.service.name, (m.service.methods as Record<string, never>)[m.name], victim);
+    const request = victimRequest(m.service.name, m.def, victim);
     expect(Status[await call(server, m.service, m.name, request)]).toBe("UNAUTHENTICATED");
   });
 
   it.each(methods.filter((m) => !PUBLIC.has(m.label)).map((m) => [m.label, m] as const))("%s refuses an expired token", async (_label, m) => {
-    const request = victimRequest(m.service.name, (m.service.methods as Record<string, never>)[m.name], victim);
+    const request = victimRequest(m.service.name, m.def, victim);
     expect(Status[await call(server, m.service, m.name, request, expiredToken)]).toBe("UNAUTHENTICATED");
   });
 
   it.each(methods.filter((m) => !PUBLIC.has(m.label) && !SELF_SERVICE.has(m.label)).map((m) => [m.label, m] as const))(
     "%s refuses another tenant's admin acting on the victim tenant",
     async (_label, m) => {
-      const request = victimRequest(m.service.name, (m.service.methods as Record<string, never>)[m.name], victim);
+      const request = victimRequest(m.service.name, m.def, victim);
       expect(["PERMISSION_DENIED", "NOT_FOUND", "UNIMPLEMENTED"]).toContain(Status[await call(server, m.service, m.name, request, rivalAdminToken)]);
     },
   );
@@ -138,7 +139,7 @@ describe("deny by default", () => {
   it.each(methods.filter((m) => !PUBLIC.has(m.label) && !SELF_SERVICE.has(m.label)).map((m) => [m.label, m] as const))(
     "%s refuses an ordinary user of the victim tenant",
     async (_label, m) => {
-      const request = victimRequest(m.service.name, (m.service.methods as Record<string, never>)[m.name], victim);
+      const request = victimRequest(m.service.name, m.def, victim);
       expect(["PERMISSION_DENIED", "NOT_FOUND", "UNIMPLEMENTED"]).toContain(Status[await call(server, m.service, m.name, request, userToken)]);
     },
   );

@@ -75,7 +75,12 @@ async function freshPostgresDatabase(baseUrl: string): Promise<{ url: string; dr
   };
 }
 
-export async function startTestServer(env: Record<string, string> = {}): Promise<TestServer> {
+export interface TestServerOptions {
+  /** Rewrites the PostgreSQL URL the server uses (e.g. to route it through a proxy). */
+  databaseUrl?: (url: string) => string;
+}
+
+export async function startTestServer(env: Record<string, string> = {}, options: TestServerOptions = {}): Promise<TestServer> {
   const dataDir = mkdtempSync(join(tmpdir(), "tessera-test-"));
   let dropDatabase: (() => Promise<void>) | undefined;
   const baseEnv: Record<string, string> = {
@@ -89,7 +94,7 @@ export async function startTestServer(env: Record<string, string> = {}): Promise
   if (process.env.TEST_DATABASE_URL) {
     const db = await freshPostgresDatabase(process.env.TEST_DATABASE_URL);
     dropDatabase = db.drop;
-    baseEnv.DATABASE_URL = db.url;
+    baseEnv.DATABASE_URL = options.databaseUrl ? options.databaseUrl(db.url) : db.url;
     baseEnv.TESSERA_MASTER_KEY = "11".repeat(32);
   } else {
     cpSync(inject("pgliteTemplate"), join(dataDir, "pg"), { recursive: true });

@@ -1,0 +1,65 @@
+// Tessera as a process, the way `npm start` runs it.
+import { spawn } from "node:child_process";
+import { once } from "node:events";
+import { cpSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createChannel, createClient } from "nice-grpc";
+import { HealthDefinition } from "nice-grpc-server-health";
+
+const SERVING = 1; // grpc.health.v1.HealthCheckResponse.ServingStatus.SERVING
+import { afterAll, describe, expect, inject, it } from "vitest";
+
+const dirs: string[] = [];
+afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+
+function run(env: Record<string, string>) {
+  const child = spawn(process.execPath, ["src/main.ts"], {
+    env: { PATH: process.env.PATH ?? "", ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let output = "";
+  child.stdout.on("data", (d) => (output += d));
+  child.stderr.on("data", (d) => (output += d));
+  return { child, output: () => output };
+}
+
+describe("the tessera process", () => {
+  it("refuses to start on a bad variable, naming it", async () => {
+    const { child, output } = run({ TESSERA_GRPC_ADDR: "not-an-address" });
+    const [code] = await once(child, "exit");
+    expect(code).toBe(2);
+    expect(output()).toContain("TESSERA_GRPC_ADDR");
+  });
+
+  it("serves health, logs where it listens, and drains and exits 0 on SIGTERM", async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), "tessera-proc-"));
+    dirs.push(dataDir);
+    cpSync(inject("pgliteTemplate"), join(dataDir, "pg"), { recursive: true });
+    const { child, output } = run({
+      TESSERA_GRPC_ADDR: "127.0.0.1:0",
+      TESSERA_HTTP_ADDR: "127.0.0.1:0",
+      TESSERA_DATA_DIR: dataDir,
+      TESSERA_ADMIN_PASSWORD: "process-test-password",
+    });
+    try {
+      let grpc = "";
+      for (let i = 0; i < 300 && !grpc; i++) {
+        grpc = /"grpc":"([^"]+)"/.exec(output())?.[1] ?? "";
+        if (!grpc) await new Promise((r) => setTimeout(r, 50));
+      }
+      expect(grpc).toMatch(/^127\.0\.0\.1:\d+$/);
+      const channel = createChannel(grpc);
+      const health = createClient(HealthDefinition, channel);
+      expect((await health.check({ service: "" })).status).toBe(SERVING);
+      channel.close();
+      expect(output()).not.toContain("process-test-password");
+      child.kill("SIGTERM");
+      const [code] = await once(child, "exit");
+      expect(code).toBe(0);
+      expect(output()).toContain("stopped");
+    } finally {
+      child.kill("SIGKILL");
+    }
+  });
+});

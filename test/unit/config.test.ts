@@ -1,0 +1,70 @@
+import { describe, expect, it } from "vitest";
+import { ConfigError, loadConfig, parseDurationSeconds } from "../../src/config.ts";
+
+describe("loadConfig", () => {
+  it("starts with no configuration at all: embedded database, local ports, 5-minute access tokens", () => {
+    const config = loadConfig({});
+    expect(config).toMatchObject({
+      grpcAddr: "127.0.0.1:50051",
+      httpAddr: "127.0.0.1:8080",
+      databaseUrl: undefined,
+      accessTokenTtlSeconds: 300,
+      refreshTokenTtlSeconds: 30 * 86400,
+      openTenantSignup: false,
+      adminUsername: "admin",
+    });
+    expect(config.dataDir).toMatch(/\/data$/);
+  });
+
+  it.each([
+    ["TESSERA_GRPC_ADDR", "localhost"],
+    ["TESSERA_GRPC_ADDR", "127.0.0.1:99999"],
+    ["TESSERA_HTTP_ADDR", "nope"],
+    ["DATABASE_URL", "mysql://localhost/db"],
+    ["DATABASE_URL", "postgres://localhost"],
+    ["DATABASE_URL", "::::"],
+    ["TESSERA_MASTER_KEY", "too-short"],
+    ["TESSERA_ADMIN_PASSWORD", "short"],
+    ["TESSERA_ADMIN_USERNAME", "has space"],
+    ["TESSERA_LOG_LEVEL", "loud"],
+    ["TESSERA_ACCESS_TOKEN_TTL", "5 minutes"],
+    ["TESSERA_ACCESS_TOKEN_TTL", "0"],
+    ["TESSERA_OPEN_TENANT_SIGNUP", "maybe"],
+    ["AMQP_URL", "http://rabbit"],
+    ["TESSERA_TLS_CLIENT_CA_FILE", "/tmp/ca.pem"],
+  ])("stops with a message naming %s when it is %j", (variable, value) => {
+    let error: unknown;
+    try {
+      loadConfig({ [variable]: value });
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as ConfigError).variable).toBe(variable);
+    expect((error as ConfigError).message).toContain(variable);
+  });
+
+  it("refuses an absolute refresh lifetime shorter than the sliding one", () => {
+    expect(() => loadConfig({ TESSERA_REFRESH_TOKEN_TTL: "30d", TESSERA_REFRESH_TOKEN_ABSOLUTE_TTL: "1d" })).toThrow(/TESSERA_REFRESH_TOKEN_ABSOLUTE_TTL/);
+  });
+
+  it("accepts a master key as 64 hex digits or base64 of 32 bytes", () => {
+    expect(loadConfig({ TESSERA_MASTER_KEY: "ab".repeat(32) }).masterKey?.length).toBe(32);
+    expect(loadConfig({ TESSERA_MASTER_KEY: Buffer.alloc(32, 7).toString("base64") }).masterKey?.equals(Buffer.alloc(32, 7))).toBe(true);
+  });
+});
+
+describe("parseDurationSeconds", () => {
+  it.each([
+    ["300", 300],
+    ["45s", 45],
+    ["5m", 300],
+    ["12h", 43200],
+    ["30d", 2592000],
+  ])("reads %s as %d seconds", (raw, seconds) => {
+    expect(parseDurationSeconds(raw)).toBe(seconds);
+  });
+  it.each(["", "-5s", "5x", "1.5h", "0s"])("rejects %j", (raw) => {
+    expect(parseDurationSeconds(raw)).toBeUndefined();
+  });
+});
