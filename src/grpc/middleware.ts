@@ -74,7 +74,11 @@ export function ormContextMiddleware(orm: Database): ServerMiddleware<Pick<Tesse
   };
 }
 
-/** Structured request logging: method, status, duration; never request bodies or metadata. */
+/**
+ * Structured request logging: method, status, duration, peer; never request
+ * bodies or metadata (they hold passwords and tokens). Successful calls log at
+ * debug so that a busy verifier does not drown in its own logs; failures at info.
+ */
 export function loggingMiddleware(logger: Logger): ServerMiddleware<Pick<TesseraContext, "log" | "peer">, {}> {
   return async function* logCall(call, context) {
     const start = process.hrtime.bigint();
@@ -88,7 +92,9 @@ export function loggingMiddleware(logger: Logger): ServerMiddleware<Pick<Tessera
       throw error;
     } finally {
       const ms = Number(process.hrtime.bigint() - start) / 1e6;
-      log.debug({ code, ms: Math.round(ms * 100) / 100, peer }, "rpc");
+      const entry = { code, ms: Math.round(ms * 100) / 100, peer };
+      if (code === "OK") log.debug(entry, "rpc");
+      else log.info(entry, "rpc failed");
     }
   };
 }
