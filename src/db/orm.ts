@@ -4,12 +4,15 @@ import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { MikroORM } from "@mikro-orm/core";
 import { Migrator } from "@mikro-orm/migrations";
+import { PGlite } from "@electric-sql/pglite";
 import { PgliteDriver } from "@mikro-orm/pglite";
 import { PostgreSqlDriver } from "@mikro-orm/postgresql";
 import { entities } from "./entities.ts";
 import { migrationsList } from "./migrations/index.ts";
 
 export type Database = MikroORM;
+
+export const EMBEDDED_SHARED_BUFFERS = "16MB";
 
 export interface DatabaseOptions {
   databaseUrl?: string;
@@ -51,7 +54,14 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
   }
   const dir = join(options.dataDir, "pg");
   mkdirSync(dir, { recursive: true });
-  return MikroORM.init({ ...commonOptions(), driver: PgliteDriver, dbName: dir });
+  return MikroORM.init({
+    ...commonOptions(),
+    driver: PgliteDriver,
+    dbName: dir,
+    // The embedded database serves one process: 16 MB of shared buffers (instead
+    // of PostgreSQL's 128 MB default) keeps an idle server's RSS down by ~150 MB.
+    driverOptions: { startParams: [...PGlite.defaultStartParams, "-c", `shared_buffers=${EMBEDDED_SHARED_BUFFERS}`] },
+  });
 }
 
 /** Applies pending committed migrations; returns their names. */

@@ -1,0 +1,78 @@
+// Starts Tessera as a real process (as `npm start` does) for benchmarks.
+import { spawn, type ChildProcess } from "node:child_process";
+import { once } from "node:events";
+import { createServer } from "node:net";
+import { createChannel, createClient } from "nice-grpc";
+import { HealthDefinition } from "nice-grpc-server-health";
+
+export const ADMIN_PASSWORD = "bench-admin-password";
+
+export async function freePort(): Promise<number> {
+  const server = createServer().listen(0, "127.0.0.1");
+  await once(server, "listening");
+  const port = (server.address() as { port: number }).port;
+  server.close();
+  return port;
+}
+
+export interface RunningServer {
+  child: ChildProcess;
+  grpcPort: number;
+  httpPort: number;
+  /** Milliseconds from spawn to the first SERVING health answer. */
+  readyMs: number;
+  stop(): Promise<number | null>;
+}
+
+/** Spawns the server and polls grpc.health.v1.Health/Check every 10 ms until SERVING. */
+export async function startServer(dataDir: string, env: Record<string, string> = {}): Promise<RunningServer> {
+  const grpcPort = await freePort();
+  const httpPort = await freePort();
+  const started = performance.now();
+  const child = spawn(process.execPath, ["src/main.ts"], {
+    env: {
+      PATH: process.env.PATH ?? "",
+      TESSERA_GRPC_ADDR: `127.0.0.1:${grpcPort}`,
+      TESSERA_HTTP_ADDR: `127.0.0.1:${httpPort}`,
+      TESSERA_DATA_DIR: dataDir,
+      TESSERA_ADMIN_PASSWORD: ADMIN_PASSWORD,
+      TESSERA_LOG_LEVEL: "warn",
+      ...env,
+    },
+    stdio: ["ignore", "ignore", "inherit"],
+  });
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`server exited with ${child.exitCode}`);
+    // A fresh channel per attempt: a refused connection would otherwise put the
+    // channel into grpc-js's reconnect backoff (1 s and more) and inflate the figure.
+    const channel = createChannel(`127.0.0.1:${grpcPort}`);
+    const ok = await createClient(HealthDefinition, channel)
+      .check({ service: "" })
+      .then((r) => r.status === 1, () => false);
+    channel.close();
+    if (ok) break;
+    await new Promise((r) => setTimeout(r, 10));
+    if (performance.now() - started > 60_000) throw new Error("server did not become ready in 60 s");
+  }
+  const readyMs = performance.now() - started;
+  return {
+    child,
+    grpcPort,
+    httpPort,
+    readyMs,
+    async stop() {
+      if (child.exitCode !== null) return child.exitCode;
+      child.kill("SIGTERM");
+      const [code] = await once(child, "exit");
+      return code as number | null;
+    },
+  };
+}
+
+export function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+export const round = (value: number, digits = 1) => Math.round(value * 10 ** digits) / 10 ** digits;
