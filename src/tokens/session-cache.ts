@@ -31,6 +31,12 @@ export class SessionCache {
   readonly #entries = new Map<string, { state: SessionState | null; loadedAt: number }>();
   readonly #loading = new Map<string, Promise<SessionState | null>>();
 
+  /** The cached state when fresh, without touching the database (the verify fast path). */
+  peek(sessionId: string): SessionState | null | undefined {
+    const entry = this.#entries.get(sessionId);
+    return entry && Date.now() - entry.loadedAt < TTL_MS ? entry.state : undefined;
+  }
+
   async get(em: EntityManager, sessionId: string): Promise<SessionState | null> {
     const entry = this.#entries.get(sessionId);
     if (entry && Date.now() - entry.loadedAt < TTL_MS) return entry.state;

@@ -28,7 +28,16 @@ function tokenResponse(set: TokenSet) {
   };
 }
 
+// Principals are reused while their session state is unchanged; so are their messages.
+const principalMessages = new WeakMap<Principal, PrincipalMessage>();
+
 export function toPrincipalMessage(p: Principal): PrincipalMessage {
+  let message = principalMessages.get(p);
+  if (!message) principalMessages.set(p, (message = buildPrincipalMessage(p)));
+  return message;
+}
+
+function buildPrincipalMessage(p: Principal): PrincipalMessage {
   return {
     kind: kindOf(p.kind),
     subject: p.subject,

@@ -17,6 +17,14 @@ import { recordRevocation, type RevocationFeed } from "./revocations.ts";
 import type { SessionCache, SessionState } from "./session-cache.ts";
 import { RefreshTokenEntity, SessionEntity, type Session } from "./token.entity.ts";
 
+interface VerifiedEntry {
+  claims: AccessClaims;
+  kid: string;
+  /** The session state the principal was computed from, and the principal. */
+  state?: SessionState | null;
+  principal?: Principal;
+}
+
 export interface TokenSettings {
   issuer: string;
   audience: string;
@@ -53,7 +61,7 @@ export class TokenService {
   readonly #accountLimiter = new RateLimiterMemory({ points: 10, duration: 15 * 60, blockDuration: 15 * 60 });
   readonly #addressLimiter = new RateLimiterMemory({ points: 100, duration: 15 * 60, blockDuration: 15 * 60 });
   /** Signature-verified tokens (immutable facts); revocation is checked separately on every call. */
-  readonly #verified = new Map<string, AccessClaims>();
+  readonly #verified = new Map<string, VerifiedEntry>();
 
   constructor(settings: TokenSettings, keys: KeyStore, sessions: SessionCache, feed: RevocationFeed) {
     this.#settings = settings;
@@ -260,28 +268,40 @@ export class TokenService {
 
   /** Verifies an access token and returns its principal with permissions granted now ∩ elected. */
   async verify(em: EntityManager, token: string, audience = ""): Promise<Principal> {
-    let claims = this.#verified.get(token);
-    const now = Math.floor(Date.now() / 1000);
-    if (!claims) {
+    const nowSeconds = Math.floor(Date.now() / 1000);
+    const expectedAudience = audience || this.#settings.audience;
+    let entry = this.#verified.get(token);
+    if (!entry) {
       const parsed = parseAccessToken(token);
       const key = this.#keys.cachedPublicKey(parsed.kid) ?? (await this.#keys.publicKey(em, parsed.kid));
       if (!key) throw unauthenticated("TOKEN_INVALID", "token signing key is unknown");
-      claims = verifyAccessToken(parsed, key, { issuer: this.#settings.issuer, audience: audience || this.#settings.audience, nowSeconds: now });
+      const claims = verifyAccessToken(parsed, key, { issuer: this.#settings.issuer, audience: expectedAudience, nowSeconds });
+      entry = { claims, kid: parsed.kid };
       if (this.#verified.size >= VERIFIED_CACHE_MAX) this.#verified.clear();
-      this.#verified.set(token, claims);
+      this.#verified.set(token, entry);
     } else {
-      if (claims.exp <= now) {
+      // The signature was checked before; what can change is time, the audience asked for, and the key's publication.
+      if (entry.claims.exp <= nowSeconds) {
         this.#verified.delete(token);
         throw unauthenticated("TOKEN_EXPIRED", "token has expired");
       }
-      const expected = audience || this.#settings.audience;
-      if (!(Array.isArray(claims.aud) ? claims.aud.includes(expected) : claims.aud === expected)) {
+      const aud = entry.claims.aud;
+      if (!(Array.isArray(aud) ? aud.includes(expectedAudience) : aud === expectedAudience)) {
         throw unauthenticated("TOKEN_INVALID", "token audience is not accepted");
       }
-      if (!this.#keys.cachedPublicKey(parseAccessToken(token).kid)) throw unauthenticated("TOKEN_INVALID", "token signing key is retired");
+      if (!this.#keys.cachedPublicKey(entry.kid)) throw unauthenticated("TOKEN_INVALID", "token signing key is retired");
     }
-    const state = UUID.test(claims.sid) ? await this.#sessions.get(em, claims.sid) : null;
-    return principalFrom(claims, token, checkSessionState(state, claims));
+    const sid = entry.claims.sid;
+    let state = UUID.test(sid) ? this.#sessions.peek(sid) : null;
+    if (state === undefined) state = await this.#sessions.get(em, sid);
+    // The principal is recomputed only when the session's state object changed (a revocation or grant change).
+    if (entry.state !== state || !entry.principal) {
+      entry.principal = principalFrom(entry.claims, token, checkSessionState(state, entry.claims));
+      entry.state = state;
+    } else {
+      checkSessionState(state, entry.claims);
+    }
+    return entry.principal;
   }
 
   // -------------------------------------------------------------- sessions
