@@ -11,6 +11,9 @@ import { RefreshServiceDefinition } from "../gen/tessera/identity/v1/refresh_ser
 import { TenantServiceDefinition } from "../gen/tessera/identity/v1/tenant_service.ts";
 import { UserServiceDefinition } from "../gen/tessera/identity/v1/user_service.ts";
 import { VerifyServiceDefinition } from "../gen/tessera/identity/v1/verify_service.ts";
+import { PermissionServiceDefinition } from "../gen/tessera/identity/v1/permission_service.ts";
+import { PermissionService } from "./permissions/permission.service.ts";
+import { permissionServiceImpl } from "./permissions/permission.grpc.ts";
 import { bootstrap, createAdminGroup } from "./bootstrap.ts";
 import type { Config } from "./config.ts";
 import { migrate, openDatabase, type Database } from "./db/orm.ts";
@@ -80,9 +83,14 @@ export async function startTessera(config: Config, logger: Logger): Promise<Tess
 
     const users = new UserService();
     const tenants = new TenantService(users);
-    tenants.onTenantCreated(async (em, tenant, admin) => createAdminGroup(em, tenant, admin, false));
+    const permissions = new PermissionService();
+    tenants.onTenantCreated(async (em, tenant, admin) => {
+      createAdminGroup(em, tenant, admin, false);
+      await permissions.createDefaultGroups(em, tenant);
+    });
     tenants.onTenantRevoked((em, tenantId) => tokens.recordTenantRevocation(em, tenantId));
     users.addHooks({
+      created: (em, user) => permissions.joinDefaultGroups(em, user),
       revoked: async (em, user, why) => {
         await tokens.revokeUserSessionsInTransaction(em, user, why);
       },
@@ -97,7 +105,8 @@ export async function startTessera(config: Config, logger: Logger): Promise<Tess
       authenticate: (token, em) => tokens.verify(em, token),
       services: [
         { definition: TenantServiceDefinition, implementation: tenantServiceImpl(tenants, config) },
-        { definition: UserServiceDefinition, implementation: userServiceImpl(users, tenants) },
+        { definition: UserServiceDefinition, implementation: userServiceImpl(users, tenants, permissions) },
+        { definition: PermissionServiceDefinition, implementation: permissionServiceImpl(permissions) },
         { definition: IssueServiceDefinition, implementation: issueServiceImpl(tokens, keys) },
         { definition: RefreshServiceDefinition, implementation: refreshServiceImpl(tokens) },
         { definition: VerifyServiceDefinition, implementation: verifyServiceImpl(tokens, keys, feed) },

@@ -6,6 +6,8 @@ import type { TesseraContext } from "../grpc/context.ts";
 import type { TenantService } from "../tenants/tenant.service.ts";
 import type { User } from "./user.entity.ts";
 import type { UserService } from "./user.service.ts";
+import type { PermissionService } from "../permissions/permission.service.ts";
+import { toGroupMessage } from "../permissions/permission.grpc.ts";
 
 export function toUserMessage(user: User): UserMessage {
   return {
@@ -21,7 +23,7 @@ export function toUserMessage(user: User): UserMessage {
 }
 
 
-export function userServiceImpl(users: UserService, tenants: TenantService): ServiceImplementation<typeof UserServiceDefinition, TesseraContext> {
+export function userServiceImpl(users: UserService, tenants: TenantService, permissions: PermissionService): ServiceImplementation<typeof UserServiceDefinition, TesseraContext> {
   return {
     async createUser(request, context) {
       const tenantId = authorize(context, "identity.users.create", request.tenantId);
@@ -81,10 +83,11 @@ export function userServiceImpl(users: UserService, tenants: TenantService): Ser
     async getMe(_request, context) {
       const principal = requirePrincipal(context);
       const user = await users.findUser(context.em, principal.tenantId, { id: principal.subject });
+      const groups = await permissions.groupsOf(context.em, user.id);
       return {
         user: toUserMessage(user),
-        groups: [],
-        permissions: [...principal.permissions].sort(),
+        groups: await Promise.all(groups.map((g) => toGroupMessage(context.em, permissions, g))),
+        permissions: (await permissions.effectivePermissions(context.em, principal.tenantId, user.id)).permissions,
         electedPermissions: [...principal.elected].sort(),
       };
     },

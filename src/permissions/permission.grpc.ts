@@ -1,0 +1,116 @@
+// PermissionService over gRPC: maps proto <-> domain and checks permissions.
+import type { EntityManager } from "@mikro-orm/core";
+import type { ServiceImplementation } from "nice-grpc";
+import type { Group as GroupMessage, PermissionServiceDefinition } from "../../gen/tessera/identity/v1/permission_service.ts";
+import { authorize, authorizeSystem, requirePrincipal } from "../grpc/authorize.ts";
+import type { TesseraContext } from "../grpc/context.ts";
+import type { Group } from "./permission.entity.ts";
+import type { GroupFields, PermissionService } from "./permission.service.ts";
+
+export async function toGroupMessage(em: EntityManager, permissions: PermissionService, group: Group): Promise<GroupMessage> {
+  return {
+    id: group.id,
+    tenantId: typeof group.tenant === "object" ? group.tenant.id : String(group.tenant),
+    name: group.name,
+    description: group.description,
+    permissions: group.permissions,
+    default: group.isDefault,
+    autoGrantPatterns: group.autoGrantPatterns,
+    memberCount: await permissions.memberCount(em, group),
+    createTime: group.createdAt,
+    updateTime: group.updatedAt,
+  };
+}
+
+function fieldsOf(group: GroupMessage | undefined): GroupFields {
+  return {
+    name: group?.name ?? "",
+    description: group?.description ?? "",
+    permissions: group?.permissions ?? [],
+    isDefault: group?.default ?? false,
+    autoGrantPatterns: group?.autoGrantPatterns ?? [],
+  };
+}
+
+export function permissionServiceImpl(permissions: PermissionService): ServiceImplementation<typeof PermissionServiceDefinition, TesseraContext> {
+  const message = (em: EntityManager, group: Group) => toGroupMessage(em, permissions, group);
+  return {
+    async registerMicroservice(request, context) {
+      // The catalogue is global: only the system tenant (its admins or service accounts) registers.
+      authorizeSystem(context, "identity.microservices.register");
+      const result = await permissions.registerMicroservice(context.em, request);
+      return {
+        microservice: { name: result.microservice.name, version: result.microservice.version, permissions: result.permissions, updateTime: result.microservice.updatedAt },
+        changed: result.changed,
+        removedPermissions: result.removed,
+      };
+    },
+
+    async listMicroservices(request, context) {
+      authorize(context, "identity.microservices.list");
+      const page = await permissions.listMicroservices(context.em, request);
+      return {
+        microservices: page.items.map(({ microservice, permissions: specs }) => ({
+          name: microservice.name,
+          version: microservice.version,
+          permissions: specs,
+          updateTime: microservice.updatedAt,
+        })),
+        nextPageToken: page.nextPageToken,
+      };
+    },
+
+    async listPermissions(request, context) {
+      authorize(context, "identity.permissions.list");
+      return permissions.listPermissions(context.em, request);
+    },
+
+    async createGroup(request, context) {
+      const tenantId = authorize(context, "identity.groups.create", request.tenantId);
+      return { group: await message(context.em, await permissions.createGroup(context.em, tenantId, fieldsOf(request.group))) };
+    },
+
+    async getGroup(request, context) {
+      const tenantId = authorize(context, "identity.groups.get", request.tenantId);
+      const group = await permissions.findGroup(context.em, tenantId, request.id ? { id: request.id } : { name: request.name });
+      return { group: await message(context.em, group) };
+    },
+
+    async listGroups(request, context) {
+      const tenantId = authorize(context, "identity.groups.list", request.tenantId);
+      const page = await permissions.listGroups(context.em, tenantId, request);
+      return { groups: await Promise.all(page.groups.map((g) => message(context.em, g))), nextPageToken: page.nextPageToken };
+    },
+
+    async updateGroup(request, context) {
+      const tenantId = authorize(context, "identity.groups.update", request.tenantId);
+      const group = await permissions.updateGroup(context.em, tenantId, request.group?.id ?? "", fieldsOf(request.group), request.updateMask ?? []);
+      return { group: await message(context.em, group) };
+    },
+
+    async deleteGroup(request, context) {
+      const tenantId = authorize(context, "identity.groups.delete", request.tenantId);
+      await permissions.deleteGroup(context.em, tenantId, request.id);
+      return {};
+    },
+
+    async addGroupMembers(request, context) {
+      const tenantId = authorize(context, "identity.groups.update", request.tenantId);
+      await permissions.addMembers(context.em, tenantId, request.groupId, request.userIds);
+      return {};
+    },
+
+    async removeGroupMembers(request, context) {
+      const tenantId = authorize(context, "identity.groups.update", request.tenantId);
+      await permissions.removeMembers(context.em, tenantId, request.groupId, request.userIds);
+      return {};
+    },
+
+    async getEffectivePermissions(request, context) {
+      const principal = requirePrincipal(context);
+      const self = (!request.userId || request.userId === principal.subject) && (!request.tenantId || request.tenantId === principal.tenantId);
+      const tenantId = self ? principal.tenantId : authorize(context, "identity.users.get", request.tenantId);
+      return permissions.effectivePermissions(context.em, tenantId, request.userId || principal.subject);
+    },
+  };
+}

@@ -1,0 +1,358 @@
+// Permissions: the global catalogue that microservices register (OpenMatchmaking),
+// and per-tenant groups that grant permission patterns to users. No gRPC here.
+import { LockMode, type EntityManager } from "@mikro-orm/core";
+import { alreadyExists, failedPrecondition, notFound, permissionDenied, Violations } from "../errors.ts";
+import { isUniqueViolation } from "../db/errors.ts";
+import { nextPageToken, readPage, type PageRequest } from "../shared/pagination.ts";
+import { checkMaxLength, checkUuid, UUID } from "../shared/validation.ts";
+import type { Tenant } from "../tenants/tenant.entity.ts";
+import { UserEntity, type User } from "../users/user.entity.ts";
+import { recordRevocation } from "../tokens/revocations.ts";
+import { IDENTITY_MICROSERVICE } from "./identity-permissions.ts";
+import { anyPatternMatches, isPermissionPattern, patternMatches } from "./match.ts";
+import { GroupEntity, GroupMemberEntity, MicroserviceEntity, PermissionEntity, type Group, type Microservice } from "./permission.entity.ts";
+import { grantedPatterns } from "./grants.ts";
+
+export const MICROSERVICE_NAME = /^[a-z][a-z0-9.-]*$/;
+export const VERSION = /^\d+\.\d+\.\d+$/;
+const SEGMENT = /^[a-z][a-z0-9_-]*$/;
+const MAX_PERMISSIONS = 1000;
+
+/** The default group every new tenant gets, as OpenMatchmaking's "Game client". */
+export const GAME_CLIENT_GROUP = { name: "Game client", autoGrant: ["*.*.retrieve", "*.*.update"] };
+
+export interface PermissionSpec {
+  codename: string;
+  description: string;
+}
+
+export interface Registration {
+  name: string;
+  version: string;
+  permissions: PermissionSpec[];
+}
+
+export interface RegistrationResult {
+  microservice: Microservice;
+  permissions: PermissionSpec[];
+  changed: boolean;
+  removed: string[];
+}
+
+export interface GroupFields {
+  name: string;
+  description: string;
+  permissions: string[];
+  isDefault: boolean;
+  autoGrantPatterns: string[];
+}
+
+export const GROUP_UPDATABLE = ["name", "description", "permissions", "default", "auto_grant_patterns"] as const;
+
+/**
+ * Auto-grant attaches newly registered permissions to groups by pattern, but
+ * never Tessera's own `identity.*` permissions: otherwise the default
+ * "Game client" group's `*.*.update` would let self-registered players update
+ * users. Administrators grant `identity.*` explicitly.
+ */
+export function autoGrantable(codename: string, patterns: readonly string[]): boolean {
+  return !codename.startsWith(`${IDENTITY_MICROSERVICE}.`) && anyPatternMatches(patterns, codename);
+}
+
+/** Validates a registration exactly the same way for gRPC and AMQP. */
+export function validateRegistration(input: Registration): void {
+  const v = new Violations();
+  if (!MICROSERVICE_NAME.test(input.name) || input.name.length > 100) v.add("name", "must match ^[a-z][a-z0-9.-]*$ (at most 100 characters)");
+  if (!VERSION.test(input.version) || input.version.length > 64) v.add("version", "must match ^\\d+\\.\\d+\\.\\d+$");
+  if (input.permissions.length > MAX_PERMISSIONS) v.add("permissions", `at most ${MAX_PERMISSIONS} permissions`);
+  const seen = new Set<string>();
+  input.permissions.forEach((p, i) => {
+    const field = `permissions[${i}].codename`;
+    const rest = p.codename.startsWith(`${input.name}.`) ? p.codename.slice(input.name.length + 1).split(".") : undefined;
+    if (!rest) v.add(field, `must start with the microservice name "${input.name}."`);
+    else if (rest.length !== 2 || !rest.every((s) => SEGMENT.test(s))) v.add(field, `must be "${input.name}.{resource}.{action}" with resource and action matching ^[a-z][a-z0-9_-]*$`);
+    else if (seen.has(p.codename)) v.add(field, "is listed twice");
+    seen.add(p.codename);
+    if (p.description.length > 500) v.add(`permissions[${i}].description`, "must be at most 500 characters");
+  });
+  v.throwIfAny();
+  if (input.name === IDENTITY_MICROSERVICE) throw permissionDenied(`the microservice name "${IDENTITY_MICROSERVICE}" is reserved for Tessera`);
+}
+
+function checkPatterns(patterns: string[], field: string, v: Violations): void {
+  if (patterns.length > 500) v.add(field, "at most 500 entries");
+  patterns.forEach((p, i) => {
+    if (!isPermissionPattern(p)) v.add(`${field}[${i}]`, "must be {microservice}.{resource}.{action}, `*` allowed per segment");
+  });
+}
+
+function checkGroupFields(fields: Partial<GroupFields>, v: Violations): void {
+  if (fields.name !== undefined && (fields.name.trim().length === 0 || [...fields.name].length > 100)) v.add("group.name", "must be 1-100 characters");
+  if (fields.description !== undefined) checkMaxLength(fields.description, 500, "group.description", v);
+  if (fields.permissions !== undefined) checkPatterns(fields.permissions, "group.permissions", v);
+  if (fields.autoGrantPatterns !== undefined) checkPatterns(fields.autoGrantPatterns, "group.auto_grant_patterns", v);
+}
+
+const uniqueSorted = (values: string[]) => [...new Set(values)].sort();
+
+export class PermissionService {
+  // ------------------------------------------------------------ catalogue
+
+  async registerMicroservice(em: EntityManager, input: Registration): Promise<RegistrationResult> {
+    validateRegistration(input);
+    return em.transactional(async (tem) => {
+      // Serialize registrations of one microservice (a new version vs. a redelivered message).
+      const existing = await tem.findOne(MicroserviceEntity, { name: input.name }, { lockMode: LockMode.PESSIMISTIC_WRITE });
+      const current = await tem.find(PermissionEntity, { microservice: input.name }, { orderBy: { codename: "asc" } });
+      if (existing && existing.version === input.version) {
+        return { microservice: existing, permissions: current.map(toSpec), changed: false, removed: [] };
+      }
+      const microservice = existing ?? tem.create(MicroserviceEntity, { name: input.name, version: input.version } as never);
+      microservice.version = input.version;
+      microservice.updatedAt = new Date();
+      await tem.flush();
+
+      const wanted = new Map(input.permissions.map((p) => [p.codename, p.description]));
+      const removed = current.filter((p) => !wanted.has(p.codename)).map((p) => p.codename);
+      const added = [...wanted.keys()].filter((c) => !current.some((p) => p.codename === c));
+      if (removed.length) await tem.nativeDelete(PermissionEntity, { codename: { $in: removed } });
+      for (const [codename, description] of wanted) {
+        await tem.upsert(PermissionEntity, { codename, microservice: input.name, description } as never);
+      }
+      const changedGroups = await this.#applyCatalogueChange(tem, removed, added);
+      if (removed.length || changedGroups) recordRevocation(tem, { kind: "GRANTS_CHANGED" });
+      await tem.flush();
+      const permissions = [...wanted].map(([codename, description]) => ({ codename, description })).sort((a, b) => a.codename.localeCompare(b.codename));
+      return { microservice, permissions, changed: true, removed: removed.sort() };
+    });
+  }
+
+  /** Drops removed codenames from every group of every tenant and auto-grants added ones. */
+  async #applyCatalogueChange(em: EntityManager, removed: string[], added: string[]): Promise<number> {
+    if (!removed.length && !added.length) return 0;
+    const groups = await em.find(GroupEntity, {});
+    let changed = 0;
+    for (const group of groups) {
+      const kept = group.permissions.filter((p) => !removed.includes(p));
+      const granted = added.filter((c) => autoGrantable(c, group.autoGrantPatterns) && !kept.includes(c));
+      if (kept.length !== group.permissions.length || granted.length) {
+        group.permissions = uniqueSorted([...kept, ...granted]);
+        group.updatedAt = new Date();
+        changed++;
+      }
+    }
+    return changed;
+  }
+
+  async listMicroservices(em: EntityManager, request: PageRequest): Promise<{ items: { microservice: Microservice; permissions: PermissionSpec[] }[]; nextPageToken: string }> {
+    const v = new Violations();
+    const query = { kind: "microservices" };
+    const page = readPage(request, query, v);
+    v.throwIfAny();
+    const rows = await em.find(MicroserviceEntity, page.after ? { name: { $gt: page.after } } : {}, { orderBy: { name: "asc" }, limit: page.limit + 1 });
+    const { items, next } = nextPageToken(rows, page, (m) => m.name, query);
+    const permissions = items.length ? await em.find(PermissionEntity, { microservice: { $in: items.map((m) => m.name) } }, { orderBy: { codename: "asc" } }) : [];
+    return {
+      items: items.map((microservice) => ({
+        microservice,
+        permissions: permissions.filter((p) => (typeof p.microservice === "object" ? p.microservice.name : String(p.microservice)) === microservice.name).map(toSpec),
+      })),
+      nextPageToken: next,
+    };
+  }
+
+  async listPermissions(em: EntityManager, request: PageRequest & { filter: string }): Promise<{ permissions: PermissionSpec[]; nextPageToken: string }> {
+    const v = new Violations();
+    if (request.filter && !isPermissionPattern(request.filter)) v.add("filter", "must be a permission pattern, `*` allowed per segment");
+    const query = { kind: "permissions", filter: request.filter };
+    const page = readPage(request, query, v, 100);
+    v.throwIfAny();
+    // Patterns are matched in memory; the catalogue is small (hundreds of codenames).
+    const all = await em.find(PermissionEntity, page.after ? { codename: { $gt: page.after } } : {}, { orderBy: { codename: "asc" } });
+    const matching = request.filter ? all.filter((p) => patternMatches(request.filter, p.codename)) : all;
+    const { items, next } = nextPageToken(matching.slice(0, page.limit + 1), page, (p) => p.codename, query);
+    return { permissions: items.map(toSpec), nextPageToken: next };
+  }
+
+  // --------------------------------------------------------------- groups
+
+  async findGroup(em: EntityManager, tenantId: string, ref: { id?: string; name?: string }): Promise<Group> {
+    if (ref.id !== undefined && !UUID.test(ref.id)) throw notFound("GROUP_NOT_FOUND", "group not found");
+    const group = await em.findOne(GroupEntity, ref.id ? { id: ref.id, tenant: tenantId } : { name: ref.name ?? "", tenant: tenantId });
+    if (!group) throw notFound("GROUP_NOT_FOUND", "group not found");
+    return group;
+  }
+
+  async memberCount(em: EntityManager, group: Group): Promise<number> {
+    return em.count(GroupMemberEntity, { group: group.id });
+  }
+
+  async createGroup(em: EntityManager, tenantId: string, fields: GroupFields): Promise<Group> {
+    const v = new Violations();
+    checkGroupFields(fields, v);
+    v.throwIfAny();
+    try {
+      return await em.transactional(async (tem) => {
+        const group = tem.create(GroupEntity, {
+          id: crypto.randomUUID(),
+          tenant: tenantId,
+          name: fields.name,
+          description: fields.description,
+          permissions: uniqueSorted(fields.permissions),
+          isDefault: fields.isDefault,
+          autoGrantPatterns: uniqueSorted(fields.autoGrantPatterns),
+          protected: false,
+        } as never);
+        await tem.flush();
+        return group;
+      });
+    } catch (error) {
+      if (isUniqueViolation(error)) throw alreadyExists("a group with this name already exists in the tenant", "group.name");
+      throw error;
+    }
+  }
+
+  async listGroups(em: EntityManager, tenantId: string, request: PageRequest): Promise<{ groups: Group[]; nextPageToken: string }> {
+    const v = new Violations();
+    const query = { kind: "groups", tenantId };
+    const page = readPage(request, query, v);
+    v.throwIfAny();
+    const where: Record<string, unknown> = { tenant: tenantId };
+    if (page.after !== undefined) where.name = { $gt: page.after };
+    const rows = await em.find(GroupEntity, where, { orderBy: { name: "asc" }, limit: page.limit + 1 });
+    const { items, next } = nextPageToken(rows, page, (g) => g.name, query);
+    return { groups: items, nextPageToken: next };
+  }
+
+  async updateGroup(em: EntityManager, tenantId: string, id: string, patch: GroupFields, mask: string[]): Promise<Group> {
+    const v = new Violations();
+    checkUuid(id, "group.id", v);
+    const fields = new Set<string>();
+    if (mask.length === 0) v.add("update_mask", `is required; updatable: ${GROUP_UPDATABLE.join(", ")}`);
+    for (const path of mask) {
+      if ((GROUP_UPDATABLE as readonly string[]).includes(path)) fields.add(path);
+      else v.add("update_mask", `"${path}" is not updatable; updatable: ${GROUP_UPDATABLE.join(", ")}`);
+    }
+    checkGroupFields(
+      {
+        name: fields.has("name") ? patch.name : undefined,
+        description: fields.has("description") ? patch.description : undefined,
+        permissions: fields.has("permissions") ? patch.permissions : undefined,
+        autoGrantPatterns: fields.has("auto_grant_patterns") ? patch.autoGrantPatterns : undefined,
+      },
+      v,
+    );
+    v.throwIfAny();
+    try {
+      return await em.transactional(async (tem) => {
+        const group = await this.findGroup(tem, tenantId, { id });
+        if (group.protected && (fields.has("name") || fields.has("permissions"))) {
+          throw failedPrecondition("PROTECTED_RESOURCE", "the system administrators group keeps its name and permissions");
+        }
+        if (fields.has("name")) group.name = patch.name;
+        if (fields.has("description")) group.description = patch.description;
+        if (fields.has("permissions")) group.permissions = uniqueSorted(patch.permissions);
+        if (fields.has("default")) group.isDefault = patch.isDefault;
+        if (fields.has("auto_grant_patterns")) group.autoGrantPatterns = uniqueSorted(patch.autoGrantPatterns);
+        group.updatedAt = new Date();
+        if (fields.has("permissions")) recordRevocation(tem, { kind: "GRANTS_CHANGED", tenantId });
+        await tem.flush();
+        return group;
+      });
+    } catch (error) {
+      if (isUniqueViolation(error)) throw alreadyExists("a group with this name already exists in the tenant", "group.name");
+      throw error;
+    }
+  }
+
+  async deleteGroup(em: EntityManager, tenantId: string, id: string): Promise<void> {
+    const v = new Violations();
+    checkUuid(id, "id", v);
+    v.throwIfAny();
+    await em.transactional(async (tem) => {
+      const group = await this.findGroup(tem, tenantId, { id });
+      if (group.protected) throw failedPrecondition("PROTECTED_RESOURCE", "the system administrators group cannot be deleted");
+      await tem.nativeDelete(GroupEntity, { id: group.id });
+      recordRevocation(tem, { kind: "GRANTS_CHANGED", tenantId });
+    });
+  }
+
+  async #members(em: EntityManager, tenantId: string, userIds: string[], v: Violations): Promise<User[]> {
+    if (userIds.length === 0) v.add("user_ids", "at least one user");
+    if (userIds.length > 1000) v.add("user_ids", "at most 1000 users");
+    userIds.forEach((id, i) => checkUuid(id, `user_ids[${i}]`, v));
+    v.throwIfAny();
+    const unique = [...new Set(userIds)];
+    const users = await em.find(UserEntity, { id: { $in: unique }, tenant: tenantId });
+    if (users.length !== unique.length) throw notFound("USER_NOT_FOUND", "a user is not in this tenant");
+    return users;
+  }
+
+  async addMembers(em: EntityManager, tenantId: string, groupId: string, userIds: string[]): Promise<void> {
+    const v = new Violations();
+    checkUuid(groupId, "group_id", v);
+    await em.transactional(async (tem) => {
+      const users = await this.#members(tem, tenantId, userIds, v);
+      const group = await this.findGroup(tem, tenantId, { id: groupId });
+      const existing = new Set((await tem.find(GroupMemberEntity, { group: group.id })).map((m) => (typeof m.user === "object" ? m.user.id : String(m.user))));
+      for (const user of users) if (!existing.has(user.id)) tem.create(GroupMemberEntity, { group, user } as never);
+      recordRevocation(tem, { kind: "GRANTS_CHANGED", tenantId });
+    });
+  }
+
+  async removeMembers(em: EntityManager, tenantId: string, groupId: string, userIds: string[]): Promise<void> {
+    const v = new Violations();
+    checkUuid(groupId, "group_id", v);
+    await em.transactional(async (tem) => {
+      const users = await this.#members(tem, tenantId, userIds, v);
+      const group = await this.findGroup(tem, tenantId, { id: groupId });
+      if (group.protected) {
+        const remaining = await tem.count(GroupMemberEntity, { group: group.id, user: { $nin: users.map((u) => u.id) } });
+        if (remaining === 0) throw failedPrecondition("PROTECTED_RESOURCE", "the system administrators group must keep at least one member");
+      }
+      await tem.nativeDelete(GroupMemberEntity, { group: group.id, user: { $in: users.map((u) => u.id) } });
+      recordRevocation(tem, { kind: "GRANTS_CHANGED", tenantId });
+    });
+  }
+
+  async groupsOf(em: EntityManager, userId: string): Promise<Group[]> {
+    const memberships = await em.find(GroupMemberEntity, { user: userId }, { populate: ["group"], orderBy: { group: { name: "asc" } } });
+    return memberships.map((m) => m.group);
+  }
+
+  /** Registered codenames the user's grants cover, and the raw grants. */
+  async effectivePermissions(em: EntityManager, tenantId: string, userId: string): Promise<{ permissions: string[]; grants: string[] }> {
+    if (!UUID.test(userId) || !(await em.findOne(UserEntity, { id: userId, tenant: tenantId }))) throw notFound("USER_NOT_FOUND", "user not found");
+    const grants = await grantedPatterns(em, userId);
+    const catalogue = await em.find(PermissionEntity, {}, { orderBy: { codename: "asc" } });
+    return { permissions: catalogue.filter((p) => anyPatternMatches(grants, p.codename)).map((p) => p.codename), grants };
+  }
+
+  // -------------------------------------------------------- tenant/user hooks
+
+  /** Every new tenant gets the "Game client" default group (OpenMatchmaking); tenants may change or delete it. */
+  async createDefaultGroups(em: EntityManager, tenant: Tenant): Promise<void> {
+    const catalogue = await em.find(PermissionEntity, {}, { orderBy: { codename: "asc" } });
+    em.create(GroupEntity, {
+      id: crypto.randomUUID(),
+      tenant,
+      name: GAME_CLIENT_GROUP.name,
+      description: "Default group: new users join it; newly registered *.*.retrieve and *.*.update permissions are granted to it",
+      permissions: catalogue.filter((p) => autoGrantable(p.codename, GAME_CLIENT_GROUP.autoGrant)).map((p) => p.codename),
+      isDefault: true,
+      autoGrantPatterns: [...GAME_CLIENT_GROUP.autoGrant],
+      protected: false,
+    } as never);
+  }
+
+  /** New users join their tenant's default groups. */
+  async joinDefaultGroups(em: EntityManager, user: User): Promise<void> {
+    const tenantId = typeof user.tenant === "object" ? user.tenant.id : String(user.tenant);
+    const defaults = await em.find(GroupEntity, { tenant: tenantId, isDefault: true });
+    for (const group of defaults) em.create(GroupMemberEntity, { group, user } as never);
+  }
+}
+
+function toSpec(p: { codename: string; description: string }): PermissionSpec {
+  return { codename: p.codename, description: p.description };
+}
