@@ -12,7 +12,7 @@ import { inject } from "vitest";
 import pg from "pg";
 import { loadConfig, type Config } from "../../src/config.ts";
 import { startTessera, type Tessera } from "../../src/app.ts";
-import { IssueServiceDefinition } from "../../gen/tessera/identity/v1/issue_service.ts";
+import { IssueServiceDefinition, type IssueTokenResponse } from "../../gen/tessera/identity/v1/issue_service.ts";
 import { RefreshServiceDefinition } from "../../gen/tessera/identity/v1/refresh_service.ts";
 import { TenantServiceDefinition } from "../../gen/tessera/identity/v1/tenant_service.ts";
 import { UserServiceDefinition } from "../../gen/tessera/identity/v1/user_service.ts";
@@ -31,7 +31,7 @@ export interface TestServer {
   /** Typed clients sending `authorization: Bearer <token>`. */
   as(token: string): ReturnType<typeof makeClients>;
   /** Logs in and returns an access token (and the full response). */
-  login(tenant: string, username: string, password: string, requested?: string[]): Promise<{ accessToken: string; refreshToken: string; sessionId: string }>;
+  login(tenant: string, username: string, password: string, requested?: string[]): Promise<IssueTokenResponse>;
   adminToken: string;
   close(): Promise<void>;
 }
