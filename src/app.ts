@@ -14,6 +14,7 @@ import { VerifyServiceDefinition } from "../gen/tessera/identity/v1/verify_servi
 import { PermissionServiceDefinition } from "../gen/tessera/identity/v1/permission_service.ts";
 import { PermissionService } from "./permissions/permission.service.ts";
 import { permissionServiceImpl } from "./permissions/permission.grpc.ts";
+import { RegistrationConsumer } from "./amqp/registration-consumer.ts";
 import { bootstrap, createAdminGroup } from "./bootstrap.ts";
 import type { Config } from "./config.ts";
 import { migrate, openDatabase, type Database } from "./db/orm.ts";
@@ -130,6 +131,11 @@ export async function startTessera(config: Config, logger: Logger): Promise<Tess
     await once(http, "listening");
     const httpPort = (http.address() as AddressInfo).port;
 
+    const amqp = config.amqpUrl
+      ? new RegistrationConsumer(orm, permissions, { url: config.amqpUrl, queue: config.amqpRegistrationQueue, log: logger })
+      : undefined;
+    await amqp?.start();
+
     const rotation = setInterval(() => {
       if (keys.newestKeyAgeSeconds() >= config.keyRotationIntervalSeconds) {
         keys.rotate(orm.em.fork()).catch((err) => logger.warn({ err }, "scheduled key rotation failed"));
@@ -156,6 +162,7 @@ export async function startTessera(config: Config, logger: Logger): Promise<Tess
       async close() {
         health.setStatus("unhealthy");
         clearInterval(rotation);
+        await amqp?.stop();
         const grace = setTimeout(() => grpc.forceShutdown(), config.shutdownGraceSeconds * 1000);
         await grpc.shutdown();
         clearTimeout(grace);

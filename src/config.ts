@@ -34,6 +34,8 @@ export interface Config {
   keyPublishLeadSeconds: number;
   tls?: TlsConfig;
   amqpUrl?: string;
+  /** Queue of microservice registrations (OpenMatchmaking's name by default). */
+  amqpRegistrationQueue: string;
   /** Seconds SIGTERM waits for in-flight calls before closing them. */
   shutdownGraceSeconds: number;
 }
@@ -167,6 +169,7 @@ export function loadConfig(env: Env = process.env): Config {
     keyPublishLeadSeconds: readDuration(env, "TESSERA_KEY_PUBLISH_LEAD", "1m"),
     tls: readTls(env),
     amqpUrl,
+    amqpRegistrationQueue: env.TESSERA_AMQP_REGISTRATION_QUEUE || "auth.microservices.register",
     shutdownGraceSeconds: readDuration(env, "TESSERA_SHUTDOWN_GRACE", "10s"),
   };
 }

@@ -1,0 +1,161 @@
+// Microservice registration over AMQP (OpenMatchmaking's queue
+// `auth.microservices.register`). A message is validated exactly like the RPC,
+// answered with "OK" or the error on its reply_to (with its correlation_id),
+// and acknowledged only after the database commit, so a crash before the commit
+// leaves it to be redelivered. Bad messages are rejected, never requeued; a
+// transient failure is requeued once and rejected if it fails again.
+import { connect, type Channel, type ChannelModel, type ConsumeMessage } from "amqplib";
+import type { Logger } from "pino";
+import type { Database } from "../db/orm.ts";
+import { TesseraError } from "../errors.ts";
+import type { PermissionService, Registration } from "../permissions/permission.service.ts";
+
+export const REGISTRATION_QUEUE = "auth.microservices.register";
+
+export interface RegistrationConsumerOptions {
+  url: string;
+  queue?: string;
+  prefetch?: number;
+  log: Logger;
+  /**
+   * Test seam: when it returns true for a first delivery, processing fails
+   * before the commit as a transient error would (the message is requeued).
+   */
+  failBeforeCommit?: (message: ConsumeMessage) => boolean;
+}
+
+class MalformedMessage extends Error {}
+
+/** Parses the JSON body into a registration; structural problems are malformed messages. */
+export function parseRegistration(body: Buffer): Registration {
+  let value: unknown;
+  try {
+    value = JSON.parse(body.toString("utf8"));
+  } catch {
+    throw new MalformedMessage("message body is not JSON");
+  }
+  const v = value as { name?: unknown; version?: unknown; permissions?: unknown };
+  if (!v || typeof v !== "object" || typeof v.name !== "string" || typeof v.version !== "string") {
+    throw new MalformedMessage('message must be {"name": string, "version": string, "permissions": [{"codename", "description"}]}');
+  }
+  const permissions = v.permissions ?? [];
+  if (!Array.isArray(permissions)) throw new MalformedMessage("permissions must be an array");
+  return {
+    name: v.name,
+    version: v.version,
+    permissions: permissions.map((p: unknown, i) => {
+      const spec = p as { codename?: unknown; description?: unknown };
+      if (!spec || typeof spec.codename !== "string" || (spec.description !== undefined && typeof spec.description !== "string")) {
+        throw new MalformedMessage(`permissions[${i}] must be {"codename": string, "description": string}`);
+      }
+      return { codename: spec.codename, description: (spec.description as string | undefined) ?? "" };
+    }),
+  };
+}
+
+/** The reply for a failed registration: the error, with the same reason and field violations as the RPC. */
+function errorReply(error: unknown): string {
+  if (error instanceof TesseraError) {
+    return JSON.stringify({ error: error.message, reason: error.reason, field_violations: error.fieldViolations });
+  }
+  if (error instanceof MalformedMessage) return JSON.stringify({ error: error.message, reason: "INVALID_INPUT", field_violations: [] });
+  return JSON.stringify({ error: "registration failed; it was not applied", reason: "INTERNAL_ERROR", field_violations: [] });
+}
+
+export class RegistrationConsumer {
+  readonly #orm: Database;
+  readonly #permissions: PermissionService;
+  readonly #options: RegistrationConsumerOptions;
+  #connection?: ChannelModel;
+  #channel?: Channel;
+  #consumerTag?: string;
+  readonly #inFlight = new Set<Promise<void>>();
+  #stopping = false;
+
+  constructor(orm: Database, permissions: PermissionService, options: RegistrationConsumerOptions) {
+    this.#orm = orm;
+    this.#permissions = permissions;
+    this.#options = options;
+  }
+
+  get queue(): string {
+    return this.#options.queue ?? REGISTRATION_QUEUE;
+  }
+
+  async start(): Promise<void> {
+    this.#connection = await connect(this.#options.url);
+    this.#connection.on("error", (err) => this.#options.log.warn({ err }, "amqp connection error"));
+    // Unacknowledged messages go back to the durable queue when a connection
+    // drops; reconnect so that they, and new ones, are consumed again.
+    this.#connection.on("close", () => {
+      if (!this.#stopping) this.#reconnect(1000);
+    });
+    this.#channel = await this.#connection.createChannel();
+    await this.#channel.assertQueue(this.queue, { durable: true });
+    await this.#channel.prefetch(this.#options.prefetch ?? 8);
+    const { consumerTag } = await this.#channel.consume(this.queue, (message) => {
+      if (!message) return;
+      const work = this.#handle(message).finally(() => this.#inFlight.delete(work));
+      this.#inFlight.add(work);
+    });
+    this.#consumerTag = consumerTag;
+    this.#options.log.info({ queue: this.queue }, "consuming microservice registrations");
+  }
+
+  #reconnect(delayMs: number): void {
+    setTimeout(() => {
+      if (this.#stopping) return;
+      this.start().catch((err) => {
+        this.#options.log.warn({ err }, "amqp reconnect failed; retrying");
+        this.#reconnect(Math.min(delayMs * 2, 30_000));
+      });
+    }, delayMs).unref();
+  }
+
+  async stop(): Promise<void> {
+    this.#stopping = true;
+    if (this.#channel && this.#consumerTag) await this.#channel.cancel(this.#consumerTag).catch(() => undefined);
+    await Promise.allSettled([...this.#inFlight]);
+    await this.#channel?.close().catch(() => undefined);
+    await this.#connection?.close().catch(() => undefined);
+  }
+
+  #reply(message: ConsumeMessage, body: string): void {
+    const { replyTo, correlationId } = message.properties;
+    if (replyTo) this.#channel!.sendToQueue(replyTo, Buffer.from(body), { correlationId, contentType: "application/json" });
+  }
+
+  async #handle(message: ConsumeMessage): Promise<void> {
+    const channel = this.#channel!;
+    const log = this.#options.log.child({ queue: this.queue, correlationId: message.properties.correlationId });
+    let registration: Registration;
+    try {
+      registration = parseRegistration(message.content);
+    } catch (error) {
+      log.info({ err: error }, "rejected malformed registration message");
+      this.#reply(message, errorReply(error));
+      channel.nack(message, false, false);
+      return;
+    }
+    try {
+      if (!message.fields.redelivered && this.#options.failBeforeCommit?.(message)) throw new Error("simulated failure before commit");
+      const result = await this.#permissions.registerMicroservice(this.#orm.em.fork(), registration);
+      log.info({ microservice: registration.name, version: registration.version, changed: result.changed }, "microservice registered over amqp");
+      this.#reply(message, "OK");
+      channel.ack(message);
+    } catch (error) {
+      if (error instanceof TesseraError) {
+        // Invalid input: answered like the RPC would, and dropped (it will never succeed).
+        this.#reply(message, errorReply(error));
+        channel.nack(message, false, false);
+      } else if (!message.fields.redelivered) {
+        log.warn({ err: error }, "registration failed; requeued for one more attempt");
+        channel.nack(message, false, true);
+      } else {
+        log.error({ err: error }, "registration failed again on redelivery; rejected");
+        this.#reply(message, errorReply(error));
+        channel.nack(message, false, false);
+      }
+    }
+  }
+}
