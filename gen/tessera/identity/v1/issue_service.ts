@@ -1331,6 +1331,9 @@ export const IssueServiceDefinition = {
      * `scope`; all granted permissions when empty.
      *
      * Required permission: none (public).
+     * Only the password credential is enabled so far; the others answer
+     * INVALID_INPUT until their issues land.
+     *
      * Error reasons: INVALID_INPUT, INVALID_CREDENTIALS (unknown user or wrong
      * password, indistinguishable), USER_DISABLED, TENANT_DISABLED,
      * PERMISSION_NOT_GRANTED (an elected permission is not granted),
@@ -1420,6 +1423,9 @@ export interface IssueServiceImplementation<CallContextExt = {}> {
    * `scope`; all granted permissions when empty.
    *
    * Required permission: none (public).
+   * Only the password credential is enabled so far; the others answer
+   * INVALID_INPUT until their issues land.
+   *
    * Error reasons: INVALID_INPUT, INVALID_CREDENTIALS (unknown user or wrong
    * password, indistinguishable), USER_DISABLED, TENANT_DISABLED,
    * PERMISSION_NOT_GRANTED (an elected permission is not granted),
@@ -1488,6 +1494,9 @@ export interface IssueServiceClient<CallOptionsExt = {}> {
    * `scope`; all granted permissions when empty.
    *
    * Required permission: none (public).
+   * Only the password credential is enabled so far; the others answer
+   * INVALID_INPUT until their issues land.
+   *
    * Error reasons: INVALID_INPUT, INVALID_CREDENTIALS (unknown user or wrong
    * password, indistinguishable), USER_DISABLED, TENANT_DISABLED,
    * PERMISSION_NOT_GRANTED (an elected permission is not granted),

@@ -118,7 +118,8 @@ export interface Group {
   default: boolean;
   /**
    * Patterns (`*` per segment) whose newly registered matching permissions
-   * are added to `permissions` automatically, e.g. `*.*.retrieve`.
+   * are added to `permissions` automatically, e.g. `*.*.retrieve`. Never
+   * matches `identity.*` codenames.
    */
   autoGrantPatterns: string[];
   /** Number of members. Output only. */
@@ -2073,6 +2074,11 @@ export const GetEffectivePermissionsResponse: MessageFns<GetEffectivePermissions
  * permissions to users. Codenames are `{microservice}.{resource}.{action}`;
  * grants may use `*` for a whole segment (e.g. `identity.*.*`,
  * `*.profile.retrieve`).
+ *
+ * Every new tenant gets a default group "Game client" (new users join it)
+ * with auto-grant patterns `*.*.retrieve` and `*.*.update`; a tenant changes
+ * or removes it with UpdateGroup/DeleteGroup. Auto-grant never grants
+ * Tessera's own `identity.*` permissions: those are granted explicitly.
  */
 export type PermissionServiceDefinition = typeof PermissionServiceDefinition;
 export const PermissionServiceDefinition = {
@@ -2082,12 +2088,16 @@ export const PermissionServiceDefinition = {
     /**
      * RegisterMicroservice registers a microservice and its permissions.
      * Idempotent for the same name and version; a new version replaces the
-     * permission set and removes dropped permissions from every group of every
-     * tenant. Also available over AMQP (queue `auth.microservices.register`).
+     * permission set, removes dropped permissions from every group of every
+     * tenant, and adds new ones to groups whose auto-grant patterns match.
+     * Tokens in use reflect the change at their next verification. Also
+     * available over AMQP (queue `auth.microservices.register`: the body is
+     * this request as JSON; the reply is "OK" or the error as JSON).
      *
-     * Required permission: identity.microservices.register.
+     * Required permission: identity.microservices.register (system tenant: the
+     * catalogue is global).
      * Error reasons: INVALID_INPUT (name, version or codename format),
-     * PERMISSION_DENIED.
+     * PERMISSION_DENIED (also for the reserved name "identity").
      */
     registerMicroservice: {
       name: "RegisterMicroservice",
@@ -2100,7 +2110,8 @@ export const PermissionServiceDefinition = {
     /**
      * ListMicroservices lists registered microservices ordered by name.
      *
-     * Required permission: identity.microservices.list.
+     * Required permission: identity.microservices.list (any tenant: the
+     * catalogue is global).
      * Error reasons: INVALID_INPUT, INVALID_PAGE_TOKEN, PERMISSION_DENIED.
      */
     listMicroservices: {
@@ -2114,7 +2125,7 @@ export const PermissionServiceDefinition = {
     /**
      * ListPermissions lists registered permissions ordered by codename.
      *
-     * Required permission: identity.permissions.list.
+     * Required permission: identity.permissions.list (any tenant).
      * Error reasons: INVALID_INPUT, INVALID_PAGE_TOKEN, PERMISSION_DENIED.
      */
     listPermissions: {
@@ -2170,11 +2181,13 @@ export const PermissionServiceDefinition = {
     },
     /**
      * UpdateGroup changes the fields named in `update_mask`: name,
-     * description, permissions, default, auto_grant_patterns.
+     * description, permissions, default, auto_grant_patterns. Changed
+     * permissions take effect at the members' next verification.
      *
      * Required permission: identity.groups.update.
      * Error reasons: INVALID_INPUT, GROUP_NOT_FOUND, ALREADY_EXISTS,
-     * PERMISSION_DENIED.
+     * PROTECTED_RESOURCE (renaming or regranting the system administrators
+     * group), PERMISSION_DENIED.
      */
     updateGroup: {
       name: "UpdateGroup",
@@ -2236,7 +2249,7 @@ export const PermissionServiceDefinition = {
      *
      * Required permission: identity.users.get (any user of the tenant), or
      * none for the caller itself.
-     * Error reasons: INVALID_INPUT, USER_NOT_FOUND, PERMISSION_DENIED.
+     * Error reasons: USER_NOT_FOUND, PERMISSION_DENIED.
      */
     getEffectivePermissions: {
       name: "GetEffectivePermissions",
@@ -2253,12 +2266,16 @@ export interface PermissionServiceImplementation<CallContextExt = {}> {
   /**
    * RegisterMicroservice registers a microservice and its permissions.
    * Idempotent for the same name and version; a new version replaces the
-   * permission set and removes dropped permissions from every group of every
-   * tenant. Also available over AMQP (queue `auth.microservices.register`).
+   * permission set, removes dropped permissions from every group of every
+   * tenant, and adds new ones to groups whose auto-grant patterns match.
+   * Tokens in use reflect the change at their next verification. Also
+   * available over AMQP (queue `auth.microservices.register`: the body is
+   * this request as JSON; the reply is "OK" or the error as JSON).
    *
-   * Required permission: identity.microservices.register.
+   * Required permission: identity.microservices.register (system tenant: the
+   * catalogue is global).
    * Error reasons: INVALID_INPUT (name, version or codename format),
-   * PERMISSION_DENIED.
+   * PERMISSION_DENIED (also for the reserved name "identity").
    */
   registerMicroservice(
     request: RegisterMicroserviceRequest,
@@ -2267,7 +2284,8 @@ export interface PermissionServiceImplementation<CallContextExt = {}> {
   /**
    * ListMicroservices lists registered microservices ordered by name.
    *
-   * Required permission: identity.microservices.list.
+   * Required permission: identity.microservices.list (any tenant: the
+   * catalogue is global).
    * Error reasons: INVALID_INPUT, INVALID_PAGE_TOKEN, PERMISSION_DENIED.
    */
   listMicroservices(
@@ -2277,7 +2295,7 @@ export interface PermissionServiceImplementation<CallContextExt = {}> {
   /**
    * ListPermissions lists registered permissions ordered by codename.
    *
-   * Required permission: identity.permissions.list.
+   * Required permission: identity.permissions.list (any tenant).
    * Error reasons: INVALID_INPUT, INVALID_PAGE_TOKEN, PERMISSION_DENIED.
    */
   listPermissions(
@@ -2314,11 +2332,13 @@ export interface PermissionServiceImplementation<CallContextExt = {}> {
   ): Promise<DeepPartial<ListGroupsResponse>>;
   /**
    * UpdateGroup changes the fields named in `update_mask`: name,
-   * description, permissions, default, auto_grant_patterns.
+   * description, permissions, default, auto_grant_patterns. Changed
+   * permissions take effect at the members' next verification.
    *
    * Required permission: identity.groups.update.
    * Error reasons: INVALID_INPUT, GROUP_NOT_FOUND, ALREADY_EXISTS,
-   * PERMISSION_DENIED.
+   * PROTECTED_RESOURCE (renaming or regranting the system administrators
+   * group), PERMISSION_DENIED.
    */
   updateGroup(
     request: UpdateGroupRequest,
@@ -2364,7 +2384,7 @@ export interface PermissionServiceImplementation<CallContextExt = {}> {
    *
    * Required permission: identity.users.get (any user of the tenant), or
    * none for the caller itself.
-   * Error reasons: INVALID_INPUT, USER_NOT_FOUND, PERMISSION_DENIED.
+   * Error reasons: USER_NOT_FOUND, PERMISSION_DENIED.
    */
   getEffectivePermissions(
     request: GetEffectivePermissionsRequest,
@@ -2376,12 +2396,16 @@ export interface PermissionServiceClient<CallOptionsExt = {}> {
   /**
    * RegisterMicroservice registers a microservice and its permissions.
    * Idempotent for the same name and version; a new version replaces the
-   * permission set and removes dropped permissions from every group of every
-   * tenant. Also available over AMQP (queue `auth.microservices.register`).
+   * permission set, removes dropped permissions from every group of every
+   * tenant, and adds new ones to groups whose auto-grant patterns match.
+   * Tokens in use reflect the change at their next verification. Also
+   * available over AMQP (queue `auth.microservices.register`: the body is
+   * this request as JSON; the reply is "OK" or the error as JSON).
    *
-   * Required permission: identity.microservices.register.
+   * Required permission: identity.microservices.register (system tenant: the
+   * catalogue is global).
    * Error reasons: INVALID_INPUT (name, version or codename format),
-   * PERMISSION_DENIED.
+   * PERMISSION_DENIED (also for the reserved name "identity").
    */
   registerMicroservice(
     request: DeepPartial<RegisterMicroserviceRequest>,
@@ -2390,7 +2414,8 @@ export interface PermissionServiceClient<CallOptionsExt = {}> {
   /**
    * ListMicroservices lists registered microservices ordered by name.
    *
-   * Required permission: identity.microservices.list.
+   * Required permission: identity.microservices.list (any tenant: the
+   * catalogue is global).
    * Error reasons: INVALID_INPUT, INVALID_PAGE_TOKEN, PERMISSION_DENIED.
    */
   listMicroservices(
@@ -2400,7 +2425,7 @@ export interface PermissionServiceClient<CallOptionsExt = {}> {
   /**
    * ListPermissions lists registered permissions ordered by codename.
    *
-   * Required permission: identity.permissions.list.
+   * Required permission: identity.permissions.list (any tenant).
    * Error reasons: INVALID_INPUT, INVALID_PAGE_TOKEN, PERMISSION_DENIED.
    */
   listPermissions(
@@ -2437,11 +2462,13 @@ export interface PermissionServiceClient<CallOptionsExt = {}> {
   ): Promise<ListGroupsResponse>;
   /**
    * UpdateGroup changes the fields named in `update_mask`: name,
-   * description, permissions, default, auto_grant_patterns.
+   * description, permissions, default, auto_grant_patterns. Changed
+   * permissions take effect at the members' next verification.
    *
    * Required permission: identity.groups.update.
    * Error reasons: INVALID_INPUT, GROUP_NOT_FOUND, ALREADY_EXISTS,
-   * PERMISSION_DENIED.
+   * PROTECTED_RESOURCE (renaming or regranting the system administrators
+   * group), PERMISSION_DENIED.
    */
   updateGroup(
     request: DeepPartial<UpdateGroupRequest>,
@@ -2487,7 +2514,7 @@ export interface PermissionServiceClient<CallOptionsExt = {}> {
    *
    * Required permission: identity.users.get (any user of the tenant), or
    * none for the caller itself.
-   * Error reasons: INVALID_INPUT, USER_NOT_FOUND, PERMISSION_DENIED.
+   * Error reasons: USER_NOT_FOUND, PERMISSION_DENIED.
    */
   getEffectivePermissions(
     request: DeepPartial<GetEffectivePermissionsRequest>,

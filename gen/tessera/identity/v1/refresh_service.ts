@@ -259,8 +259,11 @@ export const RefreshServiceDefinition = {
      * Refresh exchanges a refresh token for a new access token and a new
      * refresh token; the presented one dies. Presenting an already-used
      * refresh token revokes the whole session (reuse detection). Of concurrent
-     * refreshes with one token exactly one succeeds. Permissions are
-     * recomputed from current grants, never above the session's elected set.
+     * refreshes with one token exactly one succeeds; the others are
+     * presentations of a used token and so also revoke the session (OAuth 2.0
+     * Security BCP: a race is indistinguishable from theft). Permissions are
+     * recomputed from current grants, never above the session's elected set; a
+     * refused narrowing leaves the refresh token usable.
      *
      * Required permission: none (public; the refresh token is the credential).
      * Error reasons: INVALID_INPUT, REFRESH_TOKEN_INVALID, SESSION_REVOKED,
@@ -283,8 +286,11 @@ export interface RefreshServiceImplementation<CallContextExt = {}> {
    * Refresh exchanges a refresh token for a new access token and a new
    * refresh token; the presented one dies. Presenting an already-used
    * refresh token revokes the whole session (reuse detection). Of concurrent
-   * refreshes with one token exactly one succeeds. Permissions are
-   * recomputed from current grants, never above the session's elected set.
+   * refreshes with one token exactly one succeeds; the others are
+   * presentations of a used token and so also revoke the session (OAuth 2.0
+   * Security BCP: a race is indistinguishable from theft). Permissions are
+   * recomputed from current grants, never above the session's elected set; a
+   * refused narrowing leaves the refresh token usable.
    *
    * Required permission: none (public; the refresh token is the credential).
    * Error reasons: INVALID_INPUT, REFRESH_TOKEN_INVALID, SESSION_REVOKED,
@@ -299,8 +305,11 @@ export interface RefreshServiceClient<CallOptionsExt = {}> {
    * Refresh exchanges a refresh token for a new access token and a new
    * refresh token; the presented one dies. Presenting an already-used
    * refresh token revokes the whole session (reuse detection). Of concurrent
-   * refreshes with one token exactly one succeeds. Permissions are
-   * recomputed from current grants, never above the session's elected set.
+   * refreshes with one token exactly one succeeds; the others are
+   * presentations of a used token and so also revoke the session (OAuth 2.0
+   * Security BCP: a race is indistinguishable from theft). Permissions are
+   * recomputed from current grants, never above the session's elected set; a
+   * refused narrowing leaves the refresh token usable.
    *
    * Required permission: none (public; the refresh token is the credential).
    * Error reasons: INVALID_INPUT, REFRESH_TOKEN_INVALID, SESSION_REVOKED,

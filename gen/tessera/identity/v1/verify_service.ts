@@ -1169,7 +1169,7 @@ export const VerifyServiceDefinition = {
      * verifiers, starting after `cursor` (from the beginning of the retained
      * log when empty) and then live.
      *
-     * Required permission: identity.revocations.watch.
+     * Required permission: identity.revocations.watch (system tenant).
      * Error reasons: INVALID_INPUT (bad cursor), PERMISSION_DENIED.
      */
     watchRevocations: {
@@ -1224,7 +1224,7 @@ export interface VerifyServiceImplementation<CallContextExt = {}> {
    * verifiers, starting after `cursor` (from the beginning of the retained
    * log when empty) and then live.
    *
-   * Required permission: identity.revocations.watch.
+   * Required permission: identity.revocations.watch (system tenant).
    * Error reasons: INVALID_INPUT (bad cursor), PERMISSION_DENIED.
    */
   watchRevocations(
@@ -1274,7 +1274,7 @@ export interface VerifyServiceClient<CallOptionsExt = {}> {
    * verifiers, starting after `cursor` (from the beginning of the retained
    * log when empty) and then live.
    *
-   * Required permission: identity.revocations.watch.
+   * Required permission: identity.revocations.watch (system tenant).
    * Error reasons: INVALID_INPUT (bad cursor), PERMISSION_DENIED.
    */
   watchRevocations(
