@@ -23,7 +23,7 @@ async function timed(fn: () => Promise<unknown>): Promise<number> {
   return performance.now() - start;
 }
 
-export async function benchIssue(iterations = 40): Promise<IssueResult> {
+export async function benchIssue(iterations = 100, warmup = 50): Promise<IssueResult> {
   const dir = mkdtempSync(join(tmpdir(), "tessera-bench-issue-"));
   const server = await startServer(dir);
   const channel = createChannel(`127.0.0.1:${server.grpcPort}`);
@@ -32,7 +32,7 @@ export async function benchIssue(iterations = 40): Promise<IssueResult> {
     const verify = createClient(VerifyServiceDefinition, channel);
     const request = { credential: { $case: "password" as const, value: { tenant: "system", username: "admin", password: ADMIN_PASSWORD } } };
     const hash = await hashPassword(ADMIN_PASSWORD);
-    for (let i = 0; i < 3; i++) {
+    for (let i = 0; i < warmup; i++) {
       await issue.issueToken(request);
       await verifyPassword(hash, ADMIN_PASSWORD);
     }

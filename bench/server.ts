@@ -1,6 +1,7 @@
 // Starts Tessera as a real process (as `npm start` does) for benchmarks.
 import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
+import { readFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { createChannel, createClient } from "nice-grpc";
 import { HealthDefinition } from "nice-grpc-server-health";
@@ -24,12 +25,25 @@ export interface RunningServer {
   stop(): Promise<number | null>;
 }
 
+/**
+ * The command `npm start` runs (package.json), so that the benchmark measures
+ * what users start, flags and environment included. BENCH_START overrides it
+ * for experiments, e.g. BENCH_START="node src/main.ts".
+ */
+export function startCommand(): string {
+  const pkg = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { scripts: { start: string } };
+  return process.env.BENCH_START ?? pkg.scripts.start;
+}
+
 /** Spawns the server and polls grpc.health.v1.Health/Check every 10 ms until SERVING. */
 export async function startServer(dataDir: string, env: Record<string, string> = {}): Promise<RunningServer> {
   const grpcPort = await freePort();
   const httpPort = await freePort();
   const started = performance.now();
-  const child = spawn(process.execPath, ["src/main.ts"], {
+  // `exec` (after any leading VAR=value) makes the shell become node, so
+  // child.pid is the server itself.
+  const command = startCommand().replace(/^((?:\w+=\S*\s+)*)/, "$1exec ");
+  const child = spawn("/bin/sh", ["-c", command], {
     env: {
       PATH: process.env.PATH ?? "",
       TESSERA_GRPC_ADDR: `127.0.0.1:${grpcPort}`,
@@ -37,6 +51,8 @@ export async function startServer(dataDir: string, env: Record<string, string> =
       TESSERA_DATA_DIR: dataDir,
       TESSERA_ADMIN_PASSWORD: ADMIN_PASSWORD,
       TESSERA_LOG_LEVEL: "warn",
+      // Set both to benchmark against a real PostgreSQL (an empty database).
+      ...(process.env.DATABASE_URL ? { DATABASE_URL: process.env.DATABASE_URL, TESSERA_MASTER_KEY: process.env.TESSERA_MASTER_KEY ?? "" } : {}),
       ...env,
     },
     stdio: ["ignore", "ignore", "inherit"],

@@ -1,0 +1,14 @@
+import { pino } from "pino";
+import v8 from "node:v8";
+import { readFileSync } from "node:fs";
+import { loadConfig } from "./src/config.ts";
+import { startTessera } from "./src/app.ts";
+const rss = () => (Number(/VmRSS:\s+(\d+)/.exec(readFileSync("/proc/self/status","utf8"))![1])/1024|0);
+const t = await startTessera(loadConfig(), pino({ level: "warn" }));
+await new Promise(r => setTimeout(r, 4000));
+const mb = (n: number) => (n / 1048576).toFixed(1);
+console.log("rss", rss(), Object.fromEntries(Object.entries(process.memoryUsage()).map(([k, v]) => [k, mb(v)])));
+for (const s of v8.getHeapSpaceStatistics()) console.log(s.space_name.padEnd(28), mb(s.space_size), mb(s.space_used_size));
+const c = v8.getHeapCodeStatistics(); console.log(Object.fromEntries(Object.entries(c).map(([k, v]) => [k, mb(v as number)])));
+(globalThis as any).gc?.(); console.log("after gc rss", rss(), mb(process.memoryUsage().heapUsed));
+await t.close();
