@@ -26,7 +26,7 @@ import { UserService } from "./users/user.service.ts";
 import { userServiceImpl } from "./users/user.grpc.ts";
 import { KeyStore } from "./tokens/keys.ts";
 import { loadOrCreateMasterKey } from "./tokens/master-key.ts";
-import { recordRevocation, RevocationFeed } from "./tokens/revocations.ts";
+import { GAP_WAIT_MS, recordRevocation, RevocationFeed } from "./tokens/revocations.ts";
 import { SessionCache } from "./tokens/session-cache.ts";
 import { TokenService } from "./tokens/token.service.ts";
 import { issueServiceImpl, refreshServiceImpl, verifyServiceImpl } from "./tokens/token.grpc.ts";
@@ -63,7 +63,9 @@ export async function startTessera(config: Config, logger: Logger): Promise<Tess
     if (applied.length) logger.info({ migrations: applied }, "database migrated");
 
     const boot = await bootstrap(orm.em.fork(), { username: config.adminUsername, password: config.adminPassword });
-    const feed = new RevocationFeed(orm, logger);
+    // The embedded database runs one transaction at a time, so ids commit in
+    // order and a hole is a rollback at once; PostgreSQL commits concurrently.
+    const feed = new RevocationFeed(orm, logger, { gapWaitMs: embedded ? 0 : GAP_WAIT_MS });
     const keys = new KeyStore({
       masterKey,
       accessTokenTtlSeconds: config.accessTokenTtlSeconds,

@@ -42,29 +42,63 @@ export function recordRevocation(em: EntityManager, record: RevocationRecord): v
   } as never);
 }
 
+/**
+ * How long an id below the newest event may stay invisible before it is taken
+ * for a rolled-back insert. Ids come from a sequence when a transaction inserts,
+ * but transactions commit in any order: a revocation can become visible after
+ * a later id has already been read. Such ids are tracked as gaps and delivered
+ * when they appear instead of being skipped. Revocation transactions are short.
+ */
+export const GAP_WAIT_MS = 15_000;
+const MAX_GAPS = 10_000;
+const PAGE = 500;
+
 export class RevocationFeed {
   readonly #orm: Database;
   readonly #log: Logger;
-  readonly #events = new EventEmitter();
+  readonly #gapWaitMs: number;
+  /** Settled events, emitted in id order (WatchRevocations). */
+  readonly #settled = new EventEmitter();
   readonly #listeners: ((event: RevocationEvent) => void)[] = [];
-  #lastId = 0;
+  /** Every id up to the watermark has been delivered or has expired as a gap. */
+  #watermark = 0;
+  /** The highest id delivered. */
+  #maxSeen = 0;
+  /** Delivered events above the watermark, waiting for lower ids to settle. */
+  readonly #pending = new Map<number, RevocationEvent>();
+  /** Ids below maxSeen not visible yet, with when they were first noticed. */
+  readonly #gaps = new Map<number, number>();
   #timer?: NodeJS.Timeout;
   #polling?: Promise<void>;
 
-  constructor(orm: Database, log: Logger) {
+  constructor(orm: Database, log: Logger, options: { gapWaitMs?: number } = {}) {
     this.#orm = orm;
     this.#log = log;
-    this.#events.setMaxListeners(0);
+    this.#gapWaitMs = options.gapWaitMs ?? GAP_WAIT_MS;
+    this.#settled.setMaxListeners(0);
   }
 
-  /** Called for every event seen, local or from another replica. */
+  /** Called once for every event as soon as it is seen, local or from another replica, in any order. */
   onEvent(listener: (event: RevocationEvent) => void): void {
     this.#listeners.push(listener);
   }
 
+  /** Every event with an id up to this one has been delivered (or was never committed). */
+  get watermark(): number {
+    return this.#watermark;
+  }
+
   async start(intervalMs = 500): Promise<void> {
-    const latest = await this.#orm.em.fork().findOne(RevocationEventEntity, { id: { $gt: 0 } }, { orderBy: { id: "desc" } });
-    this.#lastId = latest?.id ?? 0;
+    // Start below the events of the last gap-wait period: one of them might
+    // still be committing. Re-reading recent events only invalidates an empty cache.
+    const em = this.#orm.em.fork();
+    const settled = await em.findOne(
+      RevocationEventEntity,
+      { createdAt: { $lt: new Date(Date.now() - this.#gapWaitMs) } },
+      { orderBy: { id: "desc" }, fields: ["id"] },
+    );
+    this.#watermark = this.#maxSeen = settled?.id ?? 0;
+    await this.#pollOnce();
     this.#timer = setInterval(() => void this.poll(), intervalMs);
     this.#timer.unref();
   }
@@ -72,7 +106,7 @@ export class RevocationFeed {
   async stop(): Promise<void> {
     clearInterval(this.#timer);
     await this.#polling;
-    this.#events.emit("close");
+    this.#settled.emit("close");
   }
 
   /**
@@ -93,30 +127,81 @@ export class RevocationFeed {
   async #pollOnce(): Promise<void> {
     try {
       for (;;) {
-        const rows = await this.#orm.em.fork().find(RevocationEventEntity, { id: { $gt: this.#lastId } }, { orderBy: { id: "asc" }, limit: 500 });
-        for (const row of rows) {
-          this.#lastId = row.id;
-          for (const listener of this.#listeners) listener(row);
-          this.#events.emit("event", row);
-        }
-        if (rows.length < 500) return;
+        const gaps = [...this.#gaps.keys()];
+        const newer = { id: { $gt: this.#maxSeen } };
+        const rows = await this.#orm.em
+          .fork()
+          .find(RevocationEventEntity, gaps.length ? { $or: [newer, { id: { $in: gaps } }] } : newer, { orderBy: { id: "asc" }, limit: PAGE });
+        const now = Date.now();
+        for (const row of rows) this.#deliver(row, now);
+        this.#settle(now);
+        if (rows.length < PAGE) return;
       }
     } catch (error) {
       this.#log.warn({ err: error }, "revocation feed poll failed; retrying");
     }
   }
 
-  /** Events after `cursor` from the log, then live ones, until `signal` aborts. */
+  #deliver(row: RevocationEvent, now: number): void {
+    if (row.id <= this.#watermark || this.#pending.has(row.id)) return;
+    if (row.id > this.#maxSeen) {
+      if (row.id - this.#maxSeen - 1 > MAX_GAPS) {
+        this.#log.warn({ from: this.#maxSeen + 1, to: row.id - 1 }, "revocation ids skipped by the sequence; not waiting for them");
+        this.#watermark = row.id - 1;
+      } else {
+        for (let id = this.#maxSeen + 1; id < row.id; id++) this.#gaps.set(id, now);
+      }
+      this.#maxSeen = row.id;
+    }
+    this.#gaps.delete(row.id);
+    this.#pending.set(row.id, row);
+    for (const listener of this.#listeners) listener(row);
+  }
+
+  /** Advances the watermark over delivered ids and expired gaps, emitting settled events in order. */
+  #settle(now: number): void {
+    for (;;) {
+      const next = this.#watermark + 1;
+      const row = this.#pending.get(next);
+      if (row) {
+        this.#pending.delete(next);
+        this.#watermark = next;
+        this.#settled.emit("event", row);
+        continue;
+      }
+      const since = this.#gaps.get(next);
+      if (since !== undefined && now - since >= this.#gapWaitMs) {
+        this.#gaps.delete(next);
+        this.#watermark = next;
+        continue;
+      }
+      return;
+    }
+  }
+
+  /**
+   * Settled events after `cursor`, from the log and then live, in id order,
+   * until `signal` aborts. An event's id is its cursor: resuming after it
+   * misses nothing, because an event is only streamed once every lower id has
+   * been streamed or has expired as a gap.
+   */
   async *watch(cursor: number, signal: AbortSignal): AsyncGenerator<RevocationEvent> {
-    const live = on(this.#events, "event", { signal, close: ["close"] });
+    const live = on(this.#settled, "event", { signal, close: ["close"] });
     let last = cursor;
     for (;;) {
-      const rows = await this.#orm.em.fork().find(RevocationEventEntity, { id: { $gt: last } }, { orderBy: { id: "asc" }, limit: 500 });
+      const upTo = this.#watermark;
+      if (last >= upTo) break;
+      const rows = await this.#orm.em
+        .fork()
+        .find(RevocationEventEntity, { id: { $gt: last, $lte: upTo } }, { orderBy: { id: "asc" }, limit: PAGE });
       for (const row of rows) {
         last = row.id;
         yield row;
       }
-      if (rows.length < 500) break;
+      if (rows.length < PAGE) {
+        last = Math.max(last, upTo);
+        break;
+      }
     }
     try {
       for await (const [row] of live as AsyncIterable<[RevocationEvent]>) {

@@ -1167,7 +1167,9 @@ export const VerifyServiceDefinition = {
      * WatchRevocations streams revocation events (sessions revoked, users
      * disabled or deleted, tenants disabled, keys added or retired) for local
      * verifiers, starting after `cursor` (from the beginning of the retained
-     * log when empty) and then live.
+     * log when empty) and then live. Events arrive in log order and each once;
+     * resuming after an event's cursor misses nothing. On PostgreSQL an event
+     * may wait up to 15 s behind an earlier revocation that rolled back.
      *
      * Required permission: identity.revocations.watch (system tenant).
      * Error reasons: INVALID_INPUT (bad cursor), PERMISSION_DENIED.
@@ -1222,7 +1224,9 @@ export interface VerifyServiceImplementation<CallContextExt = {}> {
    * WatchRevocations streams revocation events (sessions revoked, users
    * disabled or deleted, tenants disabled, keys added or retired) for local
    * verifiers, starting after `cursor` (from the beginning of the retained
-   * log when empty) and then live.
+   * log when empty) and then live. Events arrive in log order and each once;
+   * resuming after an event's cursor misses nothing. On PostgreSQL an event
+   * may wait up to 15 s behind an earlier revocation that rolled back.
    *
    * Required permission: identity.revocations.watch (system tenant).
    * Error reasons: INVALID_INPUT (bad cursor), PERMISSION_DENIED.
@@ -1272,7 +1276,9 @@ export interface VerifyServiceClient<CallOptionsExt = {}> {
    * WatchRevocations streams revocation events (sessions revoked, users
    * disabled or deleted, tenants disabled, keys added or retired) for local
    * verifiers, starting after `cursor` (from the beginning of the retained
-   * log when empty) and then live.
+   * log when empty) and then live. Events arrive in log order and each once;
+   * resuming after an event's cursor misses nothing. On PostgreSQL an event
+   * may wait up to 15 s behind an earlier revocation that rolled back.
    *
    * Required permission: identity.revocations.watch (system tenant).
    * Error reasons: INVALID_INPUT (bad cursor), PERMISSION_DENIED.
