@@ -101,7 +101,11 @@ export async function startTestServer(env: Record<string, string> = {}, options:
   }
   const config = loadConfig({ ...baseEnv, ...env });
   const logger = pino({ level: "silent" });
-  const tessera = await startTessera(config, logger);
+  const tessera = await startTessera(config, logger).catch(async (error: unknown) => {
+    await dropDatabase?.();
+    rmSync(dataDir, { recursive: true, force: true });
+    throw error;
+  });
   const address = `127.0.0.1:${tessera.grpcPort}`;
   const channel = createChannel(address);
   const clients = makeClients(channel);
