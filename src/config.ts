@@ -36,6 +36,10 @@ export interface Config {
   amqpUrl?: string;
   /** Queue of microservice registrations (OpenMatchmaking's name by default). */
   amqpRegistrationQueue: string;
+  /** Failed logins allowed per account in 15 minutes before it is throttled. */
+  loginFailuresPerAccount: number;
+  /** Failed logins allowed per caller address in 15 minutes; 0 = no address limit (e.g. behind a proxy). */
+  loginFailuresPerAddress: number;
   /** Seconds SIGTERM waits for in-flight calls before closing them. */
   shutdownGraceSeconds: number;
 }
@@ -78,6 +82,14 @@ function readDuration(env: Env, name: string, fallback: string): number {
     throw new ConfigError(name, `must be a positive duration like 300s, 5m, 12h or 30d, got "${raw}"`);
   }
   return seconds;
+}
+
+function readCount(env: Env, name: string, fallback: number, min: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return fallback;
+  const value = /^\d{1,9}$/.test(raw) ? Number(raw) : NaN;
+  if (!(value >= min)) throw new ConfigError(name, `must be a whole number of at least ${min}, got "${raw}"`);
+  return value;
 }
 
 function readBoolean(env: Env, name: string, fallback: boolean): boolean {
@@ -171,5 +183,7 @@ export function loadConfig(env: Env = process.env): Config {
     amqpUrl,
     amqpRegistrationQueue: env.TESSERA_AMQP_REGISTRATION_QUEUE || "auth.microservices.register",
     shutdownGraceSeconds: readDuration(env, "TESSERA_SHUTDOWN_GRACE", "10s"),
+    loginFailuresPerAccount: readCount(env, "TESSERA_LOGIN_FAILURES_PER_ACCOUNT", 10, 1),
+    loginFailuresPerAddress: readCount(env, "TESSERA_LOGIN_FAILURES_PER_ADDRESS", 100, 0),
   };
 }

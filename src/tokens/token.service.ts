@@ -31,6 +31,10 @@ export interface TokenSettings {
   accessTokenTtlSeconds: number;
   refreshTokenTtlSeconds: number;
   refreshTokenAbsoluteTtlSeconds: number;
+  /** Failed logins allowed per account (tenant + username) in 15 minutes. */
+  loginFailuresPerAccount: number;
+  /** Failed logins allowed per caller address in 15 minutes; 0 turns the address limit off. */
+  loginFailuresPerAddress: number;
 }
 
 export interface TokenSet {
@@ -58,8 +62,8 @@ export class TokenService {
   readonly #sessions: SessionCache;
   readonly #feed: RevocationFeed;
   // Failed logins: per account (tenant + username) and per caller address.
-  readonly #accountLimiter = new RateLimiterMemory({ points: 10, duration: 15 * 60, blockDuration: 15 * 60 });
-  readonly #addressLimiter = new RateLimiterMemory({ points: 100, duration: 15 * 60, blockDuration: 15 * 60 });
+  readonly #accountLimiter: RateLimiterMemory;
+  readonly #addressLimiter: RateLimiterMemory | undefined;
   /** Signature-verified tokens (immutable facts); revocation is checked separately on every call. */
   readonly #verified = new Map<string, VerifiedEntry>();
 
@@ -68,6 +72,9 @@ export class TokenService {
     this.#keys = keys;
     this.#sessions = sessions;
     this.#feed = feed;
+    const window = { duration: 15 * 60, blockDuration: 15 * 60 };
+    this.#accountLimiter = new RateLimiterMemory({ points: settings.loginFailuresPerAccount, ...window });
+    this.#addressLimiter = settings.loginFailuresPerAddress > 0 ? new RateLimiterMemory({ points: settings.loginFailuresPerAddress, ...window }) : undefined;
   }
 
   // ---------------------------------------------------------------- issue
@@ -114,7 +121,7 @@ export class TokenService {
   }
 
   async #refuseIfThrottled(accountKey: string, addressKey: string): Promise<void> {
-    const [account, address] = await Promise.all([this.#accountLimiter.get(accountKey), this.#addressLimiter.get(addressKey)]);
+    const [account, address] = await Promise.all([this.#accountLimiter.get(accountKey), this.#addressLimiter?.get(addressKey) ?? null]);
     const blocked = [account, address].filter((r): r is RateLimiterRes => r !== null && r.remainingPoints <= 0);
     if (blocked.length) throw tooManyAttempts(Math.max(...blocked.map((r) => r.msBeforeNext)));
   }
@@ -122,7 +129,7 @@ export class TokenService {
   async #recordFailure(accountKey: string, addressKey: string): Promise<void> {
     await Promise.all([
       this.#accountLimiter.penalty(accountKey, 1),
-      this.#addressLimiter.penalty(addressKey, 1),
+      this.#addressLimiter?.penalty(addressKey, 1),
     ]);
   }
 

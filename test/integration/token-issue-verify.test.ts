@@ -92,6 +92,24 @@ describe("IssueToken (password)", () => {
     await server.login("shop", "owner", "owner-password");
   });
 
+  it("throttles a caller address that sprays many accounts, even for a right password elsewhere", async () => {
+    // A server of its own: its address limit would otherwise lock this file's other tests out.
+    const sprayed = await startTestServer({ TESSERA_LOGIN_FAILURES_PER_ADDRESS: "6" });
+    try {
+      for (let i = 0; i < 6; i++) {
+        // Different accounts, known and unknown: no account limit is reached (10 each).
+        const username = i % 2 ? "admin" : `nobody-${i}`;
+        await expectFailure(sprayed.login("system", username, `wrong-${i}-password`), { code: Status.UNAUTHENTICATED, reason: "INVALID_CREDENTIALS" });
+      }
+      const blocked = await expectFailure(sprayed.login("system", "admin", ADMIN_PASSWORD), { code: Status.RESOURCE_EXHAUSTED, reason: "TOO_MANY_ATTEMPTS" });
+      expect(blocked.extra.some((d) => d.$type === RetryInfo.$type)).toBe(true);
+      // Tokens already issued keep working: only logins are throttled.
+      await sprayed.clients.verify.verifyToken({ token: sprayed.adminToken });
+    } finally {
+      await sprayed.close();
+    }
+  });
+
   it("refuses disabled users and tenants, telling only holders of the right password", async () => {
     const { tenant } = await admin.tenants.createTenant({ tenant: { name: "closing" }, admin: { username: "boss", password: "boss-password" } });
     const { user } = await admin.users.createUser({ tenantId, user: { username: "banned" }, password: "banned-password" });

@@ -32,6 +32,10 @@ describe("loadConfig", () => {
     ["TESSERA_OPEN_TENANT_SIGNUP", "maybe"],
     ["AMQP_URL", "http://rabbit"],
     ["TESSERA_TLS_CLIENT_CA_FILE", "/tmp/ca.pem"],
+    ["TESSERA_LOGIN_FAILURES_PER_ACCOUNT", "0"],
+    ["TESSERA_LOGIN_FAILURES_PER_ACCOUNT", "ten"],
+    ["TESSERA_LOGIN_FAILURES_PER_ADDRESS", "-1"],
+    ["TESSERA_LOGIN_FAILURES_PER_ADDRESS", "1e3"],
   ])("stops with a message naming %s when it is %j", (variable, value) => {
     let error: unknown;
     try {
@@ -42,6 +46,14 @@ describe("loadConfig", () => {
     expect(error).toBeInstanceOf(ConfigError);
     expect((error as ConfigError).variable).toBe(variable);
     expect((error as ConfigError).message).toContain(variable);
+  });
+
+  it("reads login throttling limits; the address limit can be turned off", () => {
+    expect(loadConfig({})).toMatchObject({ loginFailuresPerAccount: 10, loginFailuresPerAddress: 100 });
+    expect(loadConfig({ TESSERA_LOGIN_FAILURES_PER_ACCOUNT: "3", TESSERA_LOGIN_FAILURES_PER_ADDRESS: "0" })).toMatchObject({
+      loginFailuresPerAccount: 3,
+      loginFailuresPerAddress: 0,
+    });
   });
 
   it("refuses an absolute refresh lifetime shorter than the sliding one", () => {
