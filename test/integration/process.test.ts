@@ -6,6 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createChannel, createClient } from "nice-grpc";
 import { HealthDefinition } from "nice-grpc-server-health";
+import { IssueServiceDefinition } from "../../gen/tessera/identity/v1/issue_service.ts";
 
 const SERVING = 1; // grpc.health.v1.HealthCheckResponse.ServingStatus.SERVING
 import { afterAll, describe, expect, inject, it } from "vitest";
@@ -32,7 +33,7 @@ describe("the tessera process", () => {
     expect(output()).toContain("TESSERA_GRPC_ADDR");
   });
 
-  it("serves health, logs where it listens, and drains and exits 0 on SIGTERM", async () => {
+  it("serves health, logs where it listens, and on SIGTERM finishes in-flight calls and exits 0", async () => {
     const dataDir = mkdtempSync(join(tmpdir(), "tessera-proc-"));
     dirs.push(dataDir);
     cpSync(inject("pgliteTemplate"), join(dataDir, "pg"), { recursive: true });
@@ -52,11 +53,22 @@ describe("the tessera process", () => {
       const channel = createChannel(grpc);
       const health = createClient(HealthDefinition, channel);
       expect((await health.check({ service: "" })).status).toBe(SERVING);
-      channel.close();
       expect(output()).not.toContain("process-test-password");
+
+      // Calls in flight when SIGTERM arrives are served before the process exits.
+      const issue = createClient(IssueServiceDefinition, channel);
+      const login = { credential: { $case: "password" as const, value: { tenant: "system", username: "admin", password: "process-test-password" } } };
+      let signalled = false;
+      const calls = Array.from({ length: 8 }, () => issue.issueToken(login).then((r) => ({ afterSignal: signalled, ok: r.accessToken.length > 0 })));
+      await Promise.race(calls);
       child.kill("SIGTERM");
+      signalled = true;
+      const results = await Promise.all(calls);
+      expect(results.every((r) => r.ok)).toBe(true);
+      expect(results.filter((r) => r.afterSignal).length).toBeGreaterThan(0);
       const [code] = await once(child, "exit");
       expect(code).toBe(0);
+      channel.close();
       expect(output()).toContain("stopped");
     } finally {
       child.kill("SIGKILL");
