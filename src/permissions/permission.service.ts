@@ -101,13 +101,24 @@ export class PermissionService {
   async registerMicroservice(em: EntityManager, input: Registration): Promise<RegistrationResult> {
     validateRegistration(input);
     return em.transactional(async (tem) => {
-      // Serialize registrations of one microservice (a new version vs. a redelivered message).
-      const existing = await tem.findOne(MicroserviceEntity, { name: input.name }, { lockMode: LockMode.PESSIMISTIC_WRITE });
+      // Serialize registrations of one microservice (several instances starting
+      // at once, a new version vs. a redelivered message). A row lock needs a
+      // row: a first registration inserts a placeholder (empty version) that the
+      // others wait on, and only then is the row locked and read.
+      await tem
+        .getConnection()
+        .execute(
+          `insert into microservices (name, version, created_at, updated_at) values (?, '', now(), now()) on conflict (name) do nothing`,
+          [input.name],
+          "run",
+          tem.getTransactionContext(),
+        );
+      const existing = await tem.findOneOrFail(MicroserviceEntity, { name: input.name }, { lockMode: LockMode.PESSIMISTIC_WRITE });
       const current = await tem.find(PermissionEntity, { microservice: input.name }, { orderBy: { codename: "asc" } });
-      if (existing && existing.version === input.version) {
+      if (existing.version === input.version) {
         return { microservice: existing, permissions: current.map(toSpec), changed: false, removed: [] };
       }
-      const microservice = existing ?? tem.create(MicroserviceEntity, { name: input.name, version: input.version } as never);
+      const microservice = existing;
       microservice.version = input.version;
       microservice.updatedAt = new Date();
       await tem.flush();

@@ -37,6 +37,13 @@ describe("RegisterMicroservice", () => {
     expect(again.microservice?.permissions.map((p) => p.codename)).toEqual(["game.match.create", "game.profile.retrieve", "game.profile.update"]);
   });
 
+  it("registers a new microservice sent by several instances at once exactly once, refusing none", async () => {
+    const request = { name: "lobby", version: "1.0.0", permissions: [{ codename: "lobby.room.join", description: "join rooms" }] };
+    const results = await Promise.all(Array.from({ length: 6 }, () => admin.permissions.registerMicroservice(request)));
+    expect(results.filter((r) => r.changed)).toHaveLength(1);
+    for (const r of results) expect(r.microservice?.permissions.map((p) => p.codename)).toEqual(["lobby.room.join"]);
+  });
+
   it.each([
     [{ ...GAME_V1, name: "Game" }, "name"],
     [{ ...GAME_V1, name: "1game" }, "name"],
