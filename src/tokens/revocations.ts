@@ -147,6 +147,10 @@ export class RevocationFeed {
     if (row.id > this.#maxSeen) {
       if (row.id - this.#maxSeen - 1 > MAX_GAPS) {
         this.#log.warn({ from: this.#maxSeen + 1, to: row.id - 1 }, "revocation ids skipped by the sequence; not waiting for them");
+        // Give up on every gap below the jump: stream what is pending, in order.
+        for (const id of [...this.#pending.keys()].sort((a, b) => a - b)) this.#settled.emit("event", this.#pending.get(id));
+        this.#pending.clear();
+        this.#gaps.clear();
         this.#watermark = row.id - 1;
       } else {
         for (let id = this.#maxSeen + 1; id < row.id; id++) this.#gaps.set(id, now);

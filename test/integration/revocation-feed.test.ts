@@ -8,6 +8,7 @@ import { pino } from "pino";
 import { Status } from "nice-grpc";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { RevocationFeed, recordRevocation } from "../../src/tokens/revocations.ts";
+import { RevocationEventEntity } from "../../src/tokens/token.entity.ts";
 import { expectFailure } from "../support/errors.ts";
 import { ADMIN_PASSWORD, startTestServer, type TestServer } from "../support/server.ts";
 
@@ -66,6 +67,29 @@ describe("a hole in the event ids (rolled-back insert)", () => {
       controller.abort();
       expect(streamed).toEqual([later]);
       expect(delivered.filter((id) => id === later)).toHaveLength(1);
+    } finally {
+      await feed.stop();
+    }
+  });
+});
+
+describe("a jump of the sequence", () => {
+  it("does not wait for ids nobody will ever commit", async () => {
+    const orm = server.tessera.orm;
+    const feed = new RevocationFeed(orm, pino({ level: "silent" }), { gapWaitMs: 60_000 });
+    await feed.start(50);
+    try {
+      await orm.em
+        .fork()
+        .getConnection()
+        .execute("select setval(pg_get_serial_sequence('revocation_events', 'id'), (select coalesce(max(id), 0) from revocation_events) + 20000)");
+      const em = orm.em.fork();
+      recordRevocation(em, { kind: "SESSION_REVOKED", sessionId: "00000000-0000-4000-8000-000000000003" });
+      await em.flush();
+      await feed.poll();
+      const newest = await orm.em.fork().findOne(RevocationEventEntity, { id: { $gt: 0 } }, { orderBy: { id: "desc" } });
+      // Streamed at once although the gap wait is a minute: 20000 missing ids are not gaps.
+      expect(feed.watermark).toBe(newest!.id);
     } finally {
       await feed.stop();
     }
