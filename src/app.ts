@@ -79,7 +79,9 @@ export async function startTessera(config: Config, logger: Logger): Promise<Tess
     const sessions = new SessionCache();
     feed.onEvent((event) => {
       sessions.apply(event);
-      if (event.kind === "KEY_ADDED" || event.kind === "KEY_RETIRED") void keys.reload(orm.em.fork());
+      if (event.kind === "KEY_ADDED" || event.kind === "KEY_RETIRED") {
+        keys.reload(orm.em.fork()).catch((error: unknown) => logger.warn({ err: error }, "signing keys reload failed; next key event or rotation retries"));
+      }
     });
     await feed.start();
     const tokens = new TokenService(config, keys, sessions, feed);

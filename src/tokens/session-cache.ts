@@ -81,6 +81,9 @@ export class SessionCache {
   /** Drops whatever an event may have changed. */
   apply(event: Pick<RevocationEvent, "kind" | "sessionId" | "userId" | "tenantId">): void {
     this.#generation++;
+    // A load already running may have read the state before this event: later
+    // callers must not join it (it still answers its own callers, which came first).
+    this.#loading.clear();
     switch (event.kind) {
       case "SESSION_REVOKED":
         if (event.sessionId) this.#entries.delete(event.sessionId);

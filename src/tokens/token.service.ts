@@ -94,17 +94,17 @@ export class TokenService {
     checkAudience(input.audience, v);
     v.throwIfAny();
 
-    const accountKey = `${foldKey(input.tenant)}\u0000${foldKey(input.username)}`;
-    const addressKey = input.peer.replace(/:\d+$/, "");
-    await this.#refuseIfThrottled(accountKey, addressKey);
-
     const candidate = await findLoginCandidate(em, input.tenant, foldKey(input.username));
+    // One counter per account however it is named (tenant name or id, username or e-mail).
+    const accountKey = candidate ? `user\u0000${candidate.id}` : `name\u0000${foldKey(input.tenant)}\u0000${foldKey(input.username)}`;
+    const addressKey = input.peer.replace(/:\d+$/, "");
+    // An attempt takes its point before argon2 runs, so a burst of concurrent
+    // guesses cannot all pass the check before the first failure is counted.
+    await this.#takeAttempt(accountKey, addressKey);
     const ok = await verifyPassword(candidate?.passwordHash ?? (await dummyPasswordHash()), input.password);
-    if (!ok || !candidate?.passwordHash) {
-      await this.#recordFailure(accountKey, addressKey);
-      throw unauthenticated("INVALID_CREDENTIALS", "invalid username or password");
-    }
-    await this.#accountLimiter.delete(accountKey);
+    if (!ok || !candidate?.passwordHash) throw unauthenticated("INVALID_CREDENTIALS", "invalid username or password");
+    // A success clears the account's failures and gives the address its point back.
+    await Promise.all([this.#accountLimiter.delete(accountKey), this.#addressLimiter?.reward(addressKey, 1)]);
     // Only someone who knows the password learns that the account or tenant is disabled.
     if (candidate.tenantDisabled) throw unauthenticated("TENANT_DISABLED", "the tenant is disabled");
     if (candidate.disabled) throw unauthenticated("USER_DISABLED", "the user is disabled");
@@ -120,17 +120,15 @@ export class TokenService {
     });
   }
 
-  async #refuseIfThrottled(accountKey: string, addressKey: string): Promise<void> {
-    const [account, address] = await Promise.all([this.#accountLimiter.get(accountKey), this.#addressLimiter?.get(addressKey) ?? null]);
-    const blocked = [account, address].filter((r): r is RateLimiterRes => r !== null && r.remainingPoints <= 0);
+  async #takeAttempt(accountKey: string, addressKey: string): Promise<void> {
+    const results = await Promise.allSettled([this.#accountLimiter.consume(accountKey, 1), this.#addressLimiter?.consume(addressKey, 1)]);
+    const blocked: RateLimiterRes[] = [];
+    for (const result of results) {
+      if (result.status === "fulfilled") continue;
+      if (!(result.reason instanceof RateLimiterRes)) throw result.reason;
+      blocked.push(result.reason);
+    }
     if (blocked.length) throw tooManyAttempts(Math.max(...blocked.map((r) => r.msBeforeNext)));
-  }
-
-  async #recordFailure(accountKey: string, addressKey: string): Promise<void> {
-    await Promise.all([
-      this.#accountLimiter.penalty(accountKey, 1),
-      this.#addressLimiter?.penalty(addressKey, 1),
-    ]);
   }
 
   async #startSession(

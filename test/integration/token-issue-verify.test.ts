@@ -92,6 +92,21 @@ describe("IssueToken (password)", () => {
     await server.login("shop", "owner", "owner-password");
   });
 
+  it("counts a burst of concurrent guesses before any is checked, by username and e-mail alike", async () => {
+    await admin.users.createUser({ tenantId, user: { username: "burst", email: "burst@shop.test" }, password: "burst-password" });
+    const guesses = Array.from({ length: 16 }, (_, i) =>
+      server.login("shop", i % 2 ? "burst" : "BURST@shop.test", `guess-${i}-password`).then(
+        () => "ok",
+        (error: { details?: string; code?: number }) => (error.code === Status.RESOURCE_EXHAUSTED ? "throttled" : error.code === Status.UNAUTHENTICATED ? "invalid" : String(error.details)),
+      ),
+    );
+    const outcomes = await Promise.all(guesses);
+    // Ten failures per account (TESSERA_LOGIN_FAILURES_PER_ACCOUNT); the other six never reach argon2.
+    expect(outcomes.filter((o) => o === "invalid")).toHaveLength(10);
+    expect(outcomes.filter((o) => o === "throttled")).toHaveLength(6);
+    await expectFailure(server.login("shop", "burst", "burst-password"), { code: Status.RESOURCE_EXHAUSTED, reason: "TOO_MANY_ATTEMPTS" });
+  });
+
   it("throttles a caller address that sprays many accounts, even for a right password elsewhere", async () => {
     // A server of its own: its address limit would otherwise lock this file's other tests out.
     const sprayed = await startTestServer({ TESSERA_LOGIN_FAILURES_PER_ADDRESS: "6" });
