@@ -41,7 +41,7 @@ export interface UserHooks {
   /** A user was created (e.g. join the tenant's default groups). */
   created?(em: EntityManager, user: User): Promise<void>;
   /** A user was disabled or is about to be deleted: its sessions must die now. */
-  revoked?(em: EntityManager, user: User, why: "disabled" | "deleted"): Promise<void>;
+  revoked?(em: EntityManager, user: User, why: "disabled" | "deleted" | "password_changed"): Promise<void>;
 }
 
 function checkUserFields(fields: { username?: string; email?: string; displayName?: string }, v: Violations, prefix: string): void {
@@ -246,7 +246,13 @@ export class UserService {
       }
     }
     const passwordHash = await hashPassword(newPassword);
-    await em.nativeUpdate(UserEntity, { id: user.id }, { passwordHash, updatedAt: new Date() });
+    // A new password ends every session: whoever held the old one (or a stolen
+    // refresh token) must not keep refreshing. The caller logs in again.
+    await em.transactional(async (tem) => {
+      await tem.nativeUpdate(UserEntity, { id: user.id }, { passwordHash, updatedAt: new Date() });
+      for (const hooks of this.#hooks) await hooks.revoked?.(tem, user, "password_changed");
+      await tem.flush();
+    });
   }
 
   /** Self-signup into a tenant that allows it; the user joins the default groups. */

@@ -125,9 +125,14 @@ describe("UserService", () => {
       code: Status.UNAUTHENTICATED,
       reason: "INVALID_CREDENTIALS",
     });
+    const other = await server.login("players", "frank", "frank-password");
     await frank.users.setPassword({ id: user!.id, newPassword: "frank-new-password", currentPassword: "frank-password" });
-    await server.login("players", "frank", "frank-new-password");
+    // A new password ends every session, the caller's included: a stolen refresh token dies with the old password.
+    await expectFailure(server.clients.verify.verifyToken({ token: accessToken }), { code: Status.UNAUTHENTICATED, reason: "SESSION_REVOKED" });
+    await expectFailure(server.clients.refresh.refresh({ refreshToken: other.refreshToken }), { code: Status.UNAUTHENTICATED, reason: "SESSION_REVOKED" });
+    const renewed = await server.login("players", "frank", "frank-new-password");
     await admin.users.setPassword({ tenantId, id: user!.id, newPassword: "frank-reset-password" });
+    await expectFailure(server.clients.verify.verifyToken({ token: renewed.accessToken }), { code: Status.UNAUTHENTICATED, reason: "SESSION_REVOKED" });
     await server.login("players", "frank", "frank-reset-password");
     await expectFailure(server.login("players", "frank", "frank-new-password"), { code: Status.UNAUTHENTICATED, reason: "INVALID_CREDENTIALS" });
   });

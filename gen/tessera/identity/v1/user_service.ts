@@ -1533,8 +1533,9 @@ export const UserServiceDefinition = {
       options: {},
     },
     /**
-     * SetPassword replaces a user's password. A user may change its own
-     * password by giving `current_password`; administrators need none.
+     * SetPassword replaces a user's password and revokes all of the user's
+     * sessions, the caller's included. A user may change its own password by
+     * giving `current_password`; administrators need none.
      *
      * Required permission: identity.users.set_password, or being the user
      * itself with the correct current password.
@@ -1642,8 +1643,9 @@ export interface UserServiceImplementation<CallContextExt = {}> {
     context: CallContext & CallContextExt,
   ): Promise<DeepPartial<DeleteUserResponse>>;
   /**
-   * SetPassword replaces a user's password. A user may change its own
-   * password by giving `current_password`; administrators need none.
+   * SetPassword replaces a user's password and revokes all of the user's
+   * sessions, the caller's included. A user may change its own password by
+   * giving `current_password`; administrators need none.
    *
    * Required permission: identity.users.set_password, or being the user
    * itself with the correct current password.
@@ -1735,8 +1737,9 @@ export interface UserServiceClient<CallOptionsExt = {}> {
     options?: CallOptions & CallOptionsExt,
   ): Promise<DeleteUserResponse>;
   /**
-   * SetPassword replaces a user's password. A user may change its own
-   * password by giving `current_password`; administrators need none.
+   * SetPassword replaces a user's password and revokes all of the user's
+   * sessions, the caller's included. A user may change its own password by
+   * giving `current_password`; administrators need none.
    *
    * Required permission: identity.users.set_password, or being the user
    * itself with the correct current password.
