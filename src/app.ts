@@ -19,6 +19,7 @@ import { bootstrap, createAdminGroup } from "./bootstrap.ts";
 import type { Config } from "./config.ts";
 import { migrate, openDatabase, type Database } from "./db/orm.ts";
 import { buildGrpcServer } from "./grpc/server.ts";
+import { RequestLimits } from "./grpc/request-limits.ts";
 import { buildHttpServer, json } from "./http/server.ts";
 import { TenantService } from "./tenants/tenant.service.ts";
 import { tenantServiceImpl } from "./tenants/tenant.grpc.ts";
@@ -102,7 +103,9 @@ export async function startTessera(config: Config, logger: Logger): Promise<Tess
     });
 
     const health = HealthState();
+    const limits = new RequestLimits();
     const grpc = buildGrpcServer({
+      limits,
       orm,
       logger,
       health,

@@ -89,12 +89,25 @@ export function databaseUnavailable(cause: unknown): TesseraError {
   return new TesseraError("UNAVAILABLE", "DATABASE_UNAVAILABLE", "the database is unavailable; retry later", { cause });
 }
 
-/** Collects field violations so a request reports all its problems at once. */
+/**
+ * The most field violations one error carries. Each is a few dozen bytes of
+ * the google.rpc.BadRequest trailer; hundreds overflow grpc-js's header limit
+ * (the client then sees INTERNAL "Protocol error"), and collecting them is
+ * work an attacker chooses. Twenty are plenty for a human to fix a request.
+ */
+export const MAX_VIOLATIONS = 20;
+
+/** Collects field violations so a request reports its problems at once, up to MAX_VIOLATIONS. */
 export class Violations {
   readonly list: FieldViolation[] = [];
   readonly #reasons = new Set<Reason>();
-  /** Adds a violation; `reason` refines INVALID_INPUT (e.g. WEAK_PASSWORD). */
+  #dropped = false;
+  /** Adds a violation; `reason` refines INVALID_INPUT (e.g. WEAK_PASSWORD). Beyond the cap it is dropped. */
   add(field: string, description: string, reason: Reason = "INVALID_INPUT"): this {
+    if (this.list.length >= MAX_VIOLATIONS) {
+      this.#dropped = true;
+      return this;
+    }
     this.list.push({ field, description });
     this.#reasons.add(reason);
     return this;
@@ -102,9 +115,18 @@ export class Violations {
   get empty(): boolean {
     return this.list.length === 0;
   }
-  /** Throws INVALID_ARGUMENT with every violation; the reason is specific only when all agree. */
+  /** True once the cap is reached: validators stop looking for more. */
+  get full(): boolean {
+    return this.list.length >= MAX_VIOLATIONS;
+  }
+  /** The INVALID_ARGUMENT error for the violations; the reason is specific only when all agree. */
+  toError(): TesseraError {
+    const error = invalidInput(this.list, this.#reasons.size === 1 ? [...this.#reasons][0]! : "INVALID_INPUT");
+    if (this.#dropped) error.message += "; and more";
+    return error;
+  }
+  /** Throws INVALID_ARGUMENT with the violations, if any. */
   throwIfAny(): void {
-    if (this.empty) return;
-    throw invalidInput(this.list, this.#reasons.size === 1 ? [...this.#reasons][0]! : "INVALID_INPUT");
+    if (!this.empty) throw this.toError();
   }
 }

@@ -11,10 +11,9 @@ import type { Logger } from "pino";
 import type { Database } from "../db/orm.ts";
 import { authMiddleware, type Authenticator } from "./auth.middleware.ts";
 import { errorMappingMiddleware, loggingMiddleware, ormContextMiddleware, revocationSyncMiddleware } from "./middleware.ts";
+import { DESCRIPTOR_SET, requestLimitsMiddleware, type RequestLimits } from "./request-limits.ts";
 import { localRevocationCount, type RevocationFeed } from "../tokens/revocations.ts";
 import type { TesseraContext } from "./context.ts";
-
-const DESCRIPTOR_SET = new URL("../../gen/descriptor-set.binpb", import.meta.url);
 
 // The v1alpha reflection service is wire-identical to v1; older clients (and
 // some grpcurl builds) only speak v1alpha, so serve the same handler there.
@@ -38,6 +37,8 @@ export interface GrpcServerOptions {
   services: ServiceRegistration[];
   health: HealthState;
   feed: RevocationFeed;
+  /** Declared limits of every request field, checked before any other work. */
+  limits: RequestLimits;
 }
 
 export function buildGrpcServer(options: GrpcServerOptions): Server {
@@ -48,18 +49,19 @@ export function buildGrpcServer(options: GrpcServerOptions): Server {
     .use(loggingMiddleware(options.logger))
     .use(errorDetailsServerMiddleware)
     .use(errorMappingMiddleware())
+    .use(requestLimitsMiddleware())
     .use(revocationSyncMiddleware(options.feed, localRevocationCount))
     .use(ormContextMiddleware(options.orm))
     .use(authMiddleware(options.authenticate));
 
   for (const { definition, implementation } of options.services) {
-    server.add(definition as never, implementation as never);
+    server.add(options.limits.guard(definition as (typeof API_SERVICES)[number]) as never, implementation as never);
   }
   // Services of the contract that have no implementation yet still pass through
   // authentication (deny by default) and then answer UNIMPLEMENTED.
   const implemented = new Set(options.services.map((s) => s.definition.fullName));
   for (const definition of API_SERVICES) {
-    if (!implemented.has(definition.fullName)) server.add(definition as never, unimplemented(definition) as never);
+    if (!implemented.has(definition.fullName)) server.add(options.limits.guard(definition) as never, unimplemented(definition) as never);
   }
   const serviceNames = API_SERVICES.map((s) => s.fullName);
   const reflection = ServerReflection(readFileSync(DESCRIPTOR_SET), serviceNames);

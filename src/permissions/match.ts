@@ -1,3 +1,5 @@
+import type { Violations } from "../errors.ts";
+
 // Permission codenames are `{microservice}.{resource}.{action}`; a grant or an
 // elected pattern may use `*` for a whole segment (never inside one).
 
@@ -24,6 +26,21 @@ export function isPermissionPattern(value: string): boolean {
     (resource === "*" || SEGMENT.test(resource)) &&
     (action === "*" || SEGMENT.test(action))
   );
+}
+
+/**
+ * Validates a list of permission patterns into `v`: over `max` entries is one
+ * violation (the entries are not looked at), otherwise one per bad entry until
+ * `v` is full.
+ */
+export function checkPatternList(patterns: readonly string[], max: number, field: string, v: Violations): void {
+  if (patterns.length > max) {
+    v.add(field, `must have at most ${max} entries`);
+    return;
+  }
+  for (let i = 0; i < patterns.length && !v.full; i++) {
+    if (!isPermissionPattern(patterns[i]!)) v.add(`${field}[${i}]`, "must be {microservice}.{resource}.{action}, `*` allowed per segment");
+  }
 }
 
 /** Does `pattern` (with optional `*` segments) cover `codename`? */

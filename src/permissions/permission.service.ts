@@ -9,7 +9,7 @@ import type { Tenant } from "../tenants/tenant.entity.ts";
 import { UserEntity, type User } from "../users/user.entity.ts";
 import { recordRevocation } from "../tokens/revocations.ts";
 import { IDENTITY_MICROSERVICE } from "./identity-permissions.ts";
-import { anyPatternMatches, isPermissionPattern, patternMatches } from "./match.ts";
+import { anyPatternMatches, checkPatternList, isPermissionPattern, patternMatches } from "./match.ts";
 import { GroupEntity, GroupMemberEntity, MicroserviceEntity, PermissionEntity, type Group, type Microservice } from "./permission.entity.ts";
 import { grantedPatterns } from "./grants.ts";
 
@@ -64,9 +64,13 @@ export function validateRegistration(input: Registration): void {
   const v = new Violations();
   if (!MICROSERVICE_NAME.test(input.name) || input.name.length > 100) v.add("name", "must match ^[a-z][a-z0-9.-]*$ (at most 100 characters)");
   if (!VERSION.test(input.version) || input.version.length > 64) v.add("version", "must match ^\\d+\\.\\d+\\.\\d+$");
-  if (input.permissions.length > MAX_PERMISSIONS) v.add("permissions", `at most ${MAX_PERMISSIONS} permissions`);
+  if (input.permissions.length > MAX_PERMISSIONS) {
+    v.add("permissions", `must have at most ${MAX_PERMISSIONS} entries`);
+    v.throwIfAny();
+  }
   const seen = new Set<string>();
   input.permissions.forEach((p, i) => {
+    if (v.full) return;
     const field = `permissions[${i}].codename`;
     const rest = p.codename.startsWith(`${input.name}.`) ? p.codename.slice(input.name.length + 1).split(".") : undefined;
     if (!rest) v.add(field, `must start with the microservice name "${input.name}."`);
@@ -79,18 +83,13 @@ export function validateRegistration(input: Registration): void {
   if (input.name === IDENTITY_MICROSERVICE) throw permissionDenied(`the microservice name "${IDENTITY_MICROSERVICE}" is reserved for Tessera`);
 }
 
-function checkPatterns(patterns: string[], field: string, v: Violations): void {
-  if (patterns.length > 500) v.add(field, "at most 500 entries");
-  patterns.forEach((p, i) => {
-    if (!isPermissionPattern(p)) v.add(`${field}[${i}]`, "must be {microservice}.{resource}.{action}, `*` allowed per segment");
-  });
-}
+const MAX_GROUP_PATTERNS = 500;
 
 function checkGroupFields(fields: Partial<GroupFields>, v: Violations): void {
   if (fields.name !== undefined && (fields.name.trim().length === 0 || [...fields.name].length > 100)) v.add("group.name", "must be 1-100 characters");
   if (fields.description !== undefined) checkMaxLength(fields.description, 500, "group.description", v);
-  if (fields.permissions !== undefined) checkPatterns(fields.permissions, "group.permissions", v);
-  if (fields.autoGrantPatterns !== undefined) checkPatterns(fields.autoGrantPatterns, "group.auto_grant_patterns", v);
+  if (fields.permissions !== undefined) checkPatternList(fields.permissions, MAX_GROUP_PATTERNS, "group.permissions", v);
+  if (fields.autoGrantPatterns !== undefined) checkPatternList(fields.autoGrantPatterns, MAX_GROUP_PATTERNS, "group.auto_grant_patterns", v);
 }
 
 const uniqueSorted = (values: string[]) => [...new Set(values)].sort();
@@ -290,8 +289,8 @@ export class PermissionService {
 
   async #members(em: EntityManager, tenantId: string, userIds: string[], v: Violations): Promise<User[]> {
     if (userIds.length === 0) v.add("user_ids", "at least one user");
-    if (userIds.length > 1000) v.add("user_ids", "at most 1000 users");
-    userIds.forEach((id, i) => checkUuid(id, `user_ids[${i}]`, v));
+    if (userIds.length > 1000) v.add("user_ids", "must have at most 1000 entries");
+    else for (let i = 0; i < userIds.length && !v.full; i++) checkUuid(userIds[i]!, `user_ids[${i}]`, v);
     v.throwIfAny();
     const unique = [...new Set(userIds)];
     const users = await em.find(UserEntity, { id: { $in: unique }, tenant: tenantId });

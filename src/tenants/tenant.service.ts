@@ -36,9 +36,10 @@ function checkTenantFields(fields: Partial<TenantFields>, v: Violations, prefix 
   }
   if (fields.displayName !== undefined) checkMaxLength(fields.displayName, 200, `${prefix}display_name`, v);
   if (fields.domains !== undefined) {
-    if (fields.domains.length > 100) v.add(`${prefix}domains`, "at most 100 domains");
+    if (fields.domains.length > 100) v.add(`${prefix}domains`, "must have at most 100 entries");
     const seen = new Set<string>();
-    fields.domains.forEach((domain, i) => {
+    if (fields.domains.length <= 100) fields.domains.forEach((domain, i) => {
+      if (v.full) return;
       if (!HOSTNAME.test(domain)) v.add(`${prefix}domains[${i}]`, "must be a lower-case hostname, optionally with :port");
       else if (seen.has(domain)) v.add(`${prefix}domains[${i}]`, "is listed twice");
       seen.add(domain);

@@ -6,7 +6,7 @@ import { RateLimiterMemory, RateLimiterRes } from "rate-limiter-flexible";
 import { failedPrecondition, notFound, permissionDenied, tooManyAttempts, unauthenticated, Violations } from "../errors.ts";
 import type { Principal } from "../grpc/context.ts";
 import { anyCovers, grantedPatterns } from "../permissions/grants.ts";
-import { intersectPatterns, isPermissionPattern } from "../permissions/match.ts";
+import { checkPatternList, intersectPatterns } from "../permissions/match.ts";
 import { nextPageToken, readPage, type PageRequest } from "../shared/pagination.ts";
 import { foldKey, UUID } from "../shared/validation.ts";
 import { UserEntity, type User } from "../users/user.entity.ts";
@@ -434,10 +434,7 @@ async function findLoginCandidate(em: EntityManager, tenant: string, key: string
 }
 
 function checkRequested(requested: string[], field: string, v: Violations): void {
-  if (requested.length > MAX_REQUESTED) v.add(field, `at most ${MAX_REQUESTED} permissions`);
-  requested.forEach((p, i) => {
-    if (!isPermissionPattern(p)) v.add(`${field}[${i}]`, "must be {microservice}.{resource}.{action}, `*` allowed per segment");
-  });
+  checkPatternList(requested, MAX_REQUESTED, field, v);
 }
 
 function checkAudience(audience: string, v: Violations): void {

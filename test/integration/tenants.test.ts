@@ -42,13 +42,24 @@ describe("TenantService", () => {
     const admin = server.as(server.adminToken);
     await expectFailure(
       admin.tenants.createTenant({
-        tenant: { name: "Bad Name!", displayName: "x".repeat(201), domains: ["not a host"] },
+        tenant: { name: "Bad Name!", displayName: "x", domains: ["not a host"] },
         admin: { username: "ok", email: "not-an-email", password: "x" },
       }),
-      { code: Status.INVALID_ARGUMENT, reason: "INVALID_INPUT", fields: ["tenant.name", "tenant.display_name", "tenant.domains[0]", "admin.email", "admin.password"] },
+      { code: Status.INVALID_ARGUMENT, reason: "INVALID_INPUT", fields: ["tenant.name", "tenant.domains[0]", "admin.email", "admin.password"] },
     );
     const list = await admin.tenants.listTenants({ namePrefix: "b" });
     expect(list.tenants).toEqual([]);
+  });
+
+  it("refuses a field over its declared limit before anything else (and creates nothing)", async () => {
+    const admin = server.as(server.adminToken);
+    const error = await expectFailure(admin.tenants.createTenant({ tenant: { name: "limits", displayName: "x".repeat(201) } }), {
+      code: Status.INVALID_ARGUMENT,
+      reason: "INVALID_INPUT",
+      fields: ["tenant.display_name"],
+    });
+    expect(error.details).toContain("at most 200 characters");
+    await expectFailure(admin.tenants.getTenant({ name: "limits" }), { code: Status.NOT_FOUND, reason: "TENANT_NOT_FOUND" });
   });
 
   it("rejects a weak admin password with WEAK_PASSWORD", async () => {

@@ -73,7 +73,9 @@ describe("Refresh", () => {
     await expectFailure(server.clients.refresh.refresh({ refreshToken: "nonsense" }), { code: Status.UNAUTHENTICATED, reason: "REFRESH_TOKEN_INVALID" });
     await expectFailure(server.clients.refresh.refresh({ refreshToken: "" }), { code: Status.INVALID_ARGUMENT, reason: "INVALID_INPUT", fields: ["refresh_token"] });
     const login = await server.login("club", "member", "member-password");
-    await expectFailure(server.clients.refresh.refresh({ refreshToken: login.accessToken }), { code: Status.UNAUTHENTICATED, reason: "REFRESH_TOKEN_INVALID" });
+    // An access token is far longer than any refresh token: refused by the field's declared limit.
+    await expectFailure(server.clients.refresh.refresh({ refreshToken: login.accessToken }), { code: Status.INVALID_ARGUMENT, reason: "INVALID_INPUT", fields: ["refresh_token"] });
+    await expectFailure(server.clients.refresh.refresh({ refreshToken: login.accessToken.slice(0, 120) }), { code: Status.UNAUTHENTICATED, reason: "REFRESH_TOKEN_INVALID" });
     const { user } = await admin.users.getUser({ tenantId, username: "member" });
     await admin.users.updateUser({ tenantId, user: { ...user!, disabled: true }, updateMask: ["disabled"] });
     await expectFailure(server.clients.refresh.refresh({ refreshToken: login.refreshToken }), { code: Status.UNAUTHENTICATED, reason: "SESSION_REVOKED" });
