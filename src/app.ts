@@ -24,6 +24,8 @@ import { buildHttpServer, json } from "./http/server.ts";
 import { TenantService } from "./tenants/tenant.service.ts";
 import { tenantServiceImpl } from "./tenants/tenant.grpc.ts";
 import { UserService } from "./users/user.service.ts";
+import { PasswordHasher, PasswordPolicy } from "./users/password.ts";
+import { LoginThrottle, openLimiterStore, RateLimit } from "./throttling/index.ts";
 import { userServiceImpl } from "./users/user.grpc.ts";
 import { KeyStore } from "./tokens/keys.ts";
 import { loadOrCreateMasterKey } from "./tokens/master-key.ts";
@@ -85,9 +87,25 @@ export async function startTessera(config: Config, logger: Logger): Promise<Tess
       }
     });
     await feed.start();
-    const tokens = new TokenService(config, keys, sessions, feed);
+    const limiterStore = await openLimiterStore({ redisUrl: config.redisUrl, orm, log: logger });
+    const hasher = new PasswordHasher({ concurrency: config.passwordHashConcurrency, queue: config.passwordHashQueue });
+    const loginThrottle = new LoginThrottle(limiterStore, {
+      failuresPerAccountAndAddress: config.loginFailuresPerAccountAndAddress,
+      failuresPerAccount: config.loginFailuresPerAccount,
+      failuresPerAddress: config.loginFailuresPerAddress,
+      blockSeconds: config.loginBlockSeconds,
+    });
+    const registrationLimit = (prefix: string, points: number) =>
+      points > 0 ? new RateLimit(limiterStore, prefix, points, config.registrationWindowSeconds) : undefined;
+    const tokens = new TokenService(config, keys, sessions, feed, { hasher, throttle: loginThrottle });
 
-    const users = new UserService();
+    const users = new UserService({
+      hasher,
+      policy: new PasswordPolicy({ minLength: config.passwordMinLength }),
+      loginThrottle,
+      registrationsPerAddress: registrationLimit("register-address", config.registrationsPerAddress),
+      registrationsPerTenant: registrationLimit("register-tenant", config.registrationsPerTenant),
+    });
     const tenants = new TenantService(users);
     const permissions = new PermissionService();
     tenants.onTenantCreated(async (em, tenant, admin) => {
@@ -106,6 +124,7 @@ export async function startTessera(config: Config, logger: Logger): Promise<Tess
     const limits = new RequestLimits();
     const grpc = buildGrpcServer({
       limits,
+      trustedProxies: config.trustedProxies,
       orm,
       logger,
       health,
@@ -176,6 +195,7 @@ export async function startTessera(config: Config, logger: Logger): Promise<Tess
         http.closeAllConnections();
         await new Promise<void>((resolve) => http.close(() => resolve()));
         await feed.stop();
+        await limiterStore.close();
         await orm.close(true);
       },
     };

@@ -1,5 +1,8 @@
 // Configuration is read from the environment once, validated, and passed down.
 // Nothing else in the server reads process.env.
+import { DEFAULT_PASSWORD_MIN_LENGTH, PASSWORD_ABSOLUTE_MIN_LENGTH, PASSWORD_MAX_LENGTH } from "./users/password.ts";
+import { USERNAME } from "./shared/validation.ts";
+import { BlockList, isIP } from "node:net";
 import { resolve } from "node:path";
 
 export interface TlsConfig {
@@ -36,10 +39,29 @@ export interface Config {
   amqpUrl?: string;
   /** Queue of microservice registrations (OpenMatchmaking's name by default). */
   amqpRegistrationQueue: string;
-  /** Failed logins allowed per account in 15 minutes before it is throttled. */
+  /** Failed logins of one account from one caller address before that address is blocked from it. */
+  loginFailuresPerAccountAndAddress: number;
+  /** Failed logins of one account from all addresses before the account is blocked (a much higher ceiling). */
   loginFailuresPerAccount: number;
-  /** Failed logins allowed per caller address in 15 minutes; 0 = no address limit (e.g. behind a proxy). */
+  /** Failed logins from one caller address across accounts; 0 = no address limit. */
   loginFailuresPerAddress: number;
+  /** The failure-counting window and the length of a block. */
+  loginBlockSeconds: number;
+  /** Self-registrations per caller address, and per tenant, in `registrationWindowSeconds`; 0 = unlimited. */
+  registrationsPerAddress: number;
+  registrationsPerTenant: number;
+  registrationWindowSeconds: number;
+  /** argon2 computations at once (0 = the core count), and how many may wait for one. */
+  passwordHashConcurrency: number;
+  passwordHashQueue: number;
+  passwordMinLength: number;
+  /** Keeps throttling counters in Redis instead of the database. */
+  redisUrl?: string;
+  /**
+   * Proxies whose `x-forwarded-for` names the real caller (for throttling and
+   * session records); callers elsewhere are taken at their socket address.
+   */
+  trustedProxies: BlockList;
   /** Seconds SIGTERM waits for in-flight calls before closing them. */
   shutdownGraceSeconds: number;
 }
@@ -139,18 +161,45 @@ function readTls(env: Env): TlsConfig | undefined {
   return { certFile, keyFile, clientCaFile };
 }
 
+function readRedisUrl(env: Env): string | undefined {
+  const raw = env.TESSERA_REDIS_URL;
+  if (raw === undefined || raw === "") return undefined;
+  if (!/^rediss?:\/\/[^\s]+$/.test(raw)) throw new ConfigError("TESSERA_REDIS_URL", "must start with redis:// or rediss://");
+  return raw;
+}
+
+/** Comma-separated IP addresses and CIDR ranges (IPv4 or IPv6). */
+function readTrustedProxies(env: Env): BlockList {
+  const list = new BlockList();
+  const raw = env.TESSERA_TRUSTED_PROXIES ?? "";
+  for (const entry of raw.split(",").map((s) => s.trim()).filter(Boolean)) {
+    const [address, bits, extra] = entry.split("/");
+    const family = isIP(address ?? "");
+    const prefix = bits === undefined ? undefined : /^\d{1,3}$/.test(bits) ? Number(bits) : NaN;
+    if (!family || extra !== undefined || (prefix !== undefined && !(prefix >= 0 && prefix <= (family === 4 ? 32 : 128)))) {
+      throw new ConfigError("TESSERA_TRUSTED_PROXIES", `must be comma-separated IP addresses or CIDR ranges, got "${entry}"`);
+    }
+    const type = family === 4 ? "ipv4" : "ipv6";
+    if (prefix === undefined) list.addAddress(address!, type);
+    else list.addSubnet(address!, prefix, type);
+  }
+  return list;
+}
+
 export function loadConfig(env: Env = process.env): Config {
   const logLevel = (env.TESSERA_LOG_LEVEL ?? "info") as Config["logLevel"];
   if (!LOG_LEVELS.includes(logLevel)) {
     throw new ConfigError("TESSERA_LOG_LEVEL", `must be one of ${LOG_LEVELS.join(", ")}`);
   }
+  const passwordMinLength = readCount(env, "TESSERA_PASSWORD_MIN_LENGTH", DEFAULT_PASSWORD_MIN_LENGTH, PASSWORD_ABSOLUTE_MIN_LENGTH);
+  if (passwordMinLength > PASSWORD_MAX_LENGTH) throw new ConfigError("TESSERA_PASSWORD_MIN_LENGTH", `must be at most ${PASSWORD_MAX_LENGTH}`);
   const adminPassword = env.TESSERA_ADMIN_PASSWORD || undefined;
-  if (adminPassword !== undefined && (adminPassword.length < 8 || adminPassword.length > 128)) {
-    throw new ConfigError("TESSERA_ADMIN_PASSWORD", "must be 8-128 characters");
+  if (adminPassword !== undefined && ([...adminPassword].length < passwordMinLength || [...adminPassword].length > PASSWORD_MAX_LENGTH)) {
+    throw new ConfigError("TESSERA_ADMIN_PASSWORD", `must be ${passwordMinLength}-${PASSWORD_MAX_LENGTH} characters (TESSERA_PASSWORD_MIN_LENGTH)`);
   }
   const adminUsername = env.TESSERA_ADMIN_USERNAME || "admin";
-  if (!/^[A-Za-z0-9._@-]{1,64}$/.test(adminUsername)) {
-    throw new ConfigError("TESSERA_ADMIN_USERNAME", "must be 1-64 characters of letters, digits and ._-@");
+  if (!USERNAME.test(adminUsername)) {
+    throw new ConfigError("TESSERA_ADMIN_USERNAME", "must be 1-64 characters of letters, digits and ._- (no @: that is for e-mail addresses)");
   }
   const amqpUrl = env.AMQP_URL || undefined;
   if (amqpUrl !== undefined && !/^amqps?:\/\//.test(amqpUrl)) {
@@ -183,7 +232,17 @@ export function loadConfig(env: Env = process.env): Config {
     amqpUrl,
     amqpRegistrationQueue: env.TESSERA_AMQP_REGISTRATION_QUEUE || "auth.microservices.register",
     shutdownGraceSeconds: readDuration(env, "TESSERA_SHUTDOWN_GRACE", "10s"),
-    loginFailuresPerAccount: readCount(env, "TESSERA_LOGIN_FAILURES_PER_ACCOUNT", 10, 1),
+    loginFailuresPerAccountAndAddress: readCount(env, "TESSERA_LOGIN_FAILURES_PER_ACCOUNT_AND_ADDRESS", 10, 1),
+    loginFailuresPerAccount: readCount(env, "TESSERA_LOGIN_FAILURES_PER_ACCOUNT", 100, 1),
     loginFailuresPerAddress: readCount(env, "TESSERA_LOGIN_FAILURES_PER_ADDRESS", 100, 0),
+    loginBlockSeconds: readDuration(env, "TESSERA_LOGIN_BLOCK", "15m"),
+    registrationsPerAddress: readCount(env, "TESSERA_REGISTRATIONS_PER_ADDRESS", 20, 0),
+    registrationsPerTenant: readCount(env, "TESSERA_REGISTRATIONS_PER_TENANT", 600, 0),
+    registrationWindowSeconds: readDuration(env, "TESSERA_REGISTRATION_WINDOW", "1h"),
+    passwordHashConcurrency: readCount(env, "TESSERA_PASSWORD_HASH_CONCURRENCY", 0, 0),
+    passwordHashQueue: readCount(env, "TESSERA_PASSWORD_HASH_QUEUE", 64, 0),
+    passwordMinLength,
+    redisUrl: readRedisUrl(env),
+    trustedProxies: readTrustedProxies(env),
   };
 }

@@ -4,6 +4,7 @@ import { TenantDomainEntity, TenantEntity } from "../tenants/tenant.entity.ts";
 import { UserEntity } from "../users/user.entity.ts";
 import { GroupEntity, GroupMemberEntity, MicroserviceEntity, PermissionEntity } from "../permissions/permission.entity.ts";
 import { RefreshTokenEntity, RevocationEventEntity, SessionEntity, SigningKeyEntity } from "../tokens/token.entity.ts";
+import { ThrottleCounterEntity } from "../throttling/throttle-counter.entity.ts";
 
 export const entities = [
   TenantEntity,
@@ -17,4 +18,5 @@ export const entities = [
   PermissionEntity,
   GroupEntity,
   GroupMemberEntity,
+  ThrottleCounterEntity,
 ];

@@ -27,7 +27,10 @@ export interface Principal {
 export interface TesseraContext {
   em: EntityManager;
   principal?: Principal;
-  /** Caller address as seen by the transport, for throttling and session records. */
+  /**
+   * The caller's IP address, for throttling and session records: the socket
+   * peer, or the forwarded client when the peer is a trusted proxy.
+   */
   peer: string;
   log: Logger;
 }

@@ -2,7 +2,9 @@
 // request logging -> error mapping -> per-call EntityManager fork.
 import { Status, type CallContext, type ServerMiddleware, ServerError } from "nice-grpc";
 import { BadRequest, ErrorInfo, RetryInfo, RichServerError } from "nice-grpc-error-details";
+import type { BlockList } from "node:net";
 import type { Logger } from "pino";
+import { clientAddress } from "./client-address.ts";
 import type { Database } from "../db/orm.ts";
 import { isDatabaseUnavailable } from "../db/errors.ts";
 import { databaseUnavailable, TesseraError, type ErrorKind } from "../errors.ts";
@@ -79,11 +81,11 @@ export function ormContextMiddleware(orm: Database): ServerMiddleware<Pick<Tesse
  * bodies or metadata (they hold passwords and tokens). Successful calls log at
  * debug so that a busy verifier does not drown in its own logs; failures at info.
  */
-export function loggingMiddleware(logger: Logger): ServerMiddleware<Pick<TesseraContext, "log" | "peer">, {}> {
+export function loggingMiddleware(logger: Logger, trustedProxies: BlockList): ServerMiddleware<Pick<TesseraContext, "log" | "peer">, {}> {
   return async function* logCall(call, context) {
     const start = process.hrtime.bigint();
     const log = logger.child({ rpc: call.method.path });
-    const peer = context.peer;
+    const peer = clientAddress(context.peer, context.metadata.get("x-forwarded-for"), trustedProxies);
     let code = "OK";
     try {
       return yield* call.next(call.request, { ...context, log, peer });

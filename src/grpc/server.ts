@@ -2,6 +2,7 @@
 // plus standard health and server reflection (v1 and v1alpha) so that
 // `buf curl` and grpcurl work without a local schema.
 import { readFileSync } from "node:fs";
+import type { BlockList } from "node:net";
 import { createServer, ServerError, Status, type CallContext, type Server } from "nice-grpc";
 import { API_SERVICES } from "./api.ts";
 import { errorDetailsServerMiddleware } from "nice-grpc-error-details";
@@ -39,6 +40,8 @@ export interface GrpcServerOptions {
   feed: RevocationFeed;
   /** Declared limits of every request field, checked before any other work. */
   limits: RequestLimits;
+  /** Proxies whose x-forwarded-for is believed. */
+  trustedProxies: BlockList;
 }
 
 export function buildGrpcServer(options: GrpcServerOptions): Server {
@@ -46,7 +49,7 @@ export function buildGrpcServer(options: GrpcServerOptions): Server {
     "grpc.max_receive_message_length": 1024 * 1024,
     "grpc.keepalive_permit_without_calls": 1,
   })
-    .use(loggingMiddleware(options.logger))
+    .use(loggingMiddleware(options.logger, options.trustedProxies))
     .use(errorDetailsServerMiddleware)
     .use(errorMappingMiddleware())
     .use(requestLimitsMiddleware())

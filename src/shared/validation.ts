@@ -4,7 +4,9 @@ import type { Violations } from "../errors.ts";
 
 export const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 export const TENANT_NAME = /^[a-z][a-z0-9-]{1,62}$/;
-export const USERNAME = /^[A-Za-z0-9._@-]{1,64}$/;
+// No '@': a login identifier with one is an e-mail address, without one a
+// username, so no stranger can register an e-mail equal to a victim's username.
+export const USERNAME = /^[A-Za-z0-9._-]{1,64}$/;
 // Deliberately simple: one @, no spaces, a dot in the domain. Deliverability is the mailer's job.
 export const EMAIL = /^[^\s@]{1,64}@[^\s@]+\.[^\s@]+$/;
 export const HOSTNAME = /^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*(:\d{1,5})?$/;

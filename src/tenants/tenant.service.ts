@@ -5,7 +5,7 @@ import { isUniqueViolation } from "../db/errors.ts";
 import { nextPageToken, readPage, type PageRequest } from "../shared/pagination.ts";
 import { checkMaxLength, checkPattern, checkUuid, HOSTNAME, TENANT_NAME, UUID } from "../shared/validation.ts";
 import { TenantDomainEntity, TenantEntity, type Tenant } from "./tenant.entity.ts";
-import { prepareNewUser, type NewUserInput, type PreparedUser, type UserService } from "../users/user.service.ts";
+import type { NewUserInput, PreparedUser, UserService } from "../users/user.service.ts";
 import { UserEntity, type User } from "../users/user.entity.ts";
 
 export const SYSTEM_TENANT_NAME = "system";
@@ -97,7 +97,7 @@ export class TenantService {
     const v = new Violations();
     checkTenantFields(fields, v);
     // Hash the admin password (argon2, ~30 ms) before opening the transaction.
-    const preparedAdmin: PreparedUser | undefined = admin ? await prepareNewUser(admin, v, { prefix: "admin.", password: "admin.password" }) : undefined;
+    const preparedAdmin: PreparedUser | undefined = admin ? await this.#users.prepareNewUser(admin, v, { prefix: "admin.", password: "admin.password" }) : undefined;
     v.throwIfAny();
     try {
       return await em.transactional(async (tem) => {

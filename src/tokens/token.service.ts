@@ -2,7 +2,6 @@
 // verification, and session revocation. The domain face of src/tokens; no gRPC.
 import { createHash, randomBytes } from "node:crypto";
 import type { EntityManager } from "@mikro-orm/core";
-import { RateLimiterMemory, RateLimiterRes } from "rate-limiter-flexible";
 import { failedPrecondition, notFound, permissionDenied, tooManyAttempts, unauthenticated, Violations } from "../errors.ts";
 import type { Principal } from "../grpc/context.ts";
 import { anyCovers, grantedPatterns } from "../permissions/grants.ts";
@@ -10,7 +9,9 @@ import { checkPatternList, intersectPatterns } from "../permissions/match.ts";
 import { nextPageToken, readPage, type PageRequest } from "../shared/pagination.ts";
 import { foldKey, UUID } from "../shared/validation.ts";
 import { UserEntity, type User } from "../users/user.entity.ts";
-import { dummyPasswordHash, verifyPassword } from "../users/password.ts";
+import type { PasswordHasher } from "../users/password.ts";
+import { accountThrottleKey } from "../users/user.service.ts";
+import { throttleKey, type LoginThrottle } from "../throttling/index.ts";
 import { parseAccessToken, signJwt, verifyAccessToken, type AccessClaims } from "./jwt.ts";
 import type { KeyStore } from "./keys.ts";
 import { recordRevocation, type RevocationFeed } from "./revocations.ts";
@@ -31,10 +32,12 @@ export interface TokenSettings {
   accessTokenTtlSeconds: number;
   refreshTokenTtlSeconds: number;
   refreshTokenAbsoluteTtlSeconds: number;
-  /** Failed logins allowed per account (tenant + username) in 15 minutes. */
-  loginFailuresPerAccount: number;
-  /** Failed logins allowed per caller address in 15 minutes; 0 turns the address limit off. */
-  loginFailuresPerAddress: number;
+}
+
+/** Password checks: the bounded argon2 pool and the failed-login throttle. */
+export interface LoginDeps {
+  hasher: PasswordHasher;
+  throttle: LoginThrottle;
 }
 
 export interface TokenSet {
@@ -61,20 +64,16 @@ export class TokenService {
   readonly #keys: KeyStore;
   readonly #sessions: SessionCache;
   readonly #feed: RevocationFeed;
-  // Failed logins: per account (tenant + username) and per caller address.
-  readonly #accountLimiter: RateLimiterMemory;
-  readonly #addressLimiter: RateLimiterMemory | undefined;
+  readonly #login: LoginDeps;
   /** Signature-verified tokens (immutable facts); revocation is checked separately on every call. */
   readonly #verified = new Map<string, VerifiedEntry>();
 
-  constructor(settings: TokenSettings, keys: KeyStore, sessions: SessionCache, feed: RevocationFeed) {
+  constructor(settings: TokenSettings, keys: KeyStore, sessions: SessionCache, feed: RevocationFeed, login: LoginDeps) {
     this.#settings = settings;
     this.#keys = keys;
     this.#sessions = sessions;
     this.#feed = feed;
-    const window = { duration: 15 * 60, blockDuration: 15 * 60 };
-    this.#accountLimiter = new RateLimiterMemory({ points: settings.loginFailuresPerAccount, ...window });
-    this.#addressLimiter = settings.loginFailuresPerAddress > 0 ? new RateLimiterMemory({ points: settings.loginFailuresPerAddress, ...window }) : undefined;
+    this.#login = login;
   }
 
   // ---------------------------------------------------------------- issue
@@ -94,41 +93,31 @@ export class TokenService {
     checkAudience(input.audience, v);
     v.throwIfAny();
 
-    const candidate = await findLoginCandidate(em, input.tenant, foldKey(input.username));
-    // One counter per account however it is named (tenant name or id, username or e-mail).
-    const accountKey = candidate ? `user\u0000${candidate.id}` : `name\u0000${foldKey(input.tenant)}\u0000${foldKey(input.username)}`;
-    const addressKey = input.peer.replace(/:\d+$/, "");
-    // An attempt takes its point before argon2 runs, so a burst of concurrent
-    // guesses cannot all pass the check before the first failure is counted.
-    await this.#takeAttempt(accountKey, addressKey);
-    const ok = await verifyPassword(candidate?.passwordHash ?? (await dummyPasswordHash()), input.password);
-    if (!ok || !candidate?.passwordHash) throw unauthenticated("INVALID_CREDENTIALS", "invalid username or password");
-    // A success clears the account's failures and gives the address its point back.
-    await Promise.all([this.#accountLimiter.delete(accountKey), this.#addressLimiter?.reward(addressKey, 1)]);
+    const identifier = foldKey(input.username);
+    const found = await findLoginCandidate(em, input.tenant, identifier);
+    const candidate = found?.user;
+    // One counter per account however it is named (username or e-mail, tenant
+    // name or id); an unknown user is counted under the resolved tenant and the
+    // name typed, so switching between the tenant's name and id tells nothing.
+    const account = candidate ? accountThrottleKey(candidate.id) : throttleKey("unknown", found?.tenantId ?? foldKey(input.tenant), identifier);
+    const { hasher, throttle } = this.#login;
+    const ok = await throttle.attempt(account, input.peer, () =>
+      candidate?.passwordHash ? hasher.verify(candidate.passwordHash, input.password) : hasher.verifyNobody(input.password),
+    );
+    if (!ok || !candidate || !found) throw unauthenticated("INVALID_CREDENTIALS", "invalid username or password");
     // Only someone who knows the password learns that the account or tenant is disabled.
-    if (candidate.tenantDisabled) throw unauthenticated("TENANT_DISABLED", "the tenant is disabled");
+    if (found.tenantDisabled) throw unauthenticated("TENANT_DISABLED", "the tenant is disabled");
     if (candidate.disabled) throw unauthenticated("USER_DISABLED", "the user is disabled");
 
     const elected = electPermissions(candidate.grants, input.requested);
     return this.#startSession(em, {
-      tenantId: candidate.tenantId,
-      tenantName: candidate.tenantName,
+      tenantId: found.tenantId,
+      tenantName: found.tenantName,
       user: { id: candidate.id, username: candidate.username },
       elected,
       audience: input.audience || this.#settings.audience,
       peer: input.peer,
     });
-  }
-
-  async #takeAttempt(accountKey: string, addressKey: string): Promise<void> {
-    const results = await Promise.allSettled([this.#accountLimiter.consume(accountKey, 1), this.#addressLimiter?.consume(addressKey, 1)]);
-    const blocked: RateLimiterRes[] = [];
-    for (const result of results) {
-      if (result.status === "fulfilled") continue;
-      if (!(result.reason instanceof RateLimiterRes)) throw result.reason;
-      blocked.push(result.reason);
-    }
-    if (blocked.length) throw tooManyAttempts(Math.max(...blocked.map((r) => r.msBeforeNext)));
   }
 
   async #startSession(
@@ -391,45 +380,54 @@ export class TokenService {
 }
 
 interface LoginCandidate {
-  id: string;
-  username: string;
-  passwordHash: string | null;
-  disabled: boolean;
   tenantId: string;
   tenantName: string;
   tenantDisabled: boolean;
-  /** Grant patterns of the user's groups. */
-  grants: string[];
+  user?: {
+    id: string;
+    username: string;
+    passwordHash: string | null;
+    disabled: boolean;
+    /** Grant patterns of the user's groups. */
+    grants: string[];
+  };
 }
 
 /**
- * Everything a password login needs, in one round trip: the user (by username
- * or e-mail, case-folded), its tenant (by name or UUID) and its grants. Login
- * latency should be argon2 and little else (bench/issue.ts), so this is one
- * SQL statement rather than three ORM queries.
+ * Everything a password login needs, in one round trip: the tenant (by name or
+ * UUID), the user in it (by e-mail when the identifier has an '@', else by
+ * username: usernames cannot contain one, so the lookup is unambiguous) and
+ * its grants. Login latency should be argon2 and little else (bench/issue.ts),
+ * so this is one SQL statement rather than three ORM queries.
  */
-async function findLoginCandidate(em: EntityManager, tenant: string, key: string): Promise<LoginCandidate | undefined> {
+async function findLoginCandidate(em: EntityManager, tenant: string, identifier: string): Promise<LoginCandidate | undefined> {
   const byId = UUID.test(tenant);
+  const userKey = identifier.includes("@") ? "u.email_key" : "u.username_key";
   const rows = await em.getConnection().execute<Record<string, unknown>[]>(
-    `select u.id, u.username, u.password_hash, u.disabled, t.id as tenant_id, t.name as tenant_name, t.disabled as tenant_disabled,
+    `select t.id as tenant_id, t.name as tenant_name, t.disabled as tenant_disabled,
+            u.id, u.username, u.password_hash, u.disabled,
             coalesce((select jsonb_agg(g.permissions) from group_members m join groups g on g.id = m.group_id where m.user_id = u.id), '[]'::jsonb) as grants
-       from users u join tenants t on t.id = u.tenant_id
-      where ${byId ? "t.id = ?" : "t.name = ?"} and (u.username_key = ? or u.email_key = ?)
+       from tenants t left join users u on u.tenant_id = t.id and ${userKey} = ?
+      where ${byId ? "t.id = ?" : "t.name = ?"}
       limit 1`,
-    [byId ? tenant.toLowerCase() : tenant, key, key],
+    [identifier, byId ? tenant.toLowerCase() : tenant],
   );
   const row = rows[0];
   if (!row) return undefined;
   const grants = typeof row.grants === "string" ? (JSON.parse(row.grants) as string[][]) : (row.grants as string[][]);
   return {
-    id: String(row.id),
-    username: String(row.username),
-    passwordHash: (row.password_hash as string | null) ?? null,
-    disabled: Boolean(row.disabled),
     tenantId: String(row.tenant_id),
     tenantName: String(row.tenant_name),
     tenantDisabled: Boolean(row.tenant_disabled),
-    grants: [...new Set(grants.flat())].sort(),
+    user: row.id
+      ? {
+          id: String(row.id),
+          username: String(row.username),
+          passwordHash: (row.password_hash as string | null) ?? null,
+          disabled: Boolean(row.disabled),
+          grants: [...new Set(grants.flat())].sort(),
+        }
+      : undefined,
   };
 }
 

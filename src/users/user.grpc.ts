@@ -76,7 +76,13 @@ export function userServiceImpl(users: UserService, tenants: TenantService, perm
       const asAdmin = hasPermission(principal, "identity.users.set_password");
       // A user may always change its own password (with the current one); anyone else needs the permission.
       const tenantId = self && !asAdmin ? principal.tenantId : authorize(context, "identity.users.set_password", request.tenantId);
-      await users.setPassword(context.em, tenantId, request.id, request.newPassword, request.currentPassword, asAdmin && !(self && request.currentPassword));
+      await users.setPassword(
+        context.em,
+        tenantId,
+        request.id,
+        { newPassword: request.newPassword, currentPassword: request.currentPassword },
+        { asAdmin: asAdmin && !(self && request.currentPassword), address: context.peer },
+      );
       return {};
     },
 
@@ -99,7 +105,7 @@ export function userServiceImpl(users: UserService, tenants: TenantService, perm
         email: request.email,
         password: request.password,
         passwordConfirmation: request.passwordConfirmation,
-      });
+      }, context.peer);
       return { user: toUserMessage(user) };
     },
   };

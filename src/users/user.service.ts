@@ -6,7 +6,8 @@ import { nextPageToken, readPage, type PageRequest } from "../shared/pagination.
 import { checkMaxLength, checkPattern, checkUuid, EMAIL, foldKey, USERNAME, UUID } from "../shared/validation.ts";
 import { TenantEntity, type Tenant } from "../tenants/tenant.entity.ts";
 import { UserEntity, type User } from "./user.entity.ts";
-import { checkPasswordPolicy, hashPassword, verifyPassword } from "./password.ts";
+import type { PasswordHasher, PasswordPolicy } from "./password.ts";
+import { RateLimit, throttleKey, type LoginThrottle } from "../throttling/index.ts";
 
 export interface NewUserInput {
   username: string;
@@ -46,7 +47,7 @@ export interface UserHooks {
 
 function checkUserFields(fields: { username?: string; email?: string; displayName?: string }, v: Violations, prefix: string): void {
   if (fields.username !== undefined) {
-    checkPattern(fields.username, USERNAME, `${prefix}username`, "must be 1-64 characters of letters, digits and ._-@", v);
+    checkPattern(fields.username, USERNAME, `${prefix}username`, "must be 1-64 characters of letters, digits and ._- (no @)", v);
   }
   if (fields.email) {
     if (fields.email.length > 254 || !EMAIL.test(fields.email)) v.add(`${prefix}email`, "must be an e-mail address");
@@ -54,27 +55,20 @@ function checkUserFields(fields: { username?: string; email?: string; displayNam
   if (fields.displayName !== undefined) checkMaxLength(fields.displayName, 200, `${prefix}display_name`, v);
 }
 
-/**
- * Validates a new user into `v`; when valid, hashes its password. Returns
- * undefined when `v` holds violations (no hashing is wasted on bad input).
- */
-export async function prepareNewUser(
-  input: NewUserInput,
-  v: Violations,
-  fieldNames: { prefix: string; password: string },
-): Promise<PreparedUser | undefined> {
-  checkUserFields(input, v, fieldNames.prefix);
-  checkPasswordPolicy(input.password, fieldNames.password, v);
-  if (!v.empty) return undefined;
-  return {
-    id: crypto.randomUUID(),
-    username: input.username,
-    usernameKey: foldKey(input.username),
-    email: input.email || null,
-    emailKey: input.email ? foldKey(input.email) : null,
-    displayName: input.displayName ?? "",
-    passwordHash: await hashPassword(input.password),
-  };
+/** What UserService needs to handle passwords and to throttle the calls that hash them. */
+export interface UserServiceDeps {
+  hasher: PasswordHasher;
+  policy: PasswordPolicy;
+  /** Counts wrong current passwords of SetPassword against the account, like failed logins. */
+  loginThrottle: LoginThrottle;
+  /** Self-registrations per caller address and per tenant (absent = unlimited). */
+  registrationsPerAddress?: RateLimit;
+  registrationsPerTenant?: RateLimit;
+}
+
+/** The throttling identity of an account: the same key for logins and password changes. */
+export function accountThrottleKey(userId: string): string {
+  return throttleKey("user", userId);
 }
 
 function duplicateUser(error: unknown): never {
@@ -84,6 +78,30 @@ function duplicateUser(error: unknown): never {
 
 export class UserService {
   readonly #hooks: UserHooks[] = [];
+  readonly #deps: UserServiceDeps;
+
+  constructor(deps: UserServiceDeps) {
+    this.#deps = deps;
+  }
+
+  /**
+   * Validates a new user into `v`; when valid, hashes its password. Returns
+   * undefined when `v` holds violations (no hashing is wasted on bad input).
+   */
+  async prepareNewUser(input: NewUserInput, v: Violations, fieldNames: { prefix: string; password: string }): Promise<PreparedUser | undefined> {
+    checkUserFields(input, v, fieldNames.prefix);
+    await this.#deps.policy.check(input.password, fieldNames.password, v, { username: input.username, email: input.email });
+    if (!v.empty) return undefined;
+    return {
+      id: crypto.randomUUID(),
+      username: input.username,
+      usernameKey: foldKey(input.username),
+      email: input.email || null,
+      emailKey: input.email ? foldKey(input.email) : null,
+      displayName: input.displayName ?? "",
+      passwordHash: await this.#deps.hasher.hash(input.password),
+    };
+  }
 
   addHooks(hooks: UserHooks): void {
     this.#hooks.push(hooks);
@@ -111,7 +129,7 @@ export class UserService {
 
   async createUser(em: EntityManager, tenantId: string, input: NewUserInput): Promise<User> {
     const v = new Violations();
-    const prepared = await prepareNewUser(input, v, { prefix: "user.", password: "password" });
+    const prepared = await this.prepareNewUser(input, v, { prefix: "user.", password: "password" });
     v.throwIfAny();
     return this.#insert(em, await this.#requireTenant(em, tenantId), prepared!);
   }
@@ -223,29 +241,31 @@ export class UserService {
 
   /**
    * Sets a password. With `asAdmin` no current password is needed; otherwise
-   * `currentPassword` must verify (a user changing its own password).
+   * `currentPassword` must verify (a user changing its own password), and a
+   * wrong one counts against the account like a failed login from `address`.
    */
   async setPassword(
     em: EntityManager,
     tenantId: string,
     id: string,
-    newPassword: string,
-    currentPassword: string,
-    asAdmin: boolean,
+    passwords: { newPassword: string; currentPassword: string },
+    options: { asAdmin: boolean; address: string },
   ): Promise<void> {
     const v = new Violations();
     checkUuid(id, "id", v);
-    checkPasswordPolicy(newPassword, "new_password", v);
-    if (!asAdmin && !currentPassword) v.add("current_password", "is required to change your own password");
+    if (!options.asAdmin && !passwords.currentPassword) v.add("current_password", "is required to change your own password");
     v.throwIfAny();
     const user = await this.findUser(em, tenantId, { id });
-    if (!asAdmin) {
+    await this.#deps.policy.check(passwords.newPassword, "new_password", v, { username: user.username, email: user.email ?? undefined });
+    v.throwIfAny();
+    if (!options.asAdmin) {
       const { passwordHash } = await em.findOneOrFail(UserEntity, { id: user.id }, { fields: ["passwordHash"] as never });
-      if (!passwordHash || !(await verifyPassword(passwordHash, currentPassword))) {
-        throw unauthenticated("INVALID_CREDENTIALS", "the current password is wrong");
-      }
+      const ok = await this.#deps.loginThrottle.attempt(accountThrottleKey(user.id), options.address, () =>
+        passwordHash ? this.#deps.hasher.verify(passwordHash, passwords.currentPassword) : this.#deps.hasher.verifyNobody(passwords.currentPassword),
+      );
+      if (!ok) throw unauthenticated("INVALID_CREDENTIALS", "the current password is wrong");
     }
-    const passwordHash = await hashPassword(newPassword);
+    const passwordHash = await this.#deps.hasher.hash(passwords.newPassword);
     // A new password ends every session: whoever held the old one (or a stolen
     // refresh token) must not keep refreshing. The caller logs in again.
     await em.transactional(async (tem) => {
@@ -255,11 +275,15 @@ export class UserService {
     });
   }
 
-  /** Self-signup into a tenant that allows it; the user joins the default groups. */
+  /**
+   * Self-signup into a tenant that allows it; the user joins the default
+   * groups. Throttled per caller address and per tenant before any hashing.
+   */
   async registerUser(
     em: EntityManager,
     tenant: Tenant,
     input: NewUserInput & { passwordConfirmation: string },
+    address: string,
   ): Promise<User> {
     if (!tenant.selfRegistrationEnabled || tenant.disabled) {
       throw permissionDenied("this tenant does not allow self-registration", "SELF_REGISTRATION_DISABLED");
@@ -268,7 +292,16 @@ export class UserService {
     if (input.password !== input.passwordConfirmation) {
       v.add("password_confirmation", "must equal password", "PASSWORD_MISMATCH");
     }
-    const prepared = await prepareNewUser(input, v, { prefix: "", password: "password" });
+    checkUserFields(input, v, "");
+    v.throwIfAny();
+    await RateLimit.takeAll(
+      [
+        [this.#deps.registrationsPerAddress, throttleKey("address", address)],
+        [this.#deps.registrationsPerTenant, throttleKey("tenant", tenant.id)],
+      ],
+      "self-registrations",
+    );
+    const prepared = await this.prepareNewUser(input, v, { prefix: "", password: "password" });
     v.throwIfAny();
     return this.#insert(em, tenant, prepared!);
   }

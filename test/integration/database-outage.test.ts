@@ -2,53 +2,21 @@
 // stack trace), and the server recovers by itself when the database returns.
 // Runs against the real PostgreSQL (TEST_DATABASE_URL) through a TCP proxy that
 // the test cuts and restores.
-import { createServer, connect, type Server, type Socket } from "node:net";
-import { once } from "node:events";
 import { Status } from "nice-grpc";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { expectFailure } from "../support/errors.ts";
 import { startTestServer, type TestServer } from "../support/server.ts";
+import { TcpProxy } from "../support/tcp-proxy.ts";
 
 const databaseUrl = process.env.TEST_DATABASE_URL;
 
-class CuttableProxy {
-  #server?: Server;
-  readonly #sockets = new Set<Socket>();
-  port = 0;
-  readonly #target: { host: string; port: number };
-
-  constructor(target: { host: string; port: number }) {
-    this.#target = target;
-  }
-
-  async start(): Promise<void> {
-    this.#server = createServer((client) => {
-      const upstream = connect(this.#target.port, this.#target.host);
-      for (const s of [client, upstream]) {
-        this.#sockets.add(s);
-        s.on("close", () => this.#sockets.delete(s));
-        s.on("error", () => s.destroy());
-      }
-      client.pipe(upstream).pipe(client);
-    });
-    this.#server.listen(this.port, "127.0.0.1");
-    await once(this.#server, "listening");
-    this.port = (this.#server.address() as { port: number }).port;
-  }
-
-  async cut(): Promise<void> {
-    for (const s of this.#sockets) s.destroy();
-    await new Promise<void>((resolve) => this.#server!.close(() => resolve()));
-  }
-}
-
 describe.skipIf(!databaseUrl)("database outage (PostgreSQL)", () => {
   let server: TestServer;
-  let proxy: CuttableProxy;
+  let proxy: TcpProxy;
 
   beforeAll(async () => {
     const target = new URL(databaseUrl!);
-    proxy = new CuttableProxy({ host: target.hostname, port: Number(target.port || 5432) });
+    proxy = new TcpProxy({ host: target.hostname, port: Number(target.port || 5432) });
     await proxy.start();
     server = await startTestServer({}, {
       databaseUrl: (url) => {

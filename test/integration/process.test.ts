@@ -1,5 +1,4 @@
 // Tessera as a process, the way `npm start` runs it.
-import { spawn } from "node:child_process";
 import { once } from "node:events";
 import { cpSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -7,6 +6,7 @@ import { join } from "node:path";
 import { createChannel, createClient } from "nice-grpc";
 import { HealthDefinition } from "nice-grpc-server-health";
 import { IssueServiceDefinition } from "../../gen/tessera/identity/v1/issue_service.ts";
+import { spawnServer } from "../support/process.ts";
 
 const SERVING = 1; // grpc.health.v1.HealthCheckResponse.ServingStatus.SERVING
 import { afterAll, describe, expect, inject, it } from "vitest";
@@ -14,20 +14,9 @@ import { afterAll, describe, expect, inject, it } from "vitest";
 const dirs: string[] = [];
 afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
 
-function run(env: Record<string, string>) {
-  const child = spawn(process.execPath, ["src/main.ts"], {
-    env: { PATH: process.env.PATH ?? "", ...env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let output = "";
-  child.stdout.on("data", (d) => (output += d));
-  child.stderr.on("data", (d) => (output += d));
-  return { child, output: () => output };
-}
-
 describe("the tessera process", () => {
   it("refuses to start on a bad variable, naming it", async () => {
-    const { child, output } = run({ TESSERA_GRPC_ADDR: "not-an-address" });
+    const { child, output } = spawnServer({ TESSERA_GRPC_ADDR: "not-an-address" });
     const [code] = await once(child, "exit");
     expect(code).toBe(2);
     expect(output()).toContain("TESSERA_GRPC_ADDR");
@@ -37,7 +26,7 @@ describe("the tessera process", () => {
     const dataDir = mkdtempSync(join(tmpdir(), "tessera-proc-"));
     dirs.push(dataDir);
     cpSync(inject("pgliteTemplate"), join(dataDir, "pg"), { recursive: true });
-    const { child, output } = run({
+    const { child, output } = spawnServer({
       TESSERA_GRPC_ADDR: "127.0.0.1:0",
       TESSERA_HTTP_ADDR: "127.0.0.1:0",
       TESSERA_DATA_DIR: dataDir,

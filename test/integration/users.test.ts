@@ -52,9 +52,24 @@ describe("UserService", () => {
     await expectFailure(admin.users.getUser({ tenantId, username: "shorty" }), { code: Status.NOT_FOUND, reason: "USER_NOT_FOUND" });
   });
 
-  it("accepts an 8-character password of any characters (NIST 800-63B) and counts characters, not bytes", async () => {
-    await admin.users.createUser({ tenantId, user: { username: "unicode" }, password: "пароль🔑🔑" });
-    await server.login("players", "unicode", "пароль🔑🔑");
+  it("accepts a 12-character password of any characters (NIST SP 800-63B-4) and counts characters, not bytes", async () => {
+    await expectFailure(admin.users.createUser({ tenantId, user: { username: "unicode" }, password: "пароль🔑🔑🔑🔑🔑" }), {
+      code: Status.INVALID_ARGUMENT,
+      reason: "WEAK_PASSWORD",
+      fields: ["password"],
+    });
+    await admin.users.createUser({ tenantId, user: { username: "unicode" }, password: "пароль🔑🔑🔑🔑🔑🔑" });
+    await server.login("players", "unicode", "пароль🔑🔑🔑🔑🔑🔑");
+  });
+
+  it("refuses breached and common passwords with WEAK_PASSWORD, and the username as password", async () => {
+    for (const [username, password] of [["breached", "passwordpassword"], ["breached", "1qaz2wsx3edc4rfv"], ["selfie-20245", "Selfie-20245"]]) {
+      await expectFailure(admin.users.createUser({ tenantId, user: { username }, password }), {
+        code: Status.INVALID_ARGUMENT,
+        reason: "WEAK_PASSWORD",
+        fields: ["password"],
+      });
+    }
   });
 
   it("gets a user by id or username and reports a missing one as NOT_FOUND", async () => {

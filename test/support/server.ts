@@ -30,6 +30,8 @@ export interface TestServer {
   clients: ReturnType<typeof makeClients>;
   /** Typed clients sending `authorization: Bearer <token>`. */
   as(token: string): ReturnType<typeof makeClients>;
+  /** Typed clients on a channel of their own to `address` (e.g. through a TcpProxy), closed with the server. */
+  clientsAt(address: string, token?: string): ReturnType<typeof makeClients>;
   /** Logs in and returns an access token (and the full response). */
   login(tenant: string, username: string, password: string, requested?: string[]): Promise<IssueTokenResponse>;
   adminToken: string;
@@ -55,7 +57,7 @@ function makeClients(channel: Channel, token?: string) {
 }
 
 /** A new database named after the run's database (so CI can sweep leftovers by prefix). */
-async function freshPostgresDatabase(baseUrl: string): Promise<{ url: string; drop(): Promise<void> }> {
+export async function freshPostgresDatabase(baseUrl: string): Promise<{ url: string; drop(): Promise<void> }> {
   const runDb = new URL(baseUrl).pathname.slice(1) || "tessera_test";
   const name = `${runDb}_${process.pid}_${Math.random().toString(36).slice(2, 8)}`;
   const admin = new pg.Client({ connectionString: baseUrl });
@@ -114,6 +116,7 @@ export async function startTestServer(env: Record<string, string> = {}, options:
     return res;
   };
   const { accessToken: adminToken } = await login("system", "admin", ADMIN_PASSWORD);
+  const extraChannels: Channel[] = [];
   return {
     tessera,
     config,
@@ -121,10 +124,16 @@ export async function startTestServer(env: Record<string, string> = {}, options:
     address,
     clients,
     as: (token) => makeClients(channel, token),
+    clientsAt(target, token) {
+      const extra = createChannel(target);
+      extraChannels.push(extra);
+      return makeClients(extra, token);
+    },
     login,
     adminToken,
     async close() {
       channel.close();
+      for (const extra of extraChannels) extra.close();
       await tessera.close();
       await dropDatabase?.();
       rmSync(dataDir, { recursive: true, force: true });

@@ -36,6 +36,17 @@ describe("loadConfig", () => {
     ["TESSERA_LOGIN_FAILURES_PER_ACCOUNT", "ten"],
     ["TESSERA_LOGIN_FAILURES_PER_ADDRESS", "-1"],
     ["TESSERA_LOGIN_FAILURES_PER_ADDRESS", "1e3"],
+    ["TESSERA_LOGIN_FAILURES_PER_ACCOUNT_AND_ADDRESS", "0"],
+    ["TESSERA_LOGIN_BLOCK", "forever"],
+    ["TESSERA_ADMIN_USERNAME", "admin@example.com"],
+    ["TESSERA_ADMIN_PASSWORD", "elevenchars"],
+    ["TESSERA_PASSWORD_MIN_LENGTH", "7"],
+    ["TESSERA_PASSWORD_MIN_LENGTH", "129"],
+    ["TESSERA_REGISTRATIONS_PER_ADDRESS", "many"],
+    ["TESSERA_PASSWORD_HASH_QUEUE", "-1"],
+    ["TESSERA_REDIS_URL", "http://127.0.0.1:6379"],
+    ["TESSERA_TRUSTED_PROXIES", "10.0.0.0/33"],
+    ["TESSERA_TRUSTED_PROXIES", "proxy.internal"],
   ])("stops with a message naming %s when it is %j", (variable, value) => {
     let error: unknown;
     try {
@@ -48,12 +59,26 @@ describe("loadConfig", () => {
     expect((error as ConfigError).message).toContain(variable);
   });
 
-  it("reads login throttling limits; the address limit can be turned off", () => {
-    expect(loadConfig({})).toMatchObject({ loginFailuresPerAccount: 10, loginFailuresPerAddress: 100 });
-    expect(loadConfig({ TESSERA_LOGIN_FAILURES_PER_ACCOUNT: "3", TESSERA_LOGIN_FAILURES_PER_ADDRESS: "0" })).toMatchObject({
-      loginFailuresPerAccount: 3,
-      loginFailuresPerAddress: 0,
-    });
+  it("reads login throttling limits: a block per account and address, a higher ceiling per account, the address limit can be turned off", () => {
+    expect(loadConfig({})).toMatchObject({ loginFailuresPerAccountAndAddress: 10, loginFailuresPerAccount: 100, loginFailuresPerAddress: 100, loginBlockSeconds: 900 });
+    expect(
+      loadConfig({ TESSERA_LOGIN_FAILURES_PER_ACCOUNT_AND_ADDRESS: "5", TESSERA_LOGIN_FAILURES_PER_ACCOUNT: "3", TESSERA_LOGIN_FAILURES_PER_ADDRESS: "0", TESSERA_LOGIN_BLOCK: "1m" }),
+    ).toMatchObject({ loginFailuresPerAccountAndAddress: 5, loginFailuresPerAccount: 3, loginFailuresPerAddress: 0, loginBlockSeconds: 60 });
+  });
+
+  it("reads the password policy and hashing limits", () => {
+    expect(loadConfig({})).toMatchObject({ passwordMinLength: 12, passwordHashConcurrency: 0, passwordHashQueue: 64, registrationsPerAddress: 20, registrationsPerTenant: 600 });
+    expect(loadConfig({ TESSERA_PASSWORD_MIN_LENGTH: "15", TESSERA_ADMIN_PASSWORD: "fifteen-chars!!" }).passwordMinLength).toBe(15);
+    expect(() => loadConfig({ TESSERA_PASSWORD_MIN_LENGTH: "16", TESSERA_ADMIN_PASSWORD: "fifteen-chars!!" })).toThrow(/TESSERA_ADMIN_PASSWORD/);
+  });
+
+  it("reads trusted proxies as addresses and CIDR ranges", () => {
+    const { trustedProxies } = loadConfig({ TESSERA_TRUSTED_PROXIES: "10.0.0.0/8, 192.168.1.7,::1" });
+    expect(trustedProxies.check("10.20.30.40", "ipv4")).toBe(true);
+    expect(trustedProxies.check("192.168.1.7", "ipv4")).toBe(true);
+    expect(trustedProxies.check("192.168.1.8", "ipv4")).toBe(false);
+    expect(trustedProxies.check("::1", "ipv6")).toBe(true);
+    expect(loadConfig({}).trustedProxies.check("127.0.0.1", "ipv4")).toBe(false);
   });
 
   it("refuses an absolute refresh lifetime shorter than the sliding one", () => {

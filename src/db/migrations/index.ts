@@ -2,5 +2,9 @@
 // new files; list them here so both drivers apply exactly the same steps.
 import type { MigrationObject } from "@mikro-orm/core";
 import { Migration20261125000627 } from "./Migration20261125000627.ts";
+import { Migration20261125080838 } from "./Migration20261125080838.ts";
 
-export const migrationsList: MigrationObject[] = [{ name: "Migration20261125000627", class: Migration20261125000627 }];
+export const migrationsList: MigrationObject[] = [
+  { name: "Migration20261125000627", class: Migration20261125000627 },
+  { name: "Migration20261125080838", class: Migration20261125080838 },
+];

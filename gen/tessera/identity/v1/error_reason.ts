@@ -95,6 +95,17 @@ export const ErrorReason = {
    * says when to retry.
    */
   TOO_MANY_ATTEMPTS: 60,
+  /**
+   * RATE_LIMITED - RESOURCE_EXHAUSTED: too many requests of this kind from this address or
+   * for this tenant (e.g. self-registrations); `google.rpc.RetryInfo` says
+   * when to retry.
+   */
+  RATE_LIMITED: 61,
+  /**
+   * SERVER_BUSY - RESOURCE_EXHAUSTED: the server is at its limit of concurrent password
+   * checks and their queue is full; retry after `google.rpc.RetryInfo`.
+   */
+  SERVER_BUSY: 62,
   /** DATABASE_UNAVAILABLE - UNAVAILABLE: the database cannot be reached; retry later. */
   DATABASE_UNAVAILABLE: 70,
   /** UPSTREAM_UNAVAILABLE - UNAVAILABLE: a remote authentication system or registry did not answer. */
@@ -136,6 +147,8 @@ export namespace ErrorReason {
   export type REGISTRY_NOT_ALLOWED = typeof ErrorReason.REGISTRY_NOT_ALLOWED;
   export type ASSERTION_REPLAYED = typeof ErrorReason.ASSERTION_REPLAYED;
   export type TOO_MANY_ATTEMPTS = typeof ErrorReason.TOO_MANY_ATTEMPTS;
+  export type RATE_LIMITED = typeof ErrorReason.RATE_LIMITED;
+  export type SERVER_BUSY = typeof ErrorReason.SERVER_BUSY;
   export type DATABASE_UNAVAILABLE = typeof ErrorReason.DATABASE_UNAVAILABLE;
   export type UPSTREAM_UNAVAILABLE = typeof ErrorReason.UPSTREAM_UNAVAILABLE;
   export type INTERNAL_ERROR = typeof ErrorReason.INTERNAL_ERROR;

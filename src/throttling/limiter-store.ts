@@ -1,0 +1,77 @@
+// Where throttling counters live: in the database every replica shares (the
+// default, embedded or PostgreSQL), or in Redis when TESSERA_REDIS_URL is set.
+// Either way they are rate-limiter-flexible limiters, so counters are shared
+// by all replicas and survive a restart. Keys are always fixed-size hashes.
+import type { Logger } from "pino";
+import { RateLimiterMemory, RateLimiterPostgres, RateLimiterRedis, type RateLimiterAbstract } from "rate-limiter-flexible";
+import type { Database } from "../db/orm.ts";
+
+export const THROTTLE_TABLE = "throttle_counters";
+
+export interface LimiterOptions {
+  /** Distinguishes the limiters sharing one store. */
+  keyPrefix: string;
+  points: number;
+  durationSeconds: number;
+  /** When set, exceeding `points` blocks the key this long. */
+  blockSeconds?: number;
+}
+
+export interface LimiterStore {
+  readonly kind: "database" | "redis";
+  create(options: LimiterOptions): RateLimiterAbstract;
+  close(): Promise<void>;
+}
+
+/**
+ * rate-limiter-flexible speaks node-postgres (`query({text, values})` with
+ * $n placeholders); MikroORM's connection takes `?`. The table itself is
+ * created by a migration (ThrottleCounterEntity), never by the library.
+ */
+function mikroOrmQueryClient(orm: Database) {
+  return {
+    async query(q: { text: string; values?: unknown[] }): Promise<{ rows: Record<string, unknown>[]; rowCount: number }> {
+      const params: unknown[] = [];
+      const sql = q.text.replace(/\$(\d+)/g, (_, n: string) => {
+        params.push(q.values?.[Number(n) - 1]);
+        return "?";
+      });
+      const connection = orm.em.fork().getConnection();
+      if (/^\s*delete\b/i.test(sql)) {
+        const result = await connection.execute<{ affectedRows: number }>(sql, params, "run");
+        return { rows: [], rowCount: result.affectedRows };
+      }
+      const rows = await connection.execute<Record<string, unknown>[]>(sql, params, "all");
+      // `expire` is a bigint column: drivers return it as a string or a BigInt.
+      return { rows: rows.map((row: Record<string, unknown>) => ({ ...row, expire: row.expire == null ? null : Number(row.expire) })), rowCount: rows.length };
+    },
+  };
+}
+
+function options(o: LimiterOptions) {
+  return { keyPrefix: o.keyPrefix, points: o.points, duration: o.durationSeconds, blockDuration: o.blockSeconds ?? 0 };
+}
+
+export async function openLimiterStore(settings: { redisUrl?: string; orm: Database; log: Logger }): Promise<LimiterStore> {
+  if (settings.redisUrl) {
+    const { Redis } = await import("ioredis");
+    // No offline queue: a command while Redis is away fails at once and the
+    // in-memory insurance limiter answers instead of the call hanging.
+    const client = new Redis(settings.redisUrl, { enableOfflineQueue: false, maxRetriesPerRequest: 1, lazyConnect: true });
+    client.on("error", (err) => settings.log.warn({ err }, "redis (throttling counters) error"));
+    await client.connect();
+    return {
+      kind: "redis",
+      create: (o) => new RateLimiterRedis({ storeClient: client, ...options(o), insuranceLimiter: new RateLimiterMemory(options(o)) }),
+      async close() {
+        await client.quit().catch(() => client.disconnect());
+      },
+    };
+  }
+  const storeClient = mikroOrmQueryClient(settings.orm);
+  return {
+    kind: "database",
+    create: (o) => new RateLimiterPostgres({ storeClient, storeType: "pool", tableName: THROTTLE_TABLE, tableCreated: true, ...options(o) }),
+    async close() {},
+  };
+}
