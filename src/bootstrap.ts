@@ -12,7 +12,8 @@ import { UserEntity, type User } from "./users/user.entity.ts";
 import { hashPassword } from "./users/password.ts";
 import { foldKey } from "./shared/validation.ts";
 
-export const IDENTITY_VERSION = "1.0.0";
+/** Bumped whenever IDENTITY_PERMISSIONS changes, so that starting replicas re-register them. */
+export const IDENTITY_VERSION = "1.1.0";
 
 export interface BootstrapResult {
   /** Set only when this start created the admin. */

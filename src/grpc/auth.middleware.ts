@@ -4,7 +4,7 @@
 // check the specific permission with authorize().
 import type { ServerMiddleware } from "nice-grpc";
 import type { EntityManager } from "@mikro-orm/core";
-import { unauthenticated, TesseraError } from "../errors.ts";
+import { unauthenticated } from "../errors.ts";
 import type { Principal, TesseraContext } from "./context.ts";
 
 /** Verifies an access token and returns its principal, or throws UNAUTHENTICATED. */
@@ -39,16 +39,12 @@ export function readBearer(header: string | undefined): string | undefined {
 
 export function authMiddleware(authenticate: Authenticator): ServerMiddleware<Pick<TesseraContext, "principal">, Pick<TesseraContext, "em">> {
   return async function* authenticateCall(call, context) {
-    const isPublic = PUBLIC_RPCS.has(call.method.path);
-    let principal: Principal | undefined;
-    try {
-      const token = readBearer(context.metadata.get("authorization"));
-      if (token) principal = await authenticate(token, context.em);
-    } catch (error) {
-      // On a public RPC a stale or foreign token is ignored: the call is anonymous.
-      if (!(isPublic && error instanceof TesseraError && error.kind === "UNAUTHENTICATED")) throw error;
-    }
-    if (!principal && !isPublic) throw unauthenticated("TOKEN_MISSING", "this call needs authorization: Bearer <access token>");
+    // A presented token must be valid, on public RPCs too: an expired or forged
+    // token is refused with its reason, never downgraded to an anonymous call
+    // (CreateTenant, for one, behaves differently for anonymous callers).
+    const token = readBearer(context.metadata.get("authorization"));
+    const principal = token ? await authenticate(token, context.em) : undefined;
+    if (!principal && !PUBLIC_RPCS.has(call.method.path)) throw unauthenticated("TOKEN_MISSING", "this call needs authorization: Bearer <access token>");
     return yield* call.next(call.request, { ...context, principal });
   };
 }

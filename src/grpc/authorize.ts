@@ -36,3 +36,37 @@ export function authorizeSystem(context: Pick<TesseraContext, "principal">, perm
   if (!hasPermission(principal, permission)) throw permissionDenied(`missing permission ${permission}`);
   return principal;
 }
+
+/**
+ * Self-service RPCs act on the caller itself or, for administrators, on
+ * another user. On itself a user needs `selfPermission` (identity.self.*,
+ * granted to every user and elected by default, so that a token elected to a
+ * narrow scope cannot manage the account); on anyone else `otherPermission`,
+ * checked as authorize() does. Empty ids mean the caller.
+ */
+export function authorizeSelfOr(
+  context: Pick<TesseraContext, "principal">,
+  target: { tenantId: string; userId: string },
+  selfPermission: string,
+  otherPermission: string,
+): { tenantId: string; userId: string; self: boolean } {
+  const principal = requirePrincipal(context);
+  if (isSelf(principal, target)) {
+    requireSelfPermission(context, selfPermission);
+    return { tenantId: principal.tenantId, userId: principal.subject, self: true };
+  }
+  return { tenantId: authorize(context, otherPermission, target.tenantId), userId: target.userId, self: false };
+}
+
+/** The calling user, holding `selfPermission` (an identity.self.* permission) in this token. */
+export function requireSelfPermission(context: Pick<TesseraContext, "principal">, selfPermission: string): Principal {
+  const principal = requirePrincipal(context);
+  if (principal.kind !== "user") throw permissionDenied("only users have an account to manage");
+  if (!hasPermission(principal, selfPermission)) throw permissionDenied(`missing permission ${selfPermission} (not elected in this token)`);
+  return principal;
+}
+
+/** Is `target` (empty ids: the caller) the calling user itself? */
+export function isSelf(principal: Principal, target: { tenantId: string; userId: string }): boolean {
+  return principal.kind === "user" && (!target.userId || target.userId === principal.subject) && (!target.tenantId || target.tenantId === principal.tenantId);
+}

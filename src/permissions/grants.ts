@@ -1,13 +1,18 @@
-// What a user is granted now: the union of its groups' grant patterns.
+// What a user is granted now: the union of its groups' grant patterns, plus
+// the self-service permissions every user holds on its own account.
 import type { EntityManager } from "@mikro-orm/core";
 import { GroupMemberEntity } from "./permission.entity.ts";
-import { patternMatches } from "./match.ts";
+import { patternMatches, withoutRedundant } from "./match.ts";
+import { SELF_GRANTS } from "./identity-permissions.ts";
+
+/** A user's grants from its groups' patterns: the one definition, for the login query and the ORM path alike. */
+export function userGrants(groupPatterns: Iterable<string>): string[] {
+  return withoutRedundant([...groupPatterns, ...SELF_GRANTS]);
+}
 
 export async function grantedPatterns(em: EntityManager, userId: string): Promise<string[]> {
   const memberships = await em.find(GroupMemberEntity, { user: userId }, { populate: ["group"] });
-  const patterns = new Set<string>();
-  for (const m of memberships) for (const p of m.group.permissions) patterns.add(p);
-  return [...patterns].sort();
+  return userGrants(memberships.flatMap((m) => m.group.permissions));
 }
 
 /**

@@ -35,7 +35,18 @@ export const IDENTITY_PERMISSIONS: Record<string, string> = {
   "identity.capabilities.revoke": "Revoke capability keys",
   "identity.capabilities.list": "List capability keys",
   "identity.capabilities.lookup": "Resolve capability keys through registries",
+  "identity.self.retrieve": "Read your own account, groups and permissions (GetMe)",
+  "identity.self.list_sessions": "List your own sessions and their client addresses",
+  "identity.self.revoke_sessions": "Revoke your own other sessions (logging out the current one needs nothing)",
+  "identity.self.set_password": "Change your own password (with the current one)",
 };
+
+/**
+ * Self-service permissions every user holds on its own account, beside its
+ * groups' grants. Elected by default like any grant, so a token elected to a
+ * narrow scope (e.g. game.profile.retrieve) cannot manage the account.
+ */
+export const SELF_GRANTS = ["identity.self.*"];
 
 /** Patterns granted to each tenant's administrators group. */
 export const ADMIN_GRANTS = ["*.*.*"];

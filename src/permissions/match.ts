@@ -80,7 +80,11 @@ export function intersectPatterns(a: readonly string[], b: readonly string[]): s
       if (meet.length === 3) out.add(meet.join("."));
     }
   }
-  // Drop patterns another one in the set already covers.
-  const all = [...out];
+  return withoutRedundant(out);
+}
+
+/** The patterns, sorted, without those another one of them already covers. */
+export function withoutRedundant(patterns: Iterable<string>): string[] {
+  const all = [...new Set(patterns)];
   return all.filter((p) => !all.some((q) => q !== p && patternMatches(q, p))).sort();
 }

@@ -2,7 +2,7 @@
 import type { EntityManager } from "@mikro-orm/core";
 import type { ServiceImplementation } from "nice-grpc";
 import type { Group as GroupMessage, PermissionServiceDefinition } from "../../gen/tessera/identity/v1/permission_service.ts";
-import { authorize, authorizeSystem, requirePrincipal } from "../grpc/authorize.ts";
+import { authorize, authorizeSelfOr, authorizeSystem } from "../grpc/authorize.ts";
 import type { TesseraContext } from "../grpc/context.ts";
 import type { Group } from "./permission.entity.ts";
 import type { GroupFields, PermissionService } from "./permission.service.ts";
@@ -107,10 +107,8 @@ export function permissionServiceImpl(permissions: PermissionService): ServiceIm
     },
 
     async getEffectivePermissions(request, context) {
-      const principal = requirePrincipal(context);
-      const self = (!request.userId || request.userId === principal.subject) && (!request.tenantId || request.tenantId === principal.tenantId);
-      const tenantId = self ? principal.tenantId : authorize(context, "identity.users.get", request.tenantId);
-      return permissions.effectivePermissions(context.em, tenantId, request.userId || principal.subject);
+      const target = authorizeSelfOr(context, request, "identity.self.retrieve", "identity.users.get");
+      return permissions.effectivePermissions(context.em, target.tenantId, target.userId);
     },
   };
 }

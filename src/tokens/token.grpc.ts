@@ -5,8 +5,8 @@ import type { RefreshServiceDefinition } from "../../gen/tessera/identity/v1/ref
 import type { Principal as PrincipalMessage, VerifyServiceDefinition } from "../../gen/tessera/identity/v1/verify_service.ts";
 import { RevocationKind } from "../../gen/tessera/identity/v1/verify_service.ts";
 import { PrincipalKind } from "../../gen/tessera/identity/v1/common.ts";
-import { invalidInput, Violations } from "../errors.ts";
-import { authorize, authorizeSystem, hasPermission, requirePrincipal } from "../grpc/authorize.ts";
+import { invalidInput, permissionDenied, Violations } from "../errors.ts";
+import { authorizeSelfOr, authorizeSystem, hasPermission, requirePrincipal } from "../grpc/authorize.ts";
 import type { Principal, TesseraContext } from "../grpc/context.ts";
 import { isPermissionPattern, anyPatternMatches } from "../permissions/match.ts";
 import type { KeyStore } from "./keys.ts";
@@ -67,14 +67,6 @@ function toSessionMessage(s: Session): SessionMessage {
   };
 }
 
-/** The user a session RPC targets: the caller by default; others need `permission`. */
-function targetUser(context: TesseraContext, tenantId: string, userId: string, permission: string): { tenantId: string; userId: string } {
-  const principal = requirePrincipal(context);
-  const self = (!userId || userId === principal.subject) && (!tenantId || tenantId === principal.tenantId);
-  if (self) return { tenantId: principal.tenantId, userId: principal.subject };
-  return { tenantId: authorize(context, permission, tenantId), userId };
-}
-
 export function issueServiceImpl(tokens: TokenService, keys: KeyStore): ServiceImplementation<typeof IssueServiceDefinition, TesseraContext> {
   return {
     async issueToken(request, context) {
@@ -100,19 +92,25 @@ export function issueServiceImpl(tokens: TokenService, keys: KeyStore): ServiceI
     async revokeSession(request, context) {
       const principal = requirePrincipal(context);
       const sessionId = request.sessionId || principal.sessionId;
-      // Own sessions need no permission; anyone else's needs identity.sessions.revoke in the tenant.
-      const mayRevokeOthers = hasPermission(principal, "identity.sessions.revoke");
-      await tokens.revokeSession(context.em, principal.tenantId, sessionId, mayRevokeOthers ? undefined : principal.subject);
+      // Logging out of the current session needs nothing; the caller's other
+      // sessions need identity.self.revoke_sessions; anyone's in the tenant
+      // identity.sessions.revoke.
+      let onlyUserId: string | undefined = principal.subject;
+      if (sessionId !== principal.sessionId) {
+        if (hasPermission(principal, "identity.sessions.revoke")) onlyUserId = undefined;
+        else if (!hasPermission(principal, "identity.self.revoke_sessions")) throw permissionDenied("missing permission identity.self.revoke_sessions");
+      }
+      await tokens.revokeSession(context.em, principal.tenantId, sessionId, onlyUserId);
       return {};
     },
 
     async revokeAllSessions(request, context) {
-      const target = targetUser(context, request.tenantId, request.userId, "identity.sessions.revoke");
+      const target = authorizeSelfOr(context, request, "identity.self.revoke_sessions", "identity.sessions.revoke");
       return { revokedCount: await tokens.revokeAllSessions(context.em, target.tenantId, target.userId) };
     },
 
     async listSessions(request, context) {
-      const target = targetUser(context, request.tenantId, request.userId, "identity.sessions.list");
+      const target = authorizeSelfOr(context, request, "identity.self.list_sessions", "identity.sessions.list");
       const page = await tokens.listSessions(context.em, target.tenantId, target.userId, request);
       return { sessions: page.sessions.map(toSessionMessage), nextPageToken: page.nextPageToken };
     },

@@ -4,7 +4,7 @@ import { createHash, randomBytes } from "node:crypto";
 import type { EntityManager } from "@mikro-orm/core";
 import { failedPrecondition, notFound, permissionDenied, tooManyAttempts, unauthenticated, Violations } from "../errors.ts";
 import type { Principal } from "../grpc/context.ts";
-import { anyCovers, grantedPatterns } from "../permissions/grants.ts";
+import { anyCovers, grantedPatterns, userGrants } from "../permissions/grants.ts";
 import { checkPatternList, intersectPatterns } from "../permissions/match.ts";
 import { nextPageToken, readPage, type PageRequest } from "../shared/pagination.ts";
 import { foldKey, UUID } from "../shared/validation.ts";
@@ -425,7 +425,7 @@ async function findLoginCandidate(em: EntityManager, tenant: string, identifier:
           username: String(row.username),
           passwordHash: (row.password_hash as string | null) ?? null,
           disabled: Boolean(row.disabled),
-          grants: [...new Set(grants.flat())].sort(),
+          grants: userGrants(grants.flat()),
         }
       : undefined,
   };

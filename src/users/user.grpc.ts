@@ -1,7 +1,7 @@
 // UserService over gRPC: maps proto <-> domain and checks permissions.
 import type { ServiceImplementation } from "nice-grpc";
 import type { User as UserMessage, UserServiceDefinition } from "../../gen/tessera/identity/v1/user_service.ts";
-import { authorize, hasPermission, requirePrincipal } from "../grpc/authorize.ts";
+import { authorize, authorizeSelfOr, hasPermission, isSelf, requirePrincipal, requireSelfPermission } from "../grpc/authorize.ts";
 import type { TesseraContext } from "../grpc/context.ts";
 import type { TenantService } from "../tenants/tenant.service.ts";
 import type { User } from "./user.entity.ts";
@@ -72,22 +72,25 @@ export function userServiceImpl(users: UserService, tenants: TenantService, perm
 
     async setPassword(request, context) {
       const principal = requirePrincipal(context);
-      const self = principal.kind === "user" && principal.subject === request.id && (!request.tenantId || request.tenantId === principal.tenantId);
-      const asAdmin = hasPermission(principal, "identity.users.set_password");
-      // A user may always change its own password (with the current one); anyone else needs the permission.
-      const tenantId = self && !asAdmin ? principal.tenantId : authorize(context, "identity.users.set_password", request.tenantId);
+      // Administrators reset anyone's password without the current one (their
+      // own too, unless they give the current one); a user changes its own
+      // with the current one and identity.self.set_password elected.
+      const asAdmin = hasPermission(principal, "identity.users.set_password") && !(isSelf(principal, { tenantId: request.tenantId, userId: request.id }) && request.currentPassword);
+      const target = asAdmin
+        ? { tenantId: authorize(context, "identity.users.set_password", request.tenantId), userId: request.id }
+        : authorizeSelfOr(context, { tenantId: request.tenantId, userId: request.id }, "identity.self.set_password", "identity.users.set_password");
       await users.setPassword(
         context.em,
-        tenantId,
-        request.id,
+        target.tenantId,
+        target.userId,
         { newPassword: request.newPassword, currentPassword: request.currentPassword },
-        { asAdmin: asAdmin && !(self && request.currentPassword), address: context.peer },
+        { asAdmin, address: context.peer },
       );
       return {};
     },
 
     async getMe(_request, context) {
-      const principal = requirePrincipal(context);
+      const principal = requireSelfPermission(context, "identity.self.retrieve");
       const user = await users.findUser(context.em, principal.tenantId, { id: principal.subject });
       const groups = await permissions.groupsOf(context.em, user.id);
       return {

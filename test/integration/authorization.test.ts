@@ -87,9 +87,26 @@ async function call(server: TestServer, service: (typeof API_SERVICES)[number], 
 
 let server: TestServer;
 let victim: Victim;
-let rivalAdminToken: string;
-let userToken: string;
 let expiredToken: string;
+
+/**
+ * Tokens on this server live 3 s (so that one can expire in the setup): the
+ * callers below log in again whenever theirs is more than a second old, so a
+ * slow machine cannot turn a permission check into an expiry.
+ */
+function freshToken(tenant: string, username: string, password: string): () => Promise<string> {
+  let token = "";
+  let at = 0;
+  return async () => {
+    if (Date.now() - at > 1000) {
+      token = (await server.login(tenant, username, password)).accessToken;
+      at = Date.now();
+    }
+    return token;
+  };
+}
+const rivalAdminToken = freshToken("rival", "rival-admin", "rival-password");
+const userToken = freshToken("victim", "plain", "plain-password");
 
 beforeAll(async () => {
   server = await startTestServer({ TESSERA_ACCESS_TOKEN_TTL: "3s" });
@@ -105,8 +122,6 @@ beforeAll(async () => {
   await admin.users.createUser({ tenantId: victim.tenantId, user: { username: "plain" }, password: "plain-password" });
   expiredToken = (await server.login("victim", "plain", "plain-password")).accessToken;
   await sleep(3100);
-  rivalAdminToken = (await server.login("rival", "rival-admin", "rival-password")).accessToken;
-  userToken = (await server.login("victim", "plain", "plain-password")).accessToken;
 }, 60_000);
 afterAll(() => server?.close());
 
@@ -138,7 +153,7 @@ describe("deny by default", () => {
     "%s refuses another tenant's admin acting on the victim tenant",
     async (_label, m) => {
       const request = victimRequest(m.service.name, m.def, victim);
-      expect(["PERMISSION_DENIED", "NOT_FOUND", "UNIMPLEMENTED"]).toContain(Status[await call(server, m.service, m.name, request, rivalAdminToken)]);
+      expect(["PERMISSION_DENIED", "NOT_FOUND", "UNIMPLEMENTED"]).toContain(Status[await call(server, m.service, m.name, request, await rivalAdminToken())]);
     },
   );
 
@@ -146,7 +161,24 @@ describe("deny by default", () => {
     "%s refuses an ordinary user of the victim tenant",
     async (_label, m) => {
       const request = victimRequest(m.service.name, m.def, victim);
-      expect(["PERMISSION_DENIED", "NOT_FOUND", "UNIMPLEMENTED"]).toContain(Status[await call(server, m.service, m.name, request, userToken)]);
+      expect(["PERMISSION_DENIED", "NOT_FOUND", "UNIMPLEMENTED"]).toContain(Status[await call(server, m.service, m.name, request, await userToken())]);
+    },
+  );
+
+  it.each([...PUBLIC].map((label) => [label, methods.find((m) => m.label === label)!] as const))(
+    "%s refuses a presented expired or forged token instead of treating the call as anonymous",
+    async (_label, m) => {
+      const request = victimRequest(m.service.name, m.def, victim);
+      for (const [token, reason] of [
+        [expiredToken, "TOKEN_EXPIRED"],
+        ["not.a.jwt", "TOKEN_INVALID"],
+      ] as const) {
+        const client = createClientFactory().use(errorDetailsClientMiddleware).create(m.service as never, server.channel) as Record<string, (r: object, o: object) => Promise<unknown>>;
+        const error = await client[m.name]!(request, { metadata: Metadata({ authorization: `Bearer ${token}` }) }).catch((e: unknown) => e);
+        expect(error).toBeInstanceOf(RichClientError);
+        expect(Status[(error as RichClientError).code]).toBe("UNAUTHENTICATED");
+        expect((error as RichClientError).extra.find((d): d is ErrorInfo => d.$type === ErrorInfo.$type)?.reason).toBe(reason);
+      }
     },
   );
 

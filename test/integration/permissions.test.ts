@@ -3,6 +3,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { expectFailure } from "../support/errors.ts";
 import { startTestServer, type TestServer } from "../support/server.ts";
 
+
+/** The identity.self.* codenames every user holds on its own account. */
+const SELF_CODENAMES = ["identity.self.list_sessions", "identity.self.retrieve", "identity.self.revoke_sessions", "identity.self.set_password"];
 let server: TestServer;
 let admin: TestServer["clients"];
 
@@ -94,8 +97,9 @@ describe("OpenMatchmaking flows", () => {
     const me = await server.as(login.accessToken).users.getMe({});
     expect(me.user?.username).toBe("player");
     expect(me.groups.map((g) => g.name)).toEqual(["Game client"]);
-    expect(me.permissions).toEqual(["game.profile.retrieve", "game.profile.update"]);
-    expect(login.grantedPermissions).toEqual(["game.profile.retrieve", "game.profile.update"]);
+    // Beside its groups' grants every user holds identity.self.* on its own account.
+    expect(me.permissions).toEqual(["game.profile.retrieve", "game.profile.update", ...SELF_CODENAMES]);
+    expect(login.grantedPermissions).toEqual(["game.profile.retrieve", "game.profile.update", "identity.self.*"]);
     const player = server.as(login.accessToken);
     expect((await player.verify.checkPermission({ permission: "game.profile.retrieve" })).allowed).toBe(true);
     expect((await player.verify.checkPermission({ permission: "game.match.create" })).allowed).toBe(false);
@@ -127,7 +131,7 @@ describe("OpenMatchmaking flows", () => {
     expect(result).toMatchObject({ changed: true, removedPermissions: ["game.profile.update"] });
 
     const verified = await server.clients.verify.verifyToken({ token: login.accessToken });
-    expect(verified.principal?.permissions).toEqual(["game.profile.retrieve"]);
+    expect(verified.principal?.permissions).toEqual(["game.profile.retrieve", "identity.self.*"]);
     const { permissions: catalogue } = await admin.permissions.listPermissions({ filter: "game.*.*" });
     expect(catalogue.map((p) => p.codename)).toEqual(["game.match.create", "game.profile.retrieve", "game.stats.retrieve"]);
     // The default group lost the dropped permission and auto-granted the new retrieve one.
@@ -135,7 +139,7 @@ describe("OpenMatchmaking flows", () => {
     expect(me.groups[0]!.permissions).toEqual(["game.profile.retrieve", "game.stats.retrieve"]);
     // A refresh recomputes from current grants, never above the session's elected set.
     const refreshed = await server.clients.refresh.refresh({ refreshToken: login.refreshToken });
-    expect(refreshed.grantedPermissions).toEqual(["game.profile.retrieve"]);
+    expect(refreshed.grantedPermissions).toEqual(["game.profile.retrieve", "identity.self.*"]);
   });
 });
 
@@ -148,7 +152,12 @@ describe("groups", () => {
     const login = await server.login("guild", "player", "player-password");
     const player = server.as(login.accessToken);
     expect((await player.verify.checkPermission({ permission: "game.match.create" })).allowed).toBe(true);
-    expect((await tenantAdmin.permissions.getEffectivePermissions({ userId: user!.id })).permissions).toEqual(["game.match.create", "game.profile.retrieve", "game.stats.retrieve"]);
+    expect((await tenantAdmin.permissions.getEffectivePermissions({ userId: user!.id })).permissions).toEqual([
+      "game.match.create",
+      "game.profile.retrieve",
+      "game.stats.retrieve",
+      ...SELF_CODENAMES,
+    ]);
 
     await tenantAdmin.permissions.removeGroupMembers({ groupId: group!.id, userIds: [user!.id] });
     expect((await player.verify.checkPermission({ permission: "game.match.create" })).allowed).toBe(false);

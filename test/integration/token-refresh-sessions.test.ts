@@ -113,7 +113,7 @@ describe("sessions", () => {
     const second = await busy.issue.listSessions({ pageSize: 2, pageToken: first.nextPageToken });
     expect([...first.sessions, ...second.sessions].map((s) => s.id)).toEqual(logins.map((l) => l.sessionId).reverse());
     expect(second.nextPageToken).toBe("");
-    expect(first.sessions[0]).toMatchObject({ tenantId, subject: user!.id, electedPermissions: [] });
+    expect(first.sessions[0]).toMatchObject({ tenantId, subject: user!.id, electedPermissions: ["identity.self.*"] });
 
     const { revokedCount } = await busy.issue.revokeAllSessions({});
     expect(revokedCount).toBe(3);

@@ -27,6 +27,26 @@ describe("UserService", () => {
     await server.login("players", "alice@example.test", "alice-password");
   });
 
+  it("keeps one namespace of login names: usernames cannot contain '@', so no e-mail can take over a username", async () => {
+    await admin.users.createUser({ tenantId, user: { username: "boss" }, password: "boss-password" });
+    // Today's attack: a stranger self-registers with an e-mail equal to the victim's username.
+    await expectFailure(
+      server.clients.users.registerUser({ tenant: "players", username: "stranger", email: "boss", password: "stranger-password", passwordConfirmation: "stranger-password" }),
+      { code: Status.INVALID_ARGUMENT, reason: "INVALID_INPUT", fields: ["email"] },
+    );
+    await expectFailure(admin.users.createUser({ tenantId, user: { username: "boss@players.test" }, password: "stranger-password" }), {
+      code: Status.INVALID_ARGUMENT,
+      reason: "INVALID_INPUT",
+      fields: ["user.username"],
+    });
+    // An e-mail whose local part is a username is a different login name, looked up as an e-mail only.
+    await admin.users.createUser({ tenantId, user: { username: "other-boss", email: "boss@players.test" }, password: "other-boss-password" });
+    const asBoss = await server.login("players", "boss", "boss-password");
+    const asEmail = await server.login("players", "boss@players.test", "other-boss-password");
+    expect(asBoss.sessionId).not.toBe(asEmail.sessionId);
+    await expectFailure(server.login("players", "boss@players.test", "boss-password"), { code: Status.UNAUTHENTICATED, reason: "INVALID_CREDENTIALS" });
+  });
+
   it("keeps usernames unique per tenant, ignoring case, but allows the same name in another tenant", async () => {
     await admin.users.createUser({ tenantId, user: { username: "bob" }, password: "bob-password" });
     await expectFailure(admin.users.createUser({ tenantId, user: { username: "BOB" }, password: "bob-password" }), {
