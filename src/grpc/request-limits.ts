@@ -18,7 +18,8 @@ import type { ServerMiddleware } from "nice-grpc";
 import { Violations } from "../errors.ts";
 
 export const DESCRIPTOR_SET = new URL("../../gen/descriptor-set.binpb", import.meta.url);
-const LIMITS_OPTION = "tessera.identity.v1.limits";
+const API_PACKAGE = "tessera.identity.v1";
+const LIMITS_OPTION = `${API_PACKAGE}.limits`;
 
 /** A field's encoded-size allowance beyond its content: tag and length prefix. */
 const FRAMING = 11;
@@ -230,7 +231,9 @@ export class RequestLimits {
     const registry = createFileRegistry(fromBinary(FileDescriptorSetSchema, descriptorSet));
     const limits = registry.getExtension(LIMITS_OPTION);
     if (!limits) throw new Error(`the descriptor set lacks the ${LIMITS_OPTION} option`);
+    // Only Tessera's own API declares limits; health and reflection (also in the set) are not guarded.
     for (const file of registry.files) {
+      if (file.proto.package !== API_PACKAGE) continue;
       for (const service of file.services) {
         for (const method of service.methods) this.#byMethod.set(`/${service.typeName}/${method.name}`, compileMessage(method.input, limits, this.#byType));
       }

@@ -66,12 +66,25 @@ export function buildGrpcServer(options: GrpcServerOptions): Server {
   for (const definition of API_SERVICES) {
     if (!implemented.has(definition.fullName)) server.add(options.limits.guard(definition) as never, unimplemented(definition) as never);
   }
-  const serviceNames = API_SERVICES.map((s) => s.fullName);
+  // Reflection lists every service on the port, health and reflection itself
+  // included, so `buf curl` can call them with no local schema;
+  // gen/descriptor-set.binpb holds their protos (scripts/descriptor-set.ts).
+  const serviceNames = [
+    ...API_SERVICES.map((s) => s.fullName),
+    HealthDefinition.fullName,
+    serviceNameOf(ServerReflectionService),
+    serviceNameOf(ServerReflectionV1AlphaService),
+  ];
   const reflection = ServerReflection(readFileSync(DESCRIPTOR_SET), serviceNames);
   server.add(ServerReflectionService, reflection);
   server.add(ServerReflectionV1AlphaService, reflection);
   server.add(HealthDefinition, healthService(options.health));
   return server;
+}
+
+/** The full name of a grpc-js style definition, from its methods' `/package.Service/Method` paths. */
+function serviceNameOf(definition: typeof ServerReflectionService): string {
+  return definition.serverReflectionInfo.path.split("/")[1]!;
 }
 
 /**
