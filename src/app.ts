@@ -18,6 +18,7 @@ import { RegistrationConsumer } from "./amqp/registration-consumer.ts";
 import { bootstrap, createAdminGroup } from "./bootstrap.ts";
 import type { Config } from "./config.ts";
 import { migrate, openDatabase, type Database } from "./db/orm.ts";
+import type { Authenticator } from "./grpc/auth.middleware.ts";
 import { buildGrpcServer } from "./grpc/server.ts";
 import { RequestLimits } from "./grpc/request-limits.ts";
 import { buildHttpServer, json } from "./http/server.ts";
@@ -38,6 +39,8 @@ export interface Tessera {
   grpcPort: number;
   httpPort: number;
   orm: Database;
+  /** Verifies an access token as every RPC does (for other transports, such as the AMQP consumer). */
+  authenticate: Authenticator;
   /** Drains in-flight calls (up to the grace period), then closes servers and the database. */
   close(): Promise<void>;
 }
@@ -120,6 +123,7 @@ export async function startTessera(config: Config, logger: Logger): Promise<Tess
       },
     });
 
+    const authenticate: Authenticator = (token, em) => tokens.verify(em, token);
     const health = HealthState();
     const limits = new RequestLimits();
     const grpc = buildGrpcServer({
@@ -129,7 +133,7 @@ export async function startTessera(config: Config, logger: Logger): Promise<Tess
       logger,
       health,
       feed,
-      authenticate: (token, em) => tokens.verify(em, token),
+      authenticate,
       services: [
         { definition: TenantServiceDefinition, implementation: tenantServiceImpl(tenants, config) },
         { definition: UserServiceDefinition, implementation: userServiceImpl(users, tenants, permissions) },
@@ -158,7 +162,12 @@ export async function startTessera(config: Config, logger: Logger): Promise<Tess
     const httpPort = (http.address() as AddressInfo).port;
 
     const amqp = config.amqpUrl
-      ? new RegistrationConsumer(orm, permissions, { url: config.amqpUrl, queue: config.amqpRegistrationQueue, log: logger })
+      ? new RegistrationConsumer(orm, permissions, {
+          url: config.amqpUrl,
+          queue: config.amqpRegistrationQueue,
+          log: logger,
+          authenticate,
+        })
       : undefined;
     await amqp?.start();
 
@@ -185,6 +194,7 @@ export async function startTessera(config: Config, logger: Logger): Promise<Tess
       grpcPort,
       httpPort,
       orm,
+      authenticate,
       async close() {
         health.setStatus("unhealthy");
         clearInterval(rotation);

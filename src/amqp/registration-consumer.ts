@@ -1,19 +1,30 @@
 // Microservice registration over AMQP (OpenMatchmaking's queue
-// `auth.microservices.register`). A message is validated exactly like the RPC,
-// answered with "OK" or the error on its reply_to (with its correlation_id),
-// and acknowledged only after the database commit, so a crash before the commit
-// leaves it to be redelivered. Bad messages are rejected, never requeued; a
-// transient failure is requeued once and rejected if it fails again.
+// `auth.microservices.register`). A message must carry the bearer access token
+// of its sender in the AMQP header `authorization` ("Bearer <token>"), verified
+// exactly as the RPC verifies it, and the sender needs the RPC's permission
+// (identity.microservices.register in the system tenant) and must own the
+// microservice name; without them the reply is the error and nothing changes.
+// A message is validated exactly like the RPC, answered with "OK" or the error
+// on its reply_to (with its correlation_id), and acknowledged only after the
+// database commit, so a crash before the commit leaves it to be redelivered.
+// Bad messages are rejected, never requeued; a transient failure is requeued
+// once and rejected if it fails again.
 import { connect, type Channel, type ChannelModel, type ConsumeMessage } from "amqplib";
 import type { Logger } from "pino";
 import type { Database } from "../db/orm.ts";
-import { TesseraError } from "../errors.ts";
+import { TesseraError, unauthenticated } from "../errors.ts";
+import { readBearer, type Authenticator } from "../grpc/auth.middleware.ts";
+import { registerMicroserviceAs } from "../permissions/permission.grpc.ts";
 import type { PermissionService, Registration } from "../permissions/permission.service.ts";
 
 export const REGISTRATION_QUEUE = "auth.microservices.register";
+/** Larger bodies are refused unread: 1000 permissions with 500-character descriptions fit well within it. */
+export const MAX_MESSAGE_BYTES = 1024 * 1024;
 
 export interface RegistrationConsumerOptions {
   url: string;
+  /** Verifies the bearer token of a message, as the gRPC auth middleware does. */
+  authenticate: Authenticator;
   queue?: string;
   prefetch?: number;
   log: Logger;
@@ -26,8 +37,18 @@ export interface RegistrationConsumerOptions {
 
 class MalformedMessage extends Error {}
 
+/** The bearer token of a message's `authorization` header (a string, or bytes from some clients). */
+function messageToken(message: ConsumeMessage): string {
+  const header: unknown = message.properties.headers?.authorization;
+  const value = typeof header === "string" ? header : Buffer.isBuffer(header) ? header.toString("utf8") : undefined;
+  const token = readBearer(value);
+  if (!token) throw unauthenticated("TOKEN_MISSING", "a registration needs the AMQP header authorization: Bearer <access token>");
+  return token;
+}
+
 /** Parses the JSON body into a registration; structural problems are malformed messages. */
 export function parseRegistration(body: Buffer): Registration {
+  if (body.length > MAX_MESSAGE_BYTES) throw new MalformedMessage(`message body is larger than ${MAX_MESSAGE_BYTES} bytes`);
   let value: unknown;
   try {
     value = JSON.parse(body.toString("utf8"));
@@ -128,34 +149,49 @@ export class RegistrationConsumer {
   async #handle(message: ConsumeMessage): Promise<void> {
     const channel = this.#channel!;
     const log = this.#options.log.child({ queue: this.queue, correlationId: message.properties.correlationId });
+    const em = this.#orm.em.fork();
     let registration: Registration;
+    let principal;
     try {
+      // Who is asking comes first: an anonymous message costs one header check.
+      principal = await this.#options.authenticate(messageToken(message), em);
       registration = parseRegistration(message.content);
     } catch (error) {
-      log.info({ err: error }, "rejected malformed registration message");
-      this.#reply(message, errorReply(error));
-      channel.nack(message, false, false);
+      if (error instanceof MalformedMessage || (error instanceof TesseraError && error.kind !== "UNAVAILABLE")) {
+        log.info({ reason: error instanceof TesseraError ? error.reason : "INVALID_INPUT" }, "refused registration message");
+        this.#reply(message, errorReply(error));
+        channel.nack(message, false, false);
+      } else {
+        this.#retryOrReject(message, error, log);
+      }
       return;
     }
     try {
       if (!message.fields.redelivered && this.#options.failBeforeCommit?.(message)) throw new Error("simulated failure before commit");
-      const result = await this.#permissions.registerMicroservice(this.#orm.em.fork(), registration);
-      log.info({ microservice: registration.name, version: registration.version, changed: result.changed }, "microservice registered over amqp");
+      const result = await registerMicroserviceAs(this.#permissions, em, principal, registration);
+      log.info({ microservice: registration.name, version: registration.version, changed: result.changed, by: principal.subject }, "microservice registered over amqp");
       this.#reply(message, "OK");
       channel.ack(message);
     } catch (error) {
-      if (error instanceof TesseraError) {
-        // Invalid input: answered like the RPC would, and dropped (it will never succeed).
+      if (error instanceof TesseraError && error.kind !== "UNAVAILABLE") {
+        // Refused (invalid input, permission, ownership): answered like the RPC would, and dropped (it will never succeed).
         this.#reply(message, errorReply(error));
         channel.nack(message, false, false);
-      } else if (!message.fields.redelivered) {
-        log.warn({ err: error }, "registration failed; requeued for one more attempt");
-        channel.nack(message, false, true);
       } else {
-        log.error({ err: error }, "registration failed again on redelivery; rejected");
-        this.#reply(message, errorReply(error));
-        channel.nack(message, false, false);
+        this.#retryOrReject(message, error, log);
       }
+    }
+  }
+
+  /** A transient failure (database, crash before commit): one more attempt, then an error reply. */
+  #retryOrReject(message: ConsumeMessage, error: unknown, log: Logger): void {
+    if (!message.fields.redelivered) {
+      log.warn({ err: error }, "registration failed; requeued for one more attempt");
+      this.#channel!.nack(message, false, true);
+    } else {
+      log.error({ err: error }, "registration failed again on redelivery; rejected");
+      this.#reply(message, errorReply(error));
+      this.#channel!.nack(message, false, false);
     }
   }
 }

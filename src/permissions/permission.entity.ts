@@ -9,6 +9,13 @@ export const MicroserviceEntity = defineEntity({
   properties: {
     name: p.string().length(100).primary(),
     version: p.string().length(64),
+    /**
+     * The principal that first registered the name ("user:<uuid>", later
+     * "service:<tenant>/<capability>"); only it may register new versions.
+     * Null for names registered before owners were recorded: the next
+     * registrant claims them.
+     */
+    owner: p.string().length(200).nullable(),
     createdAt: p.datetime().onCreate(() => new Date()),
     updatedAt: p.datetime().onCreate(() => new Date()).onUpdate(() => new Date()),
   },

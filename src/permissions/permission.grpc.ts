@@ -3,9 +3,9 @@ import type { EntityManager } from "@mikro-orm/core";
 import type { ServiceImplementation } from "nice-grpc";
 import type { Group as GroupMessage, PermissionServiceDefinition } from "../../gen/tessera/identity/v1/permission_service.ts";
 import { authorize, authorizeSelfOr, authorizeSystem } from "../grpc/authorize.ts";
-import type { TesseraContext } from "../grpc/context.ts";
+import type { Principal, TesseraContext } from "../grpc/context.ts";
 import type { Group } from "./permission.entity.ts";
-import type { GroupFields, PermissionService } from "./permission.service.ts";
+import type { GroupFields, PermissionService, Registration, RegistrationResult } from "./permission.service.ts";
 
 export async function toGroupMessage(em: EntityManager, permissions: PermissionService, group: Group): Promise<GroupMessage> {
   return {
@@ -32,13 +32,32 @@ function fieldsOf(group: GroupMessage | undefined): GroupFields {
   };
 }
 
+/** The owner a principal registers microservices as (MicroserviceEntity.owner). */
+export function microserviceOwner(principal: Pick<Principal, "kind" | "subject" | "tenantId">): string {
+  return principal.kind === "user" ? `user:${principal.subject}` : `service:${principal.tenantId}/${principal.subject}`;
+}
+
+/**
+ * RegisterMicroservice for any transport (gRPC, AMQP): the caller must be a
+ * system-tenant principal holding identity.microservices.register (the
+ * catalogue is global), and only the principal that first registered a name
+ * may register it again.
+ */
+export async function registerMicroserviceAs(
+  permissions: PermissionService,
+  em: EntityManager,
+  principal: Principal | undefined,
+  registration: Registration,
+): Promise<RegistrationResult> {
+  const caller = authorizeSystem({ principal }, "identity.microservices.register");
+  return permissions.registerMicroservice(em, registration, microserviceOwner(caller));
+}
+
 export function permissionServiceImpl(permissions: PermissionService): ServiceImplementation<typeof PermissionServiceDefinition, TesseraContext> {
   const message = (em: EntityManager, group: Group) => toGroupMessage(em, permissions, group);
   return {
     async registerMicroservice(request, context) {
-      // The catalogue is global: only the system tenant (its admins or service accounts) registers.
-      authorizeSystem(context, "identity.microservices.register");
-      const result = await permissions.registerMicroservice(context.em, request);
+      const result = await registerMicroserviceAs(permissions, context.em, context.principal, request);
       return {
         microservice: { name: result.microservice.name, version: result.microservice.version, permissions: result.permissions, updateTime: result.microservice.updatedAt },
         changed: result.changed,

@@ -97,7 +97,13 @@ const uniqueSorted = (values: string[]) => [...new Set(values)].sort();
 export class PermissionService {
   // ------------------------------------------------------------ catalogue
 
-  async registerMicroservice(em: EntityManager, input: Registration): Promise<RegistrationResult> {
+  /**
+   * Registers (or re-registers) a microservice's permission set on behalf of
+   * `owner` (see microserviceOwner): the first registrant of a name owns it,
+   * and a registration of that name by anyone else is refused, so that one
+   * service cannot strip or replace another's permissions.
+   */
+  async registerMicroservice(em: EntityManager, input: Registration, owner: string): Promise<RegistrationResult> {
     validateRegistration(input);
     return em.transactional(async (tem) => {
       // Serialize registrations of one microservice (several instances starting
@@ -107,12 +113,16 @@ export class PermissionService {
       await tem
         .getConnection()
         .execute(
-          `insert into microservices (name, version, created_at, updated_at) values (?, '', now(), now()) on conflict (name) do nothing`,
-          [input.name],
+          `insert into microservices (name, version, owner, created_at, updated_at) values (?, '', ?, now(), now()) on conflict (name) do nothing`,
+          [input.name, owner],
           "run",
           tem.getTransactionContext(),
         );
       const existing = await tem.findOneOrFail(MicroserviceEntity, { name: input.name }, { lockMode: LockMode.PESSIMISTIC_WRITE });
+      if (existing.owner !== null && existing.owner !== owner) {
+        throw permissionDenied(`the microservice "${input.name}" was registered by another principal; only it may register new versions`);
+      }
+      if (existing.owner === null) existing.owner = owner; // registered before owners were recorded
       const current = await tem.find(PermissionEntity, { microservice: input.name }, { orderBy: { codename: "asc" } });
       if (existing.version === input.version) {
         return { microservice: existing, permissions: current.map(toSpec), changed: false, removed: [] };
