@@ -115,7 +115,7 @@ export async function startTessera(config: Config, logger: Logger): Promise<Tess
       createAdminGroup(em, tenant, admin, false);
       await permissions.createDefaultGroups(em, tenant);
     });
-    tenants.onTenantRevoked((em, tenantId) => tokens.recordTenantRevocation(em, tenantId));
+    tenants.onTenantRevoked((em, tenantId) => tokens.revokeTenantSessionsInTransaction(em, tenantId));
     users.addHooks({
       created: (em, user) => permissions.joinDefaultGroups(em, user),
       revoked: async (em, user, why) => {

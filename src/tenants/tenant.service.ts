@@ -68,8 +68,12 @@ function duplicateTenant(error: unknown): never {
   throw error;
 }
 
-/** Hooks run when a tenant is disabled or deleted: its sessions must stop verifying. */
-export type TenantRevokedHook = (em: EntityManager, tenantId: string) => void;
+/**
+ * Hooks run in the transaction that disables or deletes a tenant: its sessions
+ * must be revoked (so that none rotates again after a re-enable) and stop
+ * verifying at once.
+ */
+export type TenantRevokedHook = (em: EntityManager, tenantId: string) => Promise<void> | void;
 
 export class TenantService {
   readonly #onCreated: TenantCreatedHook[] = [];
@@ -188,7 +192,7 @@ export class TenantService {
         }
         if (fields.has("name")) tenant.name = patch.name;
         if (fields.has("display_name")) tenant.displayName = patch.displayName;
-        if (fields.has("disabled") && patch.disabled && !tenant.disabled) for (const hook of this.#onRevoked) hook(tem, tenant.id);
+        if (fields.has("disabled") && patch.disabled && !tenant.disabled) for (const hook of this.#onRevoked) await hook(tem, tenant.id);
         if (fields.has("disabled")) tenant.disabled = patch.disabled;
         if (fields.has("self_registration_enabled")) tenant.selfRegistrationEnabled = patch.selfRegistrationEnabled;
         if (fields.has("domains")) {
@@ -214,7 +218,7 @@ export class TenantService {
         throw failedPrecondition("PROTECTED_RESOURCE", "the system tenant cannot be deleted");
       }
       // Rows of the tenant's users, domains and (later) sessions go with it by ON DELETE CASCADE.
-      for (const hook of this.#onRevoked) hook(tem, tenant.id);
+      for (const hook of this.#onRevoked) await hook(tem, tenant.id);
       await tem.nativeDelete(TenantEntity, { id: tenant.id });
     });
   }

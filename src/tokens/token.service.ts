@@ -369,8 +369,13 @@ export class TokenService {
     return { sessions: items, nextPageToken: next };
   }
 
-  /** Tenant disabled or deleted: every session of the tenant stops verifying. */
-  recordTenantRevocation(em: EntityManager, tenantId: string): void {
+  /**
+   * Tenant disabled or deleted, in the caller's transaction: every session of
+   * the tenant is revoked (re-enabling the tenant later does not bring them
+   * back; its users log in again) and stops verifying at once.
+   */
+  async revokeTenantSessionsInTransaction(em: EntityManager, tenantId: string): Promise<void> {
+    await em.nativeUpdate(SessionEntity, { tenant: tenantId, revokedAt: null }, { revokedAt: new Date(), revokeReason: "tenant_revoked" });
     recordRevocation(em, { kind: "TENANT_REVOKED", tenantId });
   }
 

@@ -131,6 +131,26 @@ describe("TenantService", () => {
     await expectFailure(admin.tenants.getTenant({ id: tenant!.id }), { code: Status.NOT_FOUND, reason: "TENANT_NOT_FOUND" });
   });
 
+  it("revokes a disabled tenant's sessions for good, and lets its users log in again at once when re-enabled", async () => {
+    const admin = server.as(server.adminToken);
+    const { tenant } = await admin.tenants.createTenant({ tenant: { name: "paused" }, admin: { username: "p", password: "paused-password" } });
+    const before = await server.login("paused", "p", "paused-password");
+    await server.clients.verify.verifyToken({ token: before.accessToken });
+    await admin.tenants.updateTenant({ tenant: { id: tenant!.id, disabled: true }, updateMask: ["disabled"] });
+    await expectFailure(server.clients.verify.verifyToken({ token: before.accessToken }), { code: Status.UNAUTHENTICATED, reason: "SESSION_REVOKED" });
+    await expectFailure(server.clients.refresh.refresh({ refreshToken: before.refreshToken }), { code: Status.UNAUTHENTICATED, reason: "SESSION_REVOKED" });
+    await expectFailure(server.login("paused", "p", "paused-password"), { code: Status.UNAUTHENTICATED, reason: "TENANT_DISABLED" });
+    await admin.tenants.updateTenant({ tenant: { id: tenant!.id, disabled: false }, updateMask: ["disabled"] });
+    // The old session stays revoked: its refresh token does not rotate again, its access token does not verify.
+    await expectFailure(server.clients.refresh.refresh({ refreshToken: before.refreshToken }), { code: Status.UNAUTHENTICATED, reason: "SESSION_REVOKED" });
+    await expectFailure(server.clients.verify.verifyToken({ token: before.accessToken }), { code: Status.UNAUTHENTICATED, reason: "SESSION_REVOKED" });
+    // A new login works at once, and so do its tokens.
+    const after = await server.login("paused", "p", "paused-password");
+    const me = (await server.as(after.accessToken).users.getMe({})).user;
+    expect((await server.clients.verify.verifyToken({ token: after.accessToken })).principal?.subject).toBe(me?.id);
+    expect((await server.clients.refresh.refresh({ refreshToken: after.refreshToken })).refreshToken).toMatch(/^tsr_/);
+  });
+
   it("refuses anonymous tenant creation unless open signup is configured", async () => {
     await expectFailure(server.clients.tenants.createTenant({ tenant: { name: "anon" } }), {
       code: Status.PERMISSION_DENIED,
