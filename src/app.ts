@@ -22,6 +22,7 @@ import type { Authenticator } from "./grpc/auth.middleware.ts";
 import { buildGrpcServer } from "./grpc/server.ts";
 import { RequestLimits } from "./grpc/request-limits.ts";
 import { buildHttpServer, json } from "./http/server.ts";
+import { configurePageTokens } from "./shared/pagination.ts";
 import { TenantService } from "./tenants/tenant.service.ts";
 import { tenantServiceImpl } from "./tenants/tenant.grpc.ts";
 import { UserService } from "./users/user.service.ts";
@@ -63,6 +64,7 @@ function grpcCredentials(config: Config): ServerCredentials {
 export async function startTessera(config: Config, logger: Logger): Promise<Tessera> {
   const embedded = !config.databaseUrl;
   const masterKey = loadOrCreateMasterKey(config.masterKey, config.dataDir, embedded);
+  configurePageTokens(masterKey);
   const orm = await openDatabase(config);
   try {
     const applied = await migrate(orm);

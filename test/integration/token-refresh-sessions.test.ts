@@ -113,6 +113,14 @@ describe("sessions", () => {
     const second = await busy.issue.listSessions({ pageSize: 2, pageToken: first.nextPageToken });
     expect([...first.sessions, ...second.sessions].map((s) => s.id)).toEqual(logins.map((l) => l.sessionId).reverse());
     expect(second.nextPageToken).toBe("");
+    // A page token is authenticated: one edited to carry a key of the attacker's choice (here a
+    // non-UUID session id, which PostgreSQL's uuid parser used to answer with INTERNAL) is refused.
+    const [payload, tag] = first.nextPageToken.split(".");
+    const decoded = JSON.parse(Buffer.from(payload!, "base64url").toString()) as { k: string; q: string };
+    const forged = Buffer.from(JSON.stringify({ ...decoded, k: `${decoded.k.split("|")[0]}|not-a-uuid` })).toString("base64url");
+    for (const pageToken of [`${forged}.${tag}`, forged, Buffer.from(JSON.stringify({ k: "x|y", q: decoded.q })).toString("base64url"), `${payload}.${"A".repeat(22)}`]) {
+      await expectFailure(busy.issue.listSessions({ pageSize: 2, pageToken }), { code: Status.INVALID_ARGUMENT, reason: "INVALID_PAGE_TOKEN", fields: ["page_token"] });
+    }
     expect(first.sessions[0]).toMatchObject({ tenantId, subject: user!.id, electedPermissions: ["identity.self.*"] });
 
     const { revokedCount } = await busy.issue.revokeAllSessions({});
