@@ -1,22 +1,8 @@
 // `npm start`: Tessera as a process. Configuration errors stop it with a message
 // naming the variable; SIGTERM/SIGINT drain in-flight calls and close the database.
-import { pino } from "pino";
+import { createLogger } from "./logging.ts";
 import { ConfigError, loadConfig, type Config } from "./config.ts";
 import { startTessera } from "./app.ts";
-
-export const LOG_REDACT = [
-  "password",
-  "*.password",
-  "newPassword",
-  "currentPassword",
-  "refreshToken",
-  "accessToken",
-  "token",
-  "authorization",
-  "*.authorization",
-  "req.headers.authorization",
-  "req.headers.cookie",
-];
 
 let config: Config;
 try {
@@ -29,7 +15,7 @@ try {
   throw error;
 }
 
-const logger = pino({ level: config.logLevel, redact: { paths: LOG_REDACT, censor: "[redacted]" }, base: { service: "tessera" } });
+const logger = createLogger({ level: config.logLevel });
 
 try {
   const tessera = await startTessera(config, logger);

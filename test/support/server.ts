@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createChannel, createClientFactory, Metadata, type Channel } from "nice-grpc";
 import { errorDetailsClientMiddleware } from "nice-grpc-error-details";
-import { pino } from "pino";
+import { pino, type Logger } from "pino";
 import { inject } from "vitest";
 import pg from "pg";
 import { loadConfig, type Config } from "../../src/config.ts";
@@ -80,6 +80,8 @@ export async function freshPostgresDatabase(baseUrl: string): Promise<{ url: str
 export interface TestServerOptions {
   /** Rewrites the PostgreSQL URL the server uses (e.g. to route it through a proxy). */
   databaseUrl?: (url: string) => string;
+  /** The server's logger (default: silent), e.g. createLogger with a capturing destination. */
+  logger?: Logger;
 }
 
 export async function startTestServer(env: Record<string, string> = {}, options: TestServerOptions = {}): Promise<TestServer> {
@@ -102,7 +104,7 @@ export async function startTestServer(env: Record<string, string> = {}, options:
     cpSync(inject("pgliteTemplate"), join(dataDir, "pg"), { recursive: true });
   }
   const config = loadConfig({ ...baseEnv, ...env });
-  const logger = pino({ level: "silent" });
+  const logger = options.logger ?? pino({ level: "silent" });
   const tessera = await startTessera(config, logger).catch(async (error: unknown) => {
     await dropDatabase?.();
     rmSync(dataDir, { recursive: true, force: true });
