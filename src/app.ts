@@ -150,9 +150,15 @@ export async function startTessera(config: Config, logger: Logger): Promise<Tess
 
     const http = buildHttpServer(
       {
+        // 200 while the database answers, 503 (so that a load balancer takes the replica out) while it does not.
         "/healthz": async (_req, res) => {
-          await orm.em.fork().getConnection().execute("select 1");
-          json(res, 200, { status: "SERVING" });
+          try {
+            await orm.em.fork().getConnection().execute("select 1");
+          } catch (error) {
+            logger.warn({ err: error }, "health check: database unavailable");
+            return json(res, 503, { status: "NOT_SERVING", reason: "DATABASE_UNAVAILABLE" }, { "retry-after": "1", "cache-control": "no-store" });
+          }
+          json(res, 200, { status: "SERVING" }, { "cache-control": "no-store" });
         },
         "/.well-known/jwks.json": (_req, res) => json(res, 200, { keys: keys.jwks() }, { "cache-control": "public, max-age=60" }),
       },

@@ -36,7 +36,11 @@ describe.skipIf(!databaseUrl)("database outage (PostgreSQL)", () => {
     const admin = server.as(server.adminToken);
     await admin.tenants.createTenant({ tenant: { name: "before-outage" } });
 
+    const health = () => fetch(`http://127.0.0.1:${server.tessera.httpPort}/healthz`).then(async (r) => ({ status: r.status, body: await r.json() }));
+    expect(await health()).toEqual({ status: 200, body: { status: "SERVING" } });
+
     await proxy.cut();
+    expect(await health()).toEqual({ status: 503, body: { status: "NOT_SERVING", reason: "DATABASE_UNAVAILABLE" } });
     const error = await expectFailure(admin.tenants.listTenants({}), { code: Status.UNAVAILABLE, reason: "DATABASE_UNAVAILABLE" });
     expect(error.details).not.toMatch(/at |ECONN|stack/);
     await expectFailure(admin.tenants.createTenant({ tenant: { name: "during-outage" } }), { code: Status.UNAVAILABLE, reason: "DATABASE_UNAVAILABLE" });
@@ -49,5 +53,6 @@ describe.skipIf(!databaseUrl)("database outage (PostgreSQL)", () => {
     }
     expect(names).toContain("before-outage");
     expect(names).not.toContain("during-outage");
+    expect((await health()).status).toBe(200);
   });
 });
