@@ -93,6 +93,27 @@ export interface VerifiedAccessToken {
   claims: JWTPayload;
 }
 
+export interface TokenVerifierOptions {
+  /** Expected `iss` (default "tessera"). */
+  issuer?: string;
+  /** Expected `aud` (default "tessera"). */
+  audience?: string;
+  /**
+   * The JWKS is refetched when it is older than this (default 60 s, the
+   * server's Cache-Control max-age), so keys that left the server's JWKS
+   * (retired, or pulled after a compromise) stop verifying here too.
+   */
+  jwksMaxAgeMs?: number;
+  /** An unknown `kid` refetches the JWKS at most this often (default 10 s), so garbage kids cannot make it hammer the server. */
+  unknownKidCooldownMs?: number;
+  /**
+   * While the server cannot be reached, the keys fetched last keep verifying
+   * for at most this long past their maximum age (default 10 min); after
+   * that, verification fails until a fetch succeeds.
+   */
+  jwksStaleLimitMs?: number;
+}
+
 /**
  * Verifies Tessera access tokens locally with the published keys (GetJwks):
  * EdDSA only, typ at+jwt, issuer and audience checked, exp required. It does
@@ -104,21 +125,46 @@ export class TokenVerifier {
   readonly #client: TesseraClient;
   readonly #issuer: string;
   readonly #audience: string;
+  readonly #maxAgeMs: number;
+  readonly #cooldownMs: number;
+  readonly #staleLimitMs: number;
   #jwks?: ReturnType<typeof createLocalJWKSet>;
+  /** When the current key set was fetched, and when a fetch was last tried. */
   #fetchedAt = 0;
+  #attemptedAt = 0;
+  #inFlight?: Promise<ReturnType<typeof createLocalJWKSet>>;
 
-  constructor(client: TesseraClient, options: { issuer?: string; audience?: string } = {}) {
+  constructor(client: TesseraClient, options: TokenVerifierOptions = {}) {
     this.#client = client;
     this.#issuer = options.issuer ?? "tessera";
     this.#audience = options.audience ?? "tessera";
+    this.#maxAgeMs = options.jwksMaxAgeMs ?? 60_000;
+    this.#cooldownMs = options.unknownKidCooldownMs ?? 10_000;
+    this.#staleLimitMs = options.jwksStaleLimitMs ?? 600_000;
   }
 
-  async #keys(force: boolean): Promise<ReturnType<typeof createLocalJWKSet>> {
-    if (!this.#jwks || (force && Date.now() - this.#fetchedAt > 10_000)) {
-      const { keys } = await this.#client.verify.getJwks({});
-      this.#jwks = createLocalJWKSet({ keys: keys.map((k) => ({ ...k })) });
-      this.#fetchedAt = Date.now();
+  /** The key set to verify with: fetched when missing or too old, or (`unknownKid`) when a token names a key it lacks. */
+  async #keys(unknownKid: boolean): Promise<ReturnType<typeof createLocalJWKSet>> {
+    const now = Date.now();
+    const stale = !this.#jwks || now - this.#fetchedAt >= this.#maxAgeMs;
+    const wanted = stale || (unknownKid && now - this.#attemptedAt >= this.#cooldownMs);
+    if (!wanted) return this.#jwks!;
+    this.#inFlight ??= this.#fetch().finally(() => (this.#inFlight = undefined));
+    try {
+      return await this.#inFlight;
+    } catch (error) {
+      // The server is unreachable: known keys keep serving up to the stale limit.
+      if (this.#jwks && Date.now() - this.#fetchedAt < this.#maxAgeMs + this.#staleLimitMs) return this.#jwks;
+      throw error;
     }
+  }
+
+  async #fetch(): Promise<ReturnType<typeof createLocalJWKSet>> {
+    this.#attemptedAt = Date.now();
+    const { keys } = await this.#client.verify.getJwks({});
+    // The new set replaces the old one: a key that left the server's JWKS no longer verifies.
+    this.#jwks = createLocalJWKSet({ keys: keys.map((k) => ({ ...k })) });
+    this.#fetchedAt = Date.now();
     return this.#jwks;
   }
 
@@ -128,7 +174,7 @@ export class TokenVerifier {
     try {
       result = await jwtVerify(token, await this.#keys(false), options);
     } catch (error) {
-      // A key rotated since the JWKS was fetched: refetch once.
+      // A key rotated since the JWKS was fetched: refetch (at most once per cooldown) and try again.
       if ((error as { code?: string }).code !== "ERR_JWKS_NO_MATCHING_KEY") throw error;
       result = await jwtVerify(token, await this.#keys(true), options);
     }

@@ -101,12 +101,18 @@ export class KeyStore {
     return key;
   }
 
-  /** Publishes a new key now; it signs after the publication lead, when the current one retires. */
-  async rotate(em: EntityManager): Promise<{ kid: string; activatesAt: Date }> {
-    const activatesAt = new Date(Date.now() + this.#options.publishLeadSeconds * 1000);
+  /**
+   * Publishes a new key now; it signs after the publication lead, when the
+   * current one retires. `retireCurrentNow` (a compromised key): the new key
+   * signs at once and every older key expires at once, so that its tokens are
+   * refused and it leaves the JWKS.
+   */
+  async rotate(em: EntityManager, options: { retireCurrentNow?: boolean } = {}): Promise<{ kid: string; activatesAt: Date }> {
+    const now = Date.now();
+    const activatesAt = new Date(options.retireCurrentNow ? now : now + this.#options.publishLeadSeconds * 1000);
     const result = await em.transactional(async (tem) => {
       const key = await this.#createKey(tem, activatesAt);
-      const expiresAt = new Date(activatesAt.getTime() + (this.#options.accessTokenTtlSeconds + 60) * 1000);
+      const expiresAt = options.retireCurrentNow ? activatesAt : new Date(activatesAt.getTime() + (this.#options.accessTokenTtlSeconds + 60) * 1000);
       await tem.nativeUpdate(SigningKeyEntity, { kid: { $ne: key.kid }, retiredAt: null }, { retiredAt: activatesAt, expiresAt });
       return { kid: key.kid, activatesAt };
     });

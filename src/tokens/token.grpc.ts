@@ -115,9 +115,9 @@ export function issueServiceImpl(tokens: TokenService, keys: KeyStore): ServiceI
       return { sessions: page.sessions.map(toSessionMessage), nextPageToken: page.nextPageToken };
     },
 
-    async rotateSigningKey(_request, context) {
+    async rotateSigningKey(request, context) {
       authorizeSystem(context, "identity.keys.rotate");
-      const rotated = await keys.rotate(context.em);
+      const rotated = await keys.rotate(context.em, { retireCurrentNow: request.retireCurrentNow });
       return { keyId: rotated.kid, activateTime: rotated.activatesAt };
     },
   };

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createTesseraClient, errorReason, TokenVerifier, type TesseraClient } from "../../src/client/index.ts";
 import { ADMIN_PASSWORD, startTestServer, type TestServer } from "../support/server.ts";
@@ -44,5 +45,71 @@ describe("client SDK", () => {
     const [h, p, s] = server.adminToken.split(".");
     const forged = Buffer.from(JSON.stringify({ ...JSON.parse(Buffer.from(p!, "base64url").toString()), scope: "x.y.z" })).toString("base64url");
     await expect(verifier.verify(`${h}.${forged}.${s}`)).rejects.toThrow();
+  });
+
+  /** The SDK client with GetJwks counted, and made to fail while `down` is set. */
+  function countingClient() {
+    const state = { calls: 0, down: false };
+    const client = {
+      ...tessera,
+      verify: {
+        ...tessera.verify,
+        getJwks: (...args: Parameters<TesseraClient["verify"]["getJwks"]>) => {
+          state.calls++;
+          return state.down ? Promise.reject(new Error("JWKS unreachable")) : tessera.verify.getJwks(...args);
+        },
+      },
+    } as TesseraClient;
+    return { client, state };
+  }
+
+  it("refetches an unknown kid at most once per cooldown, so garbage kids cannot make it hammer the server", async () => {
+    const { client, state } = countingClient();
+    const verifier = new TokenVerifier(client, { unknownKidCooldownMs: 300 });
+    await verifier.verify(server.adminToken);
+    expect(state.calls).toBe(1);
+    const [, p, sig] = server.adminToken.split(".");
+    const garbage = async () => {
+      for (let i = 0; i < 20; i++) {
+        const header = Buffer.from(JSON.stringify({ alg: "EdDSA", typ: "at+jwt", kid: `garbage-${i}` })).toString("base64url");
+        await expect(verifier.verify(`${header}.${p}.${sig}`)).rejects.toThrow();
+      }
+    };
+    await garbage();
+    expect(state.calls).toBe(1); // within the cooldown of the first fetch
+    await sleep(350);
+    await garbage();
+    expect(state.calls).toBe(2); // one refetch for twenty unknown kids
+  });
+
+  it("keeps verifying with known keys through a JWKS outage up to its stale limit, then fails closed", async () => {
+    const { client, state } = countingClient();
+    const verifier = new TokenVerifier(client, { jwksMaxAgeMs: 100, jwksStaleLimitMs: 400 });
+    await verifier.verify(server.adminToken);
+    state.down = true;
+    await sleep(150);
+    await expect(verifier.verify(server.adminToken)).resolves.toMatchObject({ subject: expect.any(String) });
+    await sleep(450);
+    await expect(verifier.verify(server.adminToken)).rejects.toThrow("JWKS unreachable");
+    state.down = false;
+    await expect(verifier.verify(server.adminToken)).resolves.toMatchObject({ subject: expect.any(String) });
+  });
+
+  // Last in this file: it retires the key every earlier test's tokens were signed with.
+  it("stops accepting a token once its key has left the server's JWKS (retired at once after a compromise)", async () => {
+    const verifier = new TokenVerifier(tessera, { jwksMaxAgeMs: 200 });
+    const before = await server.login("system", "admin", ADMIN_PASSWORD);
+    await verifier.verify(before.accessToken);
+    await server.as(before.accessToken).issue.rotateSigningKey({ retireCurrentNow: true });
+    // Tessera refuses it at once ...
+    const refused = await server.clients.verify.verifyToken({ token: before.accessToken }).catch((e: unknown) => e);
+    expect(errorReason(refused)).toBe("TOKEN_INVALID");
+    // ... and the SDK once its key set has reached its maximum age.
+    await sleep(250);
+    await expect(verifier.verify(before.accessToken)).rejects.toThrow();
+    // Tokens of the new key verify (its kid was unknown: refetched).
+    const after = await server.login("system", "admin", ADMIN_PASSWORD);
+    await expect(verifier.verify(after.accessToken)).resolves.toMatchObject({ subject: expect.any(String) });
+    await server.clients.verify.verifyToken({ token: after.accessToken });
   });
 });

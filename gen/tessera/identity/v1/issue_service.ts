@@ -167,6 +167,12 @@ export interface ListSessionsResponse {
 
 /** RotateSigningKeyRequest is the input of IssueService.RotateSigningKey. */
 export interface RotateSigningKeyRequest {
+  /**
+   * Retire every current key now instead of after the publication delay, for
+   * a compromised key. Verifiers that cached the JWKS refuse the new key's
+   * tokens until they refetch (the SDK refetches on an unknown key id).
+   */
+  retireCurrentNow: boolean;
 }
 
 /** RotateSigningKeyResponse is the output of IssueService.RotateSigningKey. */
@@ -1206,11 +1212,14 @@ export const ListSessionsResponse: MessageFns<ListSessionsResponse> = {
 };
 
 function createBaseRotateSigningKeyRequest(): RotateSigningKeyRequest {
-  return {};
+  return { retireCurrentNow: false };
 }
 
 export const RotateSigningKeyRequest: MessageFns<RotateSigningKeyRequest> = {
-  encode(_: RotateSigningKeyRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+  encode(message: RotateSigningKeyRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.retireCurrentNow !== false) {
+      writer.uint32(8).bool(message.retireCurrentNow);
+    }
     return writer;
   },
 
@@ -1227,6 +1236,14 @@ export const RotateSigningKeyRequest: MessageFns<RotateSigningKeyRequest> = {
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.retireCurrentNow = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1242,8 +1259,9 @@ export const RotateSigningKeyRequest: MessageFns<RotateSigningKeyRequest> = {
   create(base?: DeepPartial<RotateSigningKeyRequest>): RotateSigningKeyRequest {
     return RotateSigningKeyRequest.fromPartial(base ?? {});
   },
-  fromPartial(_: DeepPartial<RotateSigningKeyRequest>): RotateSigningKeyRequest {
+  fromPartial(object: DeepPartial<RotateSigningKeyRequest>): RotateSigningKeyRequest {
     const message = createBaseRotateSigningKeyRequest();
+    message.retireCurrentNow = object.retireCurrentNow ?? false;
     return message;
   },
 };
@@ -1400,7 +1418,11 @@ export const IssueServiceDefinition = {
     /**
      * RotateSigningKey publishes a new signing key at once and makes it the
      * active signer after the publication delay; old public keys stay in the
-     * JWKS until every token they signed has expired.
+     * JWKS until every token they signed has expired. With
+     * `retire_current_now` (a key is compromised) the new key signs at once and
+     * every older key leaves the JWKS at once: tokens they signed are refused by
+     * Tessera immediately and by local verifiers at their next JWKS refresh
+     * (the SDK's TokenVerifier refreshes at least every `jwksMaxAgeMs`).
      *
      * Required permission: identity.keys.rotate (system tenant).
      * Error reasons: PERMISSION_DENIED.
@@ -1476,7 +1498,11 @@ export interface IssueServiceImplementation<CallContextExt = {}> {
   /**
    * RotateSigningKey publishes a new signing key at once and makes it the
    * active signer after the publication delay; old public keys stay in the
-   * JWKS until every token they signed has expired.
+   * JWKS until every token they signed has expired. With
+   * `retire_current_now` (a key is compromised) the new key signs at once and
+   * every older key leaves the JWKS at once: tokens they signed are refused by
+   * Tessera immediately and by local verifiers at their next JWKS refresh
+   * (the SDK's TokenVerifier refreshes at least every `jwksMaxAgeMs`).
    *
    * Required permission: identity.keys.rotate (system tenant).
    * Error reasons: PERMISSION_DENIED.
@@ -1547,7 +1573,11 @@ export interface IssueServiceClient<CallOptionsExt = {}> {
   /**
    * RotateSigningKey publishes a new signing key at once and makes it the
    * active signer after the publication delay; old public keys stay in the
-   * JWKS until every token they signed has expired.
+   * JWKS until every token they signed has expired. With
+   * `retire_current_now` (a key is compromised) the new key signs at once and
+   * every older key leaves the JWKS at once: tokens they signed are refused by
+   * Tessera immediately and by local verifiers at their next JWKS refresh
+   * (the SDK's TokenVerifier refreshes at least every `jwksMaxAgeMs`).
    *
    * Required permission: identity.keys.rotate (system tenant).
    * Error reasons: PERMISSION_DENIED.

@@ -107,8 +107,10 @@ class RevokeSessionResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class RotateSigningKeyRequest(_message.Message):
-    __slots__ = []
-    def __init__(self) -> None: ...
+    __slots__ = ["retire_current_now"]
+    RETIRE_CURRENT_NOW_FIELD_NUMBER: _ClassVar[int]
+    retire_current_now: bool
+    def __init__(self, retire_current_now: bool = ...) -> None: ...
 
 class RotateSigningKeyResponse(_message.Message):
     __slots__ = ["activate_time", "key_id"]

@@ -109,7 +109,11 @@ class IssueServiceServicer(object):
     def RotateSigningKey(self, request, context):
         """RotateSigningKey publishes a new signing key at once and makes it the
         active signer after the publication delay; old public keys stay in the
-        JWKS until every token they signed has expired.
+        JWKS until every token they signed has expired. With
+        `retire_current_now` (a key is compromised) the new key signs at once and
+        every older key leaves the JWKS at once: tokens they signed are refused by
+        Tessera immediately and by local verifiers at their next JWKS refresh
+        (the SDK's TokenVerifier refreshes at least every `jwksMaxAgeMs`).
 
         Required permission: identity.keys.rotate (system tenant).
         Error reasons: PERMISSION_DENIED.
