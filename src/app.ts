@@ -12,29 +12,22 @@ import { TenantServiceDefinition } from "../gen/tessera/identity/v1/tenant_servi
 import { UserServiceDefinition } from "../gen/tessera/identity/v1/user_service.ts";
 import { VerifyServiceDefinition } from "../gen/tessera/identity/v1/verify_service.ts";
 import { PermissionServiceDefinition } from "../gen/tessera/identity/v1/permission_service.ts";
-import { PermissionService } from "./permissions/permission.service.ts";
-import { permissionServiceImpl } from "./permissions/permission.grpc.ts";
-import { RegistrationConsumer } from "./amqp/registration-consumer.ts";
-import { bootstrap, createAdminGroup } from "./bootstrap.ts";
-import type { Config } from "./config.ts";
+import { RegistrationConsumer } from "./amqp/index.ts";
+import { announceBootstrap, bootstrap } from "./bootstrap.ts";
+import { ConfigError, type Config } from "./config.ts";
 import { migrate, openDatabase, type Database } from "./db/orm.ts";
+import { GAP_WAIT_MS, RevocationFeed } from "./events/index.ts";
 import type { Authenticator } from "./grpc/auth.middleware.ts";
 import { buildGrpcServer } from "./grpc/server.ts";
 import { RequestLimits } from "./grpc/request-limits.ts";
-import { buildHttpServer, json } from "./http/server.ts";
+import { healthRoute } from "./http/health.ts";
+import { buildHttpServer } from "./http/server.ts";
+import { createAdminGroup, PermissionService, permissionServiceImpl } from "./permissions/index.ts";
 import { configurePageTokens } from "./shared/pagination.ts";
-import { TenantService } from "./tenants/tenant.service.ts";
-import { tenantServiceImpl } from "./tenants/tenant.grpc.ts";
-import { UserService } from "./users/user.service.ts";
-import { PasswordHasher, PasswordPolicy } from "./users/password.ts";
+import { TenantService, tenantServiceImpl } from "./tenants/index.ts";
 import { LoginThrottle, openLimiterStore, RateLimit } from "./throttling/index.ts";
-import { userServiceImpl } from "./users/user.grpc.ts";
-import { KeyStore } from "./tokens/keys.ts";
-import { loadOrCreateMasterKey } from "./tokens/master-key.ts";
-import { GAP_WAIT_MS, recordRevocation, RevocationFeed } from "./tokens/revocations.ts";
-import { SessionCache } from "./tokens/session-cache.ts";
-import { TokenService } from "./tokens/token.service.ts";
-import { issueServiceImpl, refreshServiceImpl, verifyServiceImpl } from "./tokens/token.grpc.ts";
+import { createTokens, issueServiceImpl, jwksRoute, loadOrCreateMasterKey, refreshServiceImpl, verifyServiceImpl } from "./tokens/index.ts";
+import { PasswordHasher, PasswordPolicy, UserService, userServiceImpl } from "./users/index.ts";
 
 export interface Tessera {
   grpcPort: number;
@@ -61,11 +54,25 @@ function grpcCredentials(config: Config): ServerCredentials {
   );
 }
 
+/** Listening on an address that is taken is a configuration problem: one clear line naming the variable. */
+async function listenOr<T>(variable: string, address: string, listen: () => Promise<T>): Promise<T> {
+  try {
+    return await listen();
+  } catch (error) {
+    if (/EADDRINUSE|address already in use|No address added out of total/i.test(String((error as Error)?.message ?? error)) || (error as { code?: string })?.code === "EADDRINUSE") {
+      throw new ConfigError(variable, `${address} is already in use (another Tessera?); choose a free address`);
+    }
+    throw error;
+  }
+}
+
 export async function startTessera(config: Config, logger: Logger): Promise<Tessera> {
   const embedded = !config.databaseUrl;
-  const masterKey = loadOrCreateMasterKey(config.masterKey, config.dataDir, embedded);
+  const masterKey = loadOrCreateMasterKey(config.masterKey, config.dataDir);
   configurePageTokens(masterKey);
   const orm = await openDatabase(config);
+  /** Undone in reverse order should the start fail half-way. */
+  const started: (() => Promise<unknown> | void)[] = [];
   try {
     const applied = await migrate(orm);
     if (applied.length) logger.info({ migrations: applied }, "database migrated");
@@ -74,24 +81,6 @@ export async function startTessera(config: Config, logger: Logger): Promise<Tess
     // The embedded database runs one transaction at a time, so ids commit in
     // order and a hole is a rollback at once; PostgreSQL commits concurrently.
     const feed = new RevocationFeed(orm, logger, { gapWaitMs: embedded ? 0 : GAP_WAIT_MS });
-    const keys = new KeyStore({
-      masterKey,
-      accessTokenTtlSeconds: config.accessTokenTtlSeconds,
-      publishLeadSeconds: config.keyPublishLeadSeconds,
-      onKeyEvent: async (em, kind, kid) => {
-        recordRevocation(em, { kind, keyId: kid });
-        await em.flush();
-      },
-    });
-    await keys.init(orm.em.fork());
-    const sessions = new SessionCache();
-    feed.onEvent((event) => {
-      sessions.apply(event);
-      if (event.kind === "KEY_ADDED" || event.kind === "KEY_RETIRED") {
-        keys.reload(orm.em.fork()).catch((error: unknown) => logger.warn({ err: error }, "signing keys reload failed; next key event or rotation retries"));
-      }
-    });
-    await feed.start();
     const limiterStore = await openLimiterStore({ redisUrl: config.redisUrl, orm, log: logger });
     const hasher = new PasswordHasher({ concurrency: config.passwordHashConcurrency, queue: config.passwordHashQueue });
     const loginThrottle = new LoginThrottle(limiterStore, {
@@ -100,10 +89,19 @@ export async function startTessera(config: Config, logger: Logger): Promise<Tess
       failuresPerAddress: config.loginFailuresPerAddress,
       blockSeconds: config.loginBlockSeconds,
     });
+    const tokens = await createTokens(orm, {
+      settings: config,
+      masterKey,
+      publishLeadSeconds: config.keyPublishLeadSeconds,
+      feed,
+      login: { hasher, throttle: loginThrottle },
+      log: logger,
+    });
+    await feed.start();
+    started.push(() => feed.stop(), () => limiterStore.close());
+
     const registrationLimit = (prefix: string, points: number) =>
       points > 0 ? new RateLimit(limiterStore, prefix, points, config.registrationWindowSeconds) : undefined;
-    const tokens = new TokenService(config, keys, sessions, feed, { hasher, throttle: loginThrottle });
-
     const users = new UserService({
       hasher,
       policy: new PasswordPolicy({ minLength: config.passwordMinLength }),
@@ -117,19 +115,18 @@ export async function startTessera(config: Config, logger: Logger): Promise<Tess
       createAdminGroup(em, tenant, admin, false);
       await permissions.createDefaultGroups(em, tenant);
     });
-    tenants.onTenantRevoked((em, tenantId) => tokens.revokeTenantSessionsInTransaction(em, tenantId));
+    tenants.onTenantRevoked((em, tenantId) => tokens.sessions.revokeTenantSessionsInTransaction(em, tenantId));
     users.addHooks({
       created: (em, user) => permissions.joinDefaultGroups(em, user),
       revoked: async (em, user, why) => {
-        await tokens.revokeUserSessionsInTransaction(em, user, why);
+        await tokens.sessions.revokeUserSessionsInTransaction(em, user, why);
       },
     });
 
-    const authenticate: Authenticator = (token, em) => tokens.verify(em, token);
+    const authenticate: Authenticator = (token, em) => tokens.verification.verify(em, token);
     const health = HealthState();
-    const limits = new RequestLimits();
     const grpc = buildGrpcServer({
-      limits,
+      limits: new RequestLimits(),
       trustedProxies: config.trustedProxies,
       orm,
       logger,
@@ -140,62 +137,36 @@ export async function startTessera(config: Config, logger: Logger): Promise<Tess
         { definition: TenantServiceDefinition, implementation: tenantServiceImpl(tenants, config) },
         { definition: UserServiceDefinition, implementation: userServiceImpl(users, tenants, permissions) },
         { definition: PermissionServiceDefinition, implementation: permissionServiceImpl(permissions) },
-        { definition: IssueServiceDefinition, implementation: issueServiceImpl(tokens, keys) },
+        { definition: IssueServiceDefinition, implementation: issueServiceImpl(tokens) },
         { definition: RefreshServiceDefinition, implementation: refreshServiceImpl(tokens) },
-        { definition: VerifyServiceDefinition, implementation: verifyServiceImpl(tokens, keys, feed) },
+        { definition: VerifyServiceDefinition, implementation: verifyServiceImpl(tokens, feed) },
       ],
     });
     const grpcAddr = splitAddr(config.grpcAddr);
-    const grpcPort = await grpc.listen(`${grpcAddr.host.includes(":") ? `[${grpcAddr.host}]` : grpcAddr.host}:${grpcAddr.port}`, grpcCredentials(config));
-
-    const http = buildHttpServer(
-      {
-        // 200 while the database answers, 503 (so that a load balancer takes the replica out) while it does not.
-        "/healthz": async (_req, res) => {
-          try {
-            await orm.em.fork().getConnection().execute("select 1");
-          } catch (error) {
-            logger.warn({ err: error }, "health check: database unavailable");
-            return json(res, 503, { status: "NOT_SERVING", reason: "DATABASE_UNAVAILABLE" }, { "retry-after": "1", "cache-control": "no-store" });
-          }
-          json(res, 200, { status: "SERVING" }, { "cache-control": "no-store" });
-        },
-        "/.well-known/jwks.json": (_req, res) => json(res, 200, { keys: keys.jwks() }, { "cache-control": "public, max-age=60" }),
-      },
-      logger,
+    const grpcPort = await listenOr("TESSERA_GRPC_ADDR", config.grpcAddr, () =>
+      grpc.listen(`${grpcAddr.host.includes(":") ? `[${grpcAddr.host}]` : grpcAddr.host}:${grpcAddr.port}`, grpcCredentials(config)),
     );
+
+    const http = buildHttpServer({ "/healthz": healthRoute(orm, logger), "/.well-known/jwks.json": jwksRoute(tokens.keys) }, logger);
     const httpAddr = splitAddr(config.httpAddr);
-    http.listen(httpAddr.port, httpAddr.host);
-    await once(http, "listening");
+    await listenOr("TESSERA_HTTP_ADDR", config.httpAddr, async () => {
+      http.listen(httpAddr.port, httpAddr.host);
+      await Promise.race([once(http, "listening"), once(http, "error").then(([error]) => Promise.reject(error))]);
+    }).catch((error: unknown) => {
+      grpc.forceShutdown();
+      throw error;
+    });
+    started.push(() => void http.close());
     const httpPort = (http.address() as AddressInfo).port;
 
     const amqp = config.amqpUrl
-      ? new RegistrationConsumer(orm, permissions, {
-          url: config.amqpUrl,
-          queue: config.amqpRegistrationQueue,
-          log: logger,
-          authenticate,
-        })
+      ? new RegistrationConsumer(orm, permissions, { url: config.amqpUrl, queue: config.amqpRegistrationQueue, log: logger, authenticate, feed })
       : undefined;
     await amqp?.start();
-
-    const rotation = setInterval(() => {
-      if (keys.newestKeyAgeSeconds() >= config.keyRotationIntervalSeconds) {
-        keys.rotate(orm.em.fork()).catch((err) => logger.warn({ err }, "scheduled key rotation failed"));
-      }
-    }, 60_000);
-    rotation.unref();
+    const stopKeyRotation = tokens.scheduleKeyRotation(config.keyRotationIntervalSeconds);
 
     health.setStatus("healthy");
-    if (boot.createdAdmin) {
-      logger.info({ tenant: "system", username: boot.createdAdmin.username }, "bootstrap administrator created");
-      if (boot.createdAdmin.generatedPassword) {
-        // Printed once, to the terminal only: structured logs may be shipped elsewhere.
-        process.stderr.write(
-          `\n  Tessera bootstrap administrator (shown once):\n    tenant:   system\n    username: ${boot.createdAdmin.username}\n    password: ${boot.createdAdmin.generatedPassword}\n  Set TESSERA_ADMIN_PASSWORD to choose it instead.\n\n`,
-        );
-      }
-    }
+    announceBootstrap(boot, logger);
     logger.info({ grpc: `${grpcAddr.host}:${grpcPort}`, http: `${httpAddr.host}:${httpPort}`, database: embedded ? "pglite" : "postgresql" }, "tessera listening");
 
     return {
@@ -205,7 +176,7 @@ export async function startTessera(config: Config, logger: Logger): Promise<Tess
       authenticate,
       async close() {
         health.setStatus("unhealthy");
-        clearInterval(rotation);
+        stopKeyRotation();
         await amqp?.stop();
         const grace = setTimeout(() => grpc.forceShutdown(), config.shutdownGraceSeconds * 1000);
         await grpc.shutdown();
@@ -218,6 +189,7 @@ export async function startTessera(config: Config, logger: Logger): Promise<Tess
       },
     };
   } catch (error) {
+    for (const undo of started.reverse()) await Promise.resolve(undo()).catch(() => undefined);
     await orm.close(true).catch(() => undefined);
     throw error;
   }

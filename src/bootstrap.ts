@@ -3,13 +3,13 @@
 // and safe when several replicas start at once.
 import { randomBytes } from "node:crypto";
 import type { EntityManager } from "@mikro-orm/core";
+import type { Logger } from "pino";
 import { isUniqueViolation } from "./db/errors.ts";
-import { GroupEntity, GroupMemberEntity, MicroserviceEntity, PermissionEntity } from "./permissions/permission.entity.ts";
-import { ADMIN_GRANTS, ADMIN_GROUP_NAME, IDENTITY_MICROSERVICE, IDENTITY_PERMISSIONS } from "./permissions/identity-permissions.ts";
-import { TenantEntity, type Tenant } from "./tenants/tenant.entity.ts";
-import { SYSTEM_TENANT_NAME } from "./tenants/tenant.service.ts";
-import { UserEntity, type User } from "./users/user.entity.ts";
-import { hashPassword } from "./users/password.ts";
+import { createAdminGroup, IDENTITY_MICROSERVICE, IDENTITY_PERMISSIONS, MicroserviceEntity, PermissionEntity } from "./permissions/index.ts";
+import { TenantEntity, type Tenant } from "./tenants/index.ts";
+import { SYSTEM_TENANT_NAME } from "./tenants/index.ts";
+import { UserEntity, type User } from "./users/index.ts";
+import { hashPassword } from "./users/index.ts";
 import { foldKey } from "./shared/validation.ts";
 
 /** Bumped whenever IDENTITY_PERMISSIONS changes, so that starting replicas re-register them. */
@@ -18,21 +18,6 @@ export const IDENTITY_VERSION = "1.1.0";
 export interface BootstrapResult {
   /** Set only when this start created the admin. */
   createdAdmin?: { username: string; generatedPassword?: string };
-}
-
-/** The administrators group of a tenant (all permissions within the tenant). */
-export function createAdminGroup(em: EntityManager, tenant: Tenant, admin: User | undefined, isProtected: boolean): void {
-  const group = em.create(GroupEntity, {
-    id: crypto.randomUUID(),
-    tenant,
-    name: ADMIN_GROUP_NAME,
-    description: "Administrators of this tenant",
-    permissions: [...ADMIN_GRANTS],
-    isDefault: false,
-    autoGrantPatterns: [],
-    protected: isProtected,
-  } as never);
-  if (admin) em.create(GroupMemberEntity, { group, user: admin } as never);
 }
 
 async function registerIdentityPermissions(em: EntityManager): Promise<void> {
@@ -86,4 +71,16 @@ export async function bootstrap(em: EntityManager, admin: { username: string; pa
     throw error;
   }
   return { createdAdmin: { username: admin.username, generatedPassword } };
+}
+
+/** Tells the operator about a bootstrap administrator this start created; a generated password is shown once, on the terminal only. */
+export function announceBootstrap(boot: BootstrapResult, log: Logger): void {
+  if (!boot.createdAdmin) return;
+  log.info({ tenant: SYSTEM_TENANT_NAME, username: boot.createdAdmin.username }, "bootstrap administrator created");
+  if (boot.createdAdmin.generatedPassword) {
+    // Structured logs may be shipped elsewhere: the password goes to the terminal, never through pino.
+    process.stderr.write(
+      `\n  Tessera bootstrap administrator (shown once):\n    tenant:   ${SYSTEM_TENANT_NAME}\n    username: ${boot.createdAdmin.username}\n    password: ${boot.createdAdmin.generatedPassword}\n  Set TESSERA_ADMIN_PASSWORD to choose it instead.\n\n`,
+    );
+  }
 }

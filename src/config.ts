@@ -1,6 +1,6 @@
 // Configuration is read from the environment once, validated, and passed down.
 // Nothing else in the server reads process.env.
-import { DEFAULT_PASSWORD_MIN_LENGTH, PASSWORD_ABSOLUTE_MIN_LENGTH, PASSWORD_MAX_LENGTH } from "./users/password.ts";
+import { DEFAULT_PASSWORD_MIN_LENGTH, PASSWORD_ABSOLUTE_MIN_LENGTH, PASSWORD_MAX_LENGTH } from "./users/index.ts";
 import { USERNAME } from "./shared/validation.ts";
 import { BlockList, isIP } from "node:net";
 import { resolve } from "node:path";
@@ -211,12 +211,18 @@ export function loadConfig(env: Env = process.env): Config {
   if (refreshTokenAbsoluteTtlSeconds < refreshTokenTtlSeconds) {
     throw new ConfigError("TESSERA_REFRESH_TOKEN_ABSOLUTE_TTL", "must not be shorter than TESSERA_REFRESH_TOKEN_TTL");
   }
+  const databaseUrl = readDatabaseUrl(env);
+  const masterKey = readMasterKey(env);
+  // The embedded database keeps a generated key beside it; a shared database's replicas must be given theirs.
+  if (databaseUrl !== undefined && masterKey === undefined) {
+    throw new ConfigError("TESSERA_MASTER_KEY", "is required with DATABASE_URL (32 bytes, as 64 hex digits or base64; e.g. openssl rand -hex 32)");
+  }
   return {
     grpcAddr: readAddr(env, "TESSERA_GRPC_ADDR", "127.0.0.1:50051"),
     httpAddr: readAddr(env, "TESSERA_HTTP_ADDR", "127.0.0.1:8080"),
     dataDir: resolve(env.TESSERA_DATA_DIR || "./data"),
-    databaseUrl: readDatabaseUrl(env),
-    masterKey: readMasterKey(env),
+    databaseUrl,
+    masterKey,
     adminUsername,
     adminPassword,
     logLevel,

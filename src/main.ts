@@ -38,6 +38,11 @@ try {
   process.on("SIGTERM", () => stop("SIGTERM"));
   process.on("SIGINT", () => stop("SIGINT"));
 } catch (error) {
+  if (error instanceof ConfigError) {
+    // A taken port is the operator's to fix: one line, no stack trace.
+    process.stderr.write(`tessera: ${error.message}\n`);
+    process.exit(2);
+  }
   logger.fatal({ err: error }, "tessera failed to start");
   process.exit(1);
 }

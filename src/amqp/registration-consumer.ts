@@ -11,11 +11,13 @@
 // once and rejected if it fails again.
 import { connect, type Channel, type ChannelModel, type ConsumeMessage } from "amqplib";
 import type { Logger } from "pino";
+import type { EntityManager } from "@mikro-orm/core";
 import type { Database } from "../db/orm.ts";
+import { RevocationRecorder } from "../events/index.ts";
 import { TesseraError, unauthenticated } from "../errors.ts";
 import { readBearer, type Authenticator } from "../grpc/auth.middleware.ts";
-import { registerMicroserviceAs } from "../permissions/permission.grpc.ts";
-import type { PermissionService, Registration } from "../permissions/permission.service.ts";
+import { registerMicroserviceAs } from "../permissions/index.ts";
+import type { PermissionService, Registration } from "../permissions/index.ts";
 
 export const REGISTRATION_QUEUE = "auth.microservices.register";
 /** Larger bodies are refused unread: 1000 permissions with 500-character descriptions fit well within it. */
@@ -25,6 +27,8 @@ export interface RegistrationConsumerOptions {
   url: string;
   /** Verifies the bearer token of a message, as the gRPC auth middleware does. */
   authenticate: Authenticator;
+  /** Applies the revocations a registration recorded (grants changed) to this process once it is handled. */
+  feed: { poll(): Promise<void> };
   queue?: string;
   prefetch?: number;
   log: Logger;
@@ -147,9 +151,17 @@ export class RegistrationConsumer {
   }
 
   async #handle(message: ConsumeMessage): Promise<void> {
-    const channel = this.#channel!;
     const log = this.#options.log.child({ queue: this.queue, correlationId: message.properties.correlationId });
-    const em = this.#orm.em.fork();
+    const { em, recorder } = RevocationRecorder.fork(this.#orm.em);
+    try {
+      await this.#process(message, em, log);
+    } finally {
+      if (recorder.recorded) await this.#options.feed.poll();
+    }
+  }
+
+  async #process(message: ConsumeMessage, em: EntityManager, log: Logger): Promise<void> {
+    const channel = this.#channel!;
     let registration: Registration;
     let principal;
     try {

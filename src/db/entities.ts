@@ -1,10 +1,11 @@
 // Every entity of the schema, in one list shared by the server, the migration
 // generator and the tests, so both drivers always see the same model.
-import { TenantDomainEntity, TenantEntity } from "../tenants/tenant.entity.ts";
-import { UserEntity } from "../users/user.entity.ts";
-import { GroupEntity, GroupMemberEntity, MicroserviceEntity, PermissionEntity } from "../permissions/permission.entity.ts";
-import { RefreshTokenEntity, RevocationEventEntity, SessionEntity, SigningKeyEntity } from "../tokens/token.entity.ts";
-import { ThrottleCounterEntity } from "../throttling/throttle-counter.entity.ts";
+import { TenantDomainEntity, TenantEntity } from "../tenants/index.ts";
+import { UserEntity } from "../users/index.ts";
+import { GroupEntity, GroupMemberEntity, MicroserviceEntity, PermissionEntity } from "../permissions/index.ts";
+import { RefreshTokenEntity, SessionEntity, SigningKeyEntity } from "../tokens/index.ts";
+import { RevocationEventEntity } from "../events/index.ts";
+import { ThrottleCounterEntity } from "../throttling/index.ts";
 
 export const entities = [
   TenantEntity,

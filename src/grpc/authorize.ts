@@ -2,8 +2,8 @@
 // put in the context), which permission the RPC needs, and which tenant it
 // may act on. Only the system tenant's principals act across tenants.
 import { permissionDenied, unauthenticated } from "../errors.ts";
-import { anyPatternMatches } from "../permissions/match.ts";
-import { SYSTEM_TENANT_NAME } from "../tenants/tenant.service.ts";
+import { anyPatternMatches } from "../permissions/index.ts";
+import { SYSTEM_TENANT_NAME } from "../tenants/index.ts";
 import type { Principal, TesseraContext } from "./context.ts";
 
 export function requirePrincipal(context: Pick<TesseraContext, "principal">): Principal {

@@ -3,26 +3,9 @@
 import type { EntityManager } from "@mikro-orm/core";
 import type { CallContext } from "nice-grpc";
 import type { Logger } from "pino";
+import type { Principal } from "../tokens/index.ts";
 
-export interface Principal {
-  kind: "user" | "service";
-  /** User UUID, or a service's region id. */
-  subject: string;
-  tenantId: string;
-  tenantName: string;
-  /** Session UUID (`sid`). */
-  sessionId: string;
-  /** Username; empty for services. */
-  username: string;
-  /** Permissions granted now ∩ elected in the token. */
-  permissions: readonly string[];
-  /** Elected permission patterns from the token's `scope`. */
-  elected: readonly string[];
-  expiresAt: Date;
-  audience: readonly string[];
-  /** The raw bearer token (never logged). */
-  token: string;
-}
+export type { Principal };
 
 export interface TesseraContext {
   em: EntityManager;

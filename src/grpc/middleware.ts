@@ -1,11 +1,12 @@
 // Cross-cutting concerns as nice-grpc middleware, composed once in server.ts:
-// request logging -> error mapping -> per-call EntityManager fork.
+// request logging -> error mapping -> per-call EntityManager fork (with its revocation recorder).
 import { Status, type CallContext, type ServerMiddleware, ServerError } from "nice-grpc";
 import { BadRequest, ErrorInfo, RetryInfo, RichServerError } from "nice-grpc-error-details";
 import type { BlockList } from "node:net";
 import type { Logger } from "pino";
 import { clientAddress } from "./client-address.ts";
 import type { Database } from "../db/orm.ts";
+import { RevocationRecorder } from "../events/index.ts";
 import { isDatabaseUnavailable } from "../db/errors.ts";
 import { databaseUnavailable, TesseraError, type ErrorKind } from "../errors.ts";
 import type { TesseraContext } from "./context.ts";
@@ -69,10 +70,22 @@ function isAbort(error: unknown, context: CallContext): boolean {
   return context.signal.aborted && (error as { name?: string })?.name === "AbortError";
 }
 
-/** Gives each call its own EntityManager fork (never a global identity map). */
-export function ormContextMiddleware(orm: Database): ServerMiddleware<Pick<TesseraContext, "em">, {}> {
+/**
+ * Gives each call its own EntityManager fork (never a global identity map),
+ * carrying the call's RevocationRecorder. After a call that recorded
+ * revocations (logout, refresh-token reuse, user disabled, tenant deleted,
+ * grants changed...), on its success and its error path alike, waits until
+ * this process has applied them, so the very next VerifyToken on this replica
+ * already sees them.
+ */
+export function ormContextMiddleware(orm: Database, feed: { poll(): Promise<void> }): ServerMiddleware<Pick<TesseraContext, "em">, {}> {
   return async function* forkEntityManager(call, context) {
-    return yield* call.next(call.request, { ...context, em: orm.em.fork() });
+    const { em, recorder } = RevocationRecorder.fork(orm.em);
+    try {
+      return yield* call.next(call.request, { ...context, em });
+    } finally {
+      if (recorder.recorded) await feed.poll();
+    }
   };
 }
 
@@ -98,19 +111,5 @@ export function loggingMiddleware(logger: Logger, trustedProxies: BlockList): Se
       if (code === "OK") log.debug(entry, "rpc");
       else log.info(entry, "rpc failed");
     }
-  };
-}
-
-/**
- * After a call that recorded revocations (logout, user disabled, tenant
- * deleted...), waits until this process has applied them, so the very next
- * VerifyToken on this replica already fails.
- */
-export function revocationSyncMiddleware(feed: { poll(): Promise<void> }, recordedCount: () => number): ServerMiddleware {
-  return async function* syncRevocations(call, context) {
-    const before = recordedCount();
-    const result = yield* call.next(call.request, context);
-    if (recordedCount() !== before) await feed.poll();
-    return result;
   };
 }

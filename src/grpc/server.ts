@@ -11,9 +11,9 @@ import { ServerReflection, ServerReflectionService } from "nice-grpc-server-refl
 import type { Logger } from "pino";
 import type { Database } from "../db/orm.ts";
 import { authMiddleware, type Authenticator } from "./auth.middleware.ts";
-import { errorMappingMiddleware, loggingMiddleware, ormContextMiddleware, revocationSyncMiddleware } from "./middleware.ts";
+import { errorMappingMiddleware, loggingMiddleware, ormContextMiddleware } from "./middleware.ts";
 import { DESCRIPTOR_SET, requestLimitsMiddleware, type RequestLimits } from "./request-limits.ts";
-import { localRevocationCount, type RevocationFeed } from "../tokens/revocations.ts";
+import type { RevocationFeed } from "../events/index.ts";
 import type { TesseraContext } from "./context.ts";
 
 // The v1alpha reflection service is wire-identical to v1; older clients (and
@@ -53,8 +53,7 @@ export function buildGrpcServer(options: GrpcServerOptions): Server {
     .use(errorDetailsServerMiddleware)
     .use(errorMappingMiddleware())
     .use(requestLimitsMiddleware())
-    .use(revocationSyncMiddleware(options.feed, localRevocationCount))
-    .use(ormContextMiddleware(options.orm))
+    .use(ormContextMiddleware(options.orm, options.feed))
     .use(authMiddleware(options.authenticate));
 
   for (const { definition, implementation } of options.services) {

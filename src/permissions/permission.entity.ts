@@ -1,6 +1,6 @@
 import { defineEntity, p, type InferEntity } from "@mikro-orm/core";
-import { TenantEntity } from "../tenants/tenant.entity.ts";
-import { UserEntity } from "../users/user.entity.ts";
+import { TenantEntity } from "../tenants/index.ts";
+import { UserEntity } from "../users/index.ts";
 
 /** A microservice that registered its permissions (global catalogue, OpenMatchmaking). */
 export const MicroserviceEntity = defineEntity({

@@ -5,9 +5,9 @@ import { alreadyExists, failedPrecondition, notFound, permissionDenied, Violatio
 import { isUniqueViolation } from "../db/errors.ts";
 import { nextPageToken, readPage, type PageRequest } from "../shared/pagination.ts";
 import { checkMaxLength, checkUuid, UUID } from "../shared/validation.ts";
-import type { Tenant } from "../tenants/tenant.entity.ts";
-import { UserEntity, type User } from "../users/user.entity.ts";
-import { recordRevocation } from "../tokens/revocations.ts";
+import type { Tenant } from "../tenants/index.ts";
+import { UserEntity, type User } from "../users/index.ts";
+import { recordRevocation } from "../events/index.ts";
 import { IDENTITY_MICROSERVICE } from "./identity-permissions.ts";
 import { anyPatternMatches, checkPatternList, isPermissionPattern, patternMatches } from "./match.ts";
 import { GroupEntity, GroupMemberEntity, MicroserviceEntity, PermissionEntity, type Group, type Microservice } from "./permission.entity.ts";

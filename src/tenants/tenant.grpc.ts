@@ -4,7 +4,7 @@ import type { TenantServiceDefinition, Tenant as TenantMessage } from "../../gen
 import { notFound, permissionDenied } from "../errors.ts";
 import { authorize, authorizeSystem } from "../grpc/authorize.ts";
 import type { TesseraContext } from "../grpc/context.ts";
-import { toUserMessage } from "../users/user.grpc.ts";
+import { toUserMessage } from "../users/index.ts";
 import { SYSTEM_TENANT_NAME, type TenantRecord, type TenantService } from "./tenant.service.ts";
 
 export function toTenantMessage(tenant: TenantRecord): TenantMessage {

@@ -5,8 +5,8 @@ import { isUniqueViolation } from "../db/errors.ts";
 import { nextPageToken, readPage, type PageRequest } from "../shared/pagination.ts";
 import { checkMaxLength, checkPattern, checkUuid, HOSTNAME, TENANT_NAME, UUID } from "../shared/validation.ts";
 import { TenantDomainEntity, TenantEntity, type Tenant } from "./tenant.entity.ts";
-import type { NewUserInput, PreparedUser, UserService } from "../users/user.service.ts";
-import { UserEntity, type User } from "../users/user.entity.ts";
+import type { NewUserInput, PreparedUser, UserService } from "../users/index.ts";
+import { UserEntity, type User } from "../users/index.ts";
 
 export const SYSTEM_TENANT_NAME = "system";
 

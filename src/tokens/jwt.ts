@@ -85,12 +85,19 @@ export function verifyAccessToken(
     if (typeof claims[name] !== "string") throw invalid(`token has no valid ${name}`);
   }
   if (claims.iss !== expected.issuer) throw invalid("token issuer is not accepted");
-  const aud = claims.aud;
+  if ((claims.iat as number) > expected.nowSeconds + CLOCK_SKEW_SECONDS) throw invalid("token is issued in the future");
+  checkAudienceAndExpiry(claims as Pick<AccessClaims, "aud" | "exp">, expected);
+  return claims as unknown as AccessClaims;
+}
+
+/**
+ * The checks that depend on the caller's audience and on the moment: part of
+ * every verification, and all that is repeated for a token whose signature
+ * and other claims were verified before (the verified-token cache).
+ */
+export function checkAudienceAndExpiry(claims: Pick<AccessClaims, "aud" | "exp">, expected: { audience: string; nowSeconds: number }): void {
+  const aud: unknown = claims.aud;
   const audiences = typeof aud === "string" ? [aud] : Array.isArray(aud) ? aud : [];
   if (!audiences.includes(expected.audience)) throw invalid("token audience is not accepted");
-  if ((claims.iat as number) > expected.nowSeconds + CLOCK_SKEW_SECONDS) throw invalid("token is issued in the future");
-  if ((claims.exp as number) <= expected.nowSeconds) {
-    throw unauthenticated("TOKEN_EXPIRED", "token has expired");
-  }
-  return claims as unknown as AccessClaims;
+  if (claims.exp <= expected.nowSeconds) throw unauthenticated("TOKEN_EXPIRED", "token has expired");
 }

@@ -5,11 +5,13 @@ import { createCipheriv, createDecipheriv, randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 
-export function loadOrCreateMasterKey(configured: Buffer | undefined, dataDir: string, embedded: boolean): Buffer {
+/**
+ * The configured master key, or for the embedded database the one kept in
+ * the data directory (generated on first start). config.ts already requires
+ * TESSERA_MASTER_KEY with DATABASE_URL.
+ */
+export function loadOrCreateMasterKey(configured: Buffer | undefined, dataDir: string): Buffer {
   if (configured) return configured;
-  if (!embedded) {
-    throw new Error("TESSERA_MASTER_KEY is required with DATABASE_URL (32 bytes, hex or base64)");
-  }
   const file = join(dataDir, "master.key");
   if (existsSync(file)) {
     const key = Buffer.from(readFileSync(file, "utf8").trim(), "base64");

@@ -3,9 +3,9 @@
 // committed locally and within one feed poll on other replicas; a short TTL
 // bounds staleness should an event ever be missed.
 import type { EntityManager } from "@mikro-orm/core";
-import { grantedPatterns } from "../permissions/grants.ts";
+import { grantedPatterns } from "../permissions/index.ts";
 import { SessionEntity } from "./token.entity.ts";
-import type { RevocationEvent } from "./token.entity.ts";
+import type { RevocationEvent } from "../events/index.ts";
 
 export interface SessionState {
   sessionId: string;

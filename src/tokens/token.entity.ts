@@ -1,6 +1,6 @@
 import { defineEntity, p, type InferEntity } from "@mikro-orm/core";
-import { TenantEntity } from "../tenants/tenant.entity.ts";
-import { UserEntity } from "../users/user.entity.ts";
+import { TenantEntity } from "../tenants/index.ts";
+import { UserEntity } from "../users/index.ts";
 
 /** An Ed25519 signing key; the private part is encrypted under the master key. */
 export const SigningKeyEntity = defineEntity({
@@ -65,22 +65,3 @@ export const RefreshTokenEntity = defineEntity({
   },
 });
 export type RefreshToken = InferEntity<typeof RefreshTokenEntity>;
-
-/**
- * The revocation log: ordered events that local verifiers and other replicas
- * follow (WatchRevocations, cache invalidation). The id is the cursor.
- */
-export const RevocationEventEntity = defineEntity({
-  name: "RevocationEvent",
-  tableName: "revocation_events",
-  properties: {
-    id: p.bigint("number").primary().autoincrement(),
-    kind: p.string().length(32),
-    tenantId: p.string().length(36).nullable(),
-    userId: p.string().length(36).nullable(),
-    sessionId: p.string().length(36).nullable(),
-    keyId: p.string().length(64).nullable(),
-    createdAt: p.datetime().onCreate(() => new Date()),
-  },
-});
-export type RevocationEvent = InferEntity<typeof RevocationEventEntity>;

@@ -6,13 +6,15 @@ import type { Principal as PrincipalMessage, VerifyServiceDefinition } from "../
 import { RevocationKind } from "../../gen/tessera/identity/v1/verify_service.ts";
 import { PrincipalKind } from "../../gen/tessera/identity/v1/common.ts";
 import { invalidInput, permissionDenied, Violations } from "../errors.ts";
+import { refKey } from "../db/refs.ts";
+import type { RevocationFeed } from "../events/index.ts";
 import { authorizeSelfOr, authorizeSystem, hasPermission, requirePrincipal } from "../grpc/authorize.ts";
-import type { Principal, TesseraContext } from "../grpc/context.ts";
-import { isPermissionPattern, anyPatternMatches } from "../permissions/match.ts";
-import type { KeyStore } from "./keys.ts";
-import type { RevocationFeed } from "./revocations.ts";
+import type { TesseraContext } from "../grpc/context.ts";
+import { isPermissionPattern, anyPatternMatches } from "../permissions/index.ts";
+import type { TokenSet } from "./access-token-signer.ts";
+import type { Tokens } from "./index.ts";
+import type { Principal } from "./principal.ts";
 import type { Session } from "./token.entity.ts";
-import type { TokenService, TokenSet } from "./token.service.ts";
 
 const kindOf = (kind: "user" | "service") => (kind === "user" ? PrincipalKind.PRINCIPAL_KIND_USER : PrincipalKind.PRINCIPAL_KIND_SERVICE);
 
@@ -56,7 +58,7 @@ function buildPrincipalMessage(p: Principal): PrincipalMessage {
 function toSessionMessage(s: Session): SessionMessage {
   return {
     id: s.id,
-    tenantId: typeof s.tenant === "object" ? s.tenant.id : String(s.tenant),
+    tenantId: refKey(s.tenant),
     subject: s.subject,
     principalKind: kindOf(s.kind as "user" | "service"),
     electedPermissions: s.elected,
@@ -67,14 +69,14 @@ function toSessionMessage(s: Session): SessionMessage {
   };
 }
 
-export function issueServiceImpl(tokens: TokenService, keys: KeyStore): ServiceImplementation<typeof IssueServiceDefinition, TesseraContext> {
+export function issueServiceImpl(tokens: Tokens): ServiceImplementation<typeof IssueServiceDefinition, TesseraContext> {
   return {
     async issueToken(request, context) {
       const credential = request.credential;
       if (!credential) throw invalidInput([{ field: "credential", description: "set one of password, minecraft, service_assertion" }]);
       switch (credential.$case) {
         case "password": {
-          const set = await tokens.issueForPassword(context.em, {
+          const set = await tokens.login.issue(context.em, {
             tenant: credential.value.tenant,
             username: credential.value.username,
             password: credential.value.password,
@@ -100,33 +102,33 @@ export function issueServiceImpl(tokens: TokenService, keys: KeyStore): ServiceI
         if (hasPermission(principal, "identity.sessions.revoke")) onlyUserId = undefined;
         else if (!hasPermission(principal, "identity.self.revoke_sessions")) throw permissionDenied("missing permission identity.self.revoke_sessions");
       }
-      await tokens.revokeSession(context.em, principal.tenantId, sessionId, onlyUserId);
+      await tokens.sessions.revokeSession(context.em, principal.tenantId, sessionId, onlyUserId);
       return {};
     },
 
     async revokeAllSessions(request, context) {
       const target = authorizeSelfOr(context, request, "identity.self.revoke_sessions", "identity.sessions.revoke");
-      return { revokedCount: await tokens.revokeAllSessions(context.em, target.tenantId, target.userId) };
+      return { revokedCount: await tokens.sessions.revokeAllSessions(context.em, target.tenantId, target.userId) };
     },
 
     async listSessions(request, context) {
       const target = authorizeSelfOr(context, request, "identity.self.list_sessions", "identity.sessions.list");
-      const page = await tokens.listSessions(context.em, target.tenantId, target.userId, request);
+      const page = await tokens.sessions.listSessions(context.em, target.tenantId, target.userId, request);
       return { sessions: page.sessions.map(toSessionMessage), nextPageToken: page.nextPageToken };
     },
 
     async rotateSigningKey(request, context) {
       authorizeSystem(context, "identity.keys.rotate");
-      const rotated = await keys.rotate(context.em, { retireCurrentNow: request.retireCurrentNow });
+      const rotated = await tokens.keys.rotate(context.em, { retireCurrentNow: request.retireCurrentNow });
       return { keyId: rotated.kid, activateTime: rotated.activatesAt };
     },
   };
 }
 
-export function refreshServiceImpl(tokens: TokenService): ServiceImplementation<typeof RefreshServiceDefinition, TesseraContext> {
+export function refreshServiceImpl(tokens: Tokens): ServiceImplementation<typeof RefreshServiceDefinition, TesseraContext> {
   return {
     async refresh(request, context) {
-      const set = await tokens.refresh(context.em, { refreshToken: request.refreshToken, requested: request.requestedPermissions });
+      const set = await tokens.refresh.refresh(context.em, { refreshToken: request.refreshToken, requested: request.requestedPermissions });
       return tokenResponse(set);
     },
   };
@@ -142,14 +144,13 @@ const REVOCATION_KINDS: Record<string, RevocationKind> = {
 };
 
 export function verifyServiceImpl(
-  tokens: TokenService,
-  keys: KeyStore,
+  tokens: Tokens,
   feed: RevocationFeed,
 ): ServiceImplementation<typeof VerifyServiceDefinition, TesseraContext> {
   return {
     async verifyToken(request, context) {
       if (!request.token) throw invalidInput([{ field: "token", description: "is required" }]);
-      return { principal: toPrincipalMessage(await tokens.verify(context.em, request.token, request.audience)) };
+      return { principal: toPrincipalMessage(await tokens.verification.verify(context.em, request.token, request.audience)) };
     },
 
     async checkPermission(request, context) {
@@ -158,12 +159,12 @@ export function verifyServiceImpl(
         v.add("permission", "must be a codename {microservice}.{resource}.{action}");
       }
       v.throwIfAny();
-      const principal = request.token ? await tokens.verify(context.em, request.token) : requirePrincipal(context);
+      const principal = request.token ? await tokens.verification.verify(context.em, request.token) : requirePrincipal(context);
       return { allowed: anyPatternMatches(principal.permissions, request.permission), principal: toPrincipalMessage(principal) };
     },
 
     async getJwks() {
-      return { keys: keys.jwks() };
+      return { keys: tokens.keys.jwks() };
     },
 
     async *watchRevocations(request, context) {

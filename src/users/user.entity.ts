@@ -1,5 +1,5 @@
 import { defineEntity, p, type InferEntity } from "@mikro-orm/core";
-import { TenantEntity } from "../tenants/tenant.entity.ts";
+import { TenantEntity } from "../tenants/index.ts";
 
 export const UserEntity = defineEntity({
   name: "User",

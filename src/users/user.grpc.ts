@@ -3,11 +3,11 @@ import type { ServiceImplementation } from "nice-grpc";
 import type { User as UserMessage, UserServiceDefinition } from "../../gen/tessera/identity/v1/user_service.ts";
 import { authorize, authorizeSelfOr, hasPermission, isSelf, requirePrincipal, requireSelfPermission } from "../grpc/authorize.ts";
 import type { TesseraContext } from "../grpc/context.ts";
-import type { TenantService } from "../tenants/tenant.service.ts";
+import type { TenantService } from "../tenants/index.ts";
 import type { User } from "./user.entity.ts";
 import type { UserService } from "./user.service.ts";
-import type { PermissionService } from "../permissions/permission.service.ts";
-import { toGroupMessage } from "../permissions/permission.grpc.ts";
+import type { PermissionService } from "../permissions/index.ts";
+import { toGroupMessage } from "../permissions/index.ts";
 
 export function toUserMessage(user: User): UserMessage {
   return {

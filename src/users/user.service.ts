@@ -4,7 +4,7 @@ import { alreadyExists, failedPrecondition, notFound, permissionDenied, unauthen
 import { isUniqueViolation } from "../db/errors.ts";
 import { nextPageToken, readPage, type PageRequest } from "../shared/pagination.ts";
 import { checkMaxLength, checkPattern, checkUuid, EMAIL, foldKey, USERNAME, UUID } from "../shared/validation.ts";
-import { TenantEntity, type Tenant } from "../tenants/tenant.entity.ts";
+import { TenantEntity, type Tenant } from "../tenants/index.ts";
 import { UserEntity, type User } from "./user.entity.ts";
 import type { PasswordHasher, PasswordPolicy } from "./password.ts";
 import { RateLimit, throttleKey, type LoginThrottle } from "../throttling/index.ts";

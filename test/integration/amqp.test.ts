@@ -157,6 +157,7 @@ describe.skipIf(!reachable)("microservice registration over AMQP", () => {
     const consumer = new RegistrationConsumer(server.tessera.orm, new PermissionService(), {
       url: AMQP_URL,
       authenticate: server.tessera.authenticate,
+      feed: { poll: async () => undefined },
       queue,
       log: pino({ level: "silent" }),
       failBeforeCommit: (m) => {

@@ -1,5 +1,6 @@
 // Tessera as a process, the way `npm start` runs it.
 import { once } from "node:events";
+import { createServer, type AddressInfo } from "node:net";
 import { cpSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -20,6 +21,32 @@ describe("the tessera process", () => {
     const [code] = await once(child, "exit");
     expect(code).toBe(2);
     expect(output()).toContain("TESSERA_GRPC_ADDR");
+  });
+
+  it("refuses DATABASE_URL without TESSERA_MASTER_KEY, naming it, before touching the database", async () => {
+    const { child, output } = spawnServer({ DATABASE_URL: "postgres://127.0.0.1:1/none" });
+    const [code] = await once(child, "exit");
+    expect(code).toBe(2);
+    expect(output()).toContain("TESSERA_MASTER_KEY");
+  });
+
+  it("says in one line that its port is taken, and exits 2", async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), "tessera-proc-"));
+    dirs.push(dataDir);
+    cpSync(inject("pgliteTemplate"), join(dataDir, "pg"), { recursive: true });
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, "127.0.0.1", resolve));
+    const port = (taken.address() as AddressInfo).port;
+    try {
+      const { child, output } = spawnServer({ TESSERA_GRPC_ADDR: `127.0.0.1:${port}`, TESSERA_HTTP_ADDR: "127.0.0.1:0", TESSERA_DATA_DIR: dataDir, TESSERA_ADMIN_PASSWORD: "process-test-password" });
+      const [code] = await once(child, "exit");
+      expect(code).toBe(2);
+      const lines = output().trim().split("\n").filter((l) => l.includes("already in use"));
+      expect(lines).toEqual([`tessera: invalid configuration: TESSERA_GRPC_ADDR 127.0.0.1:${port} is already in use (another Tessera?); choose a free address`]);
+      expect(output()).not.toMatch(/\n\s+at /);
+    } finally {
+      taken.close();
+    }
   });
 
   it("serves health, logs where it listens, and on SIGTERM finishes in-flight calls and exits 0", async () => {

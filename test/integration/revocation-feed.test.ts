@@ -7,8 +7,7 @@ import pg from "pg";
 import { pino } from "pino";
 import { Status } from "nice-grpc";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { RevocationFeed, recordRevocation } from "../../src/tokens/revocations.ts";
-import { RevocationEventEntity } from "../../src/tokens/token.entity.ts";
+import { RevocationEventEntity, RevocationFeed, recordRevocation } from "../../src/events/index.ts";
 import { expectFailure } from "../support/errors.ts";
 import { ADMIN_PASSWORD, startTestServer, type TestServer } from "../support/server.ts";
 

@@ -135,8 +135,9 @@ describe("IssueToken (password)", () => {
     const session = await server.login("closing", "boss", "boss-password");
     await admin.tenants.updateTenant({ tenant: { ...tenant!, disabled: true }, updateMask: ["disabled"] });
     await expectFailure(server.login("closing", "boss", "boss-password"), { code: Status.UNAUTHENTICATED, reason: "TENANT_DISABLED" });
-    await expectFailure(server.clients.verify.verifyToken({ token: session.accessToken }), { code: Status.UNAUTHENTICATED, reason: "TENANT_DISABLED" });
-    await expectFailure(server.clients.refresh.refresh({ refreshToken: session.refreshToken }), { code: Status.UNAUTHENTICATED, reason: "TENANT_DISABLED" });
+    // Disabling the tenant revoked its sessions, as disabling a user revokes the user's.
+    await expectFailure(server.clients.verify.verifyToken({ token: session.accessToken }), { code: Status.UNAUTHENTICATED, reason: "SESSION_REVOKED" });
+    await expectFailure(server.clients.refresh.refresh({ refreshToken: session.refreshToken }), { code: Status.UNAUTHENTICATED, reason: "SESSION_REVOKED" });
   });
 
   it("requires exactly one credential", async () => {

@@ -85,6 +85,11 @@ describe("loadConfig", () => {
     expect(() => loadConfig({ TESSERA_REFRESH_TOKEN_TTL: "30d", TESSERA_REFRESH_TOKEN_ABSOLUTE_TTL: "1d" })).toThrow(/TESSERA_REFRESH_TOKEN_ABSOLUTE_TTL/);
   });
 
+  it("requires TESSERA_MASTER_KEY with DATABASE_URL, naming it", () => {
+    expect(() => loadConfig({ DATABASE_URL: "postgres://db.internal/tessera" })).toThrow(/TESSERA_MASTER_KEY/);
+    expect(loadConfig({ DATABASE_URL: "postgres://db.internal/tessera", TESSERA_MASTER_KEY: "ab".repeat(32) }).databaseUrl).toBe("postgres://db.internal/tessera");
+  });
+
   it("accepts a master key as 64 hex digits or base64 of 32 bytes", () => {
     expect(loadConfig({ TESSERA_MASTER_KEY: "ab".repeat(32) }).masterKey?.length).toBe(32);
     expect(loadConfig({ TESSERA_MASTER_KEY: Buffer.alloc(32, 7).toString("base64") }).masterKey?.equals(Buffer.alloc(32, 7))).toBe(true);

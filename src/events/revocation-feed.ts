@@ -4,43 +4,9 @@
 // interval), invalidates the local verification cache and feeds
 // WatchRevocations streams.
 import { EventEmitter, on } from "node:events";
-import type { EntityManager } from "@mikro-orm/core";
 import type { Logger } from "pino";
 import type { Database } from "../db/orm.ts";
-import { RevocationEventEntity, type RevocationEvent } from "./token.entity.ts";
-
-export type RevocationKind =
-  | "SESSION_REVOKED"
-  | "USER_REVOKED"
-  | "TENANT_REVOKED"
-  | "KEY_ADDED"
-  | "KEY_RETIRED"
-  | "GRANTS_CHANGED";
-
-export interface RevocationRecord {
-  kind: RevocationKind;
-  tenantId?: string;
-  userId?: string;
-  sessionId?: string;
-  keyId?: string;
-}
-
-let recordedLocally = 0;
-/** How many revocations this process has recorded; a change means a poll is due. */
-export function localRevocationCount(): number {
-  return recordedLocally;
-}
-
-export function recordRevocation(em: EntityManager, record: RevocationRecord): void {
-  recordedLocally++;
-  em.create(RevocationEventEntity, {
-    kind: record.kind,
-    tenantId: record.tenantId ?? null,
-    userId: record.userId ?? null,
-    sessionId: record.sessionId ?? null,
-    keyId: record.keyId ?? null,
-  } as never);
-}
+import { RevocationEventEntity, type RevocationEvent } from "./revocation-event.entity.ts";
 
 /**
  * How long an id below the newest event may stay invisible before it is taken

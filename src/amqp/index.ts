@@ -1,0 +1,2 @@
+// Microservice registration over AMQP: what the rest of the code may use.
+export { MAX_MESSAGE_BYTES, REGISTRATION_QUEUE, RegistrationConsumer } from "./registration-consumer.ts";

@@ -1,0 +1,68 @@
+// Mints access tokens (RFC 9068 claims, signed by the current key) for every
+// flow that issues them: password login and refresh rotation today, token
+// exchange later.
+import { randomBytes } from "node:crypto";
+import { signJwt, type AccessClaims } from "./jwt.ts";
+import type { KeyStore } from "./keys.ts";
+
+export interface TokenSettings {
+  issuer: string;
+  audience: string;
+  accessTokenTtlSeconds: number;
+  refreshTokenTtlSeconds: number;
+  refreshTokenAbsoluteTtlSeconds: number;
+}
+
+/** What a login or a refresh returns. */
+export interface TokenSet {
+  accessToken: string;
+  expiresAt: Date;
+  refreshToken: string;
+  refreshExpiresAt?: Date;
+  sessionId: string;
+  /** Elected permission patterns placed in `scope`. */
+  granted: string[];
+  kind: "user" | "service";
+}
+
+export interface AccessTokenSubject {
+  sub: string;
+  tid: string;
+  tenantName: string;
+  sid: string;
+  elected: string[];
+  audience: string;
+  kind: "user" | "service";
+  username: string;
+}
+
+export class AccessTokenSigner {
+  readonly #keys: KeyStore;
+  readonly #settings: TokenSettings;
+
+  constructor(keys: KeyStore, settings: TokenSettings) {
+    this.#keys = keys;
+    this.#settings = settings;
+  }
+
+  sign(c: AccessTokenSubject): { accessToken: string; expiresAt: Date } {
+    const { kid, privateKey } = this.#keys.signer();
+    const iat = Math.floor(Date.now() / 1000);
+    const exp = iat + this.#settings.accessTokenTtlSeconds;
+    const claims: AccessClaims = {
+      iss: this.#settings.issuer,
+      sub: c.sub,
+      aud: c.audience,
+      exp,
+      iat,
+      jti: randomBytes(12).toString("base64url"),
+      tid: c.tid,
+      sid: c.sid,
+      scope: c.elected.join(" "),
+      upn: `${c.sub}@${c.tenantName}`,
+      knd: c.kind,
+      ...(c.username ? { preferred_username: c.username } : {}),
+    };
+    return { accessToken: signJwt(claims, kid, privateKey), expiresAt: new Date(exp * 1000) };
+  }
+}

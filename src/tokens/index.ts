@@ -1,0 +1,84 @@
+// Tokens: what the rest of the code may use. createTokens wires the flows
+// (password login, refresh rotation, verification, the session store) over
+// one key store and session cache, and follows the revocation feed.
+import type { Logger } from "pino";
+import type { Database } from "../db/orm.ts";
+import { recordRevocation, type RevocationFeed } from "../events/index.ts";
+import { AccessTokenSigner, type TokenSettings } from "./access-token-signer.ts";
+import { KeyStore } from "./keys.ts";
+import { PasswordLogin, type LoginDeps } from "./password-login.ts";
+import { RefreshRotation } from "./refresh-rotation.ts";
+import { SessionCache } from "./session-cache.ts";
+import { SessionStore } from "./session-store.ts";
+import { TokenVerification } from "./verification.ts";
+
+export type { Principal } from "./principal.ts";
+export type { TokenSet, TokenSettings } from "./access-token-signer.ts";
+export type { LoginDeps } from "./password-login.ts";
+export { electPermissions } from "./password-login.ts";
+export { MAX_JWT_LENGTH } from "./jwt.ts";
+export { loadOrCreateMasterKey } from "./master-key.ts";
+export { issueServiceImpl, refreshServiceImpl, verifyServiceImpl, toPrincipalMessage } from "./token.grpc.ts";
+export type { KeyStore, PublicJwk } from "./keys.ts";
+export type { SessionStore } from "./session-store.ts";
+export { RefreshTokenEntity, SessionEntity, SigningKeyEntity } from "./token.entity.ts";
+
+export interface TokensOptions {
+  settings: TokenSettings;
+  masterKey: Buffer;
+  publishLeadSeconds: number;
+  feed: RevocationFeed;
+  login: LoginDeps;
+  log: Logger;
+}
+
+export interface Tokens {
+  keys: KeyStore;
+  sessions: SessionStore;
+  login: PasswordLogin;
+  refresh: RefreshRotation;
+  verification: TokenVerification;
+  /** Rotates the signing key whenever the newest is older than `intervalSeconds` (checked every minute); returns the stop function. */
+  scheduleKeyRotation(intervalSeconds: number): () => void;
+}
+
+export async function createTokens(orm: Database, options: TokensOptions): Promise<Tokens> {
+  const { settings, feed, log } = options;
+  const keys = new KeyStore({
+    masterKey: options.masterKey,
+    accessTokenTtlSeconds: settings.accessTokenTtlSeconds,
+    publishLeadSeconds: options.publishLeadSeconds,
+    onKeyEvent: async (em, kind, kid) => {
+      recordRevocation(em, { kind, keyId: kid });
+      await em.flush();
+    },
+  });
+  await keys.init(orm.em.fork());
+  const cache = new SessionCache();
+  // Revocations from this replica and the others: drop cached session states; reload keys on key events.
+  feed.onEvent((event) => {
+    cache.apply(event);
+    if (event.kind === "KEY_ADDED" || event.kind === "KEY_RETIRED") {
+      keys.reload(orm.em.fork()).catch((error: unknown) => log.warn({ err: error }, "signing keys reload failed; next key event or rotation retries"));
+    }
+  });
+  const signer = new AccessTokenSigner(keys, settings);
+  const sessions = new SessionStore(settings);
+  return {
+    keys,
+    sessions,
+    login: new PasswordLogin(signer, sessions, options.login, settings.audience),
+    refresh: new RefreshRotation(signer, sessions, settings),
+    verification: new TokenVerification(keys, cache, settings),
+    scheduleKeyRotation(intervalSeconds) {
+      const timer = setInterval(() => {
+        if (keys.newestKeyAgeSeconds() >= intervalSeconds) {
+          keys.rotate(orm.em.fork()).catch((err: unknown) => log.warn({ err }, "scheduled key rotation failed"));
+        }
+      }, 60_000);
+      timer.unref();
+      return () => clearInterval(timer);
+    },
+  };
+}
+export { jwksRoute } from "./jwks.http.ts";

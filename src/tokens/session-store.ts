@@ -1,0 +1,132 @@
+// Sessions and their refresh tokens in the database: the login insert, the
+// revocations (one session, a user's, a tenant's), listing. Refresh tokens are
+// "tsr_" + 256 random bits; only their SHA-256 is stored.
+import { createHash, randomBytes } from "node:crypto";
+import type { EntityManager } from "@mikro-orm/core";
+import { recordRevocation } from "../events/index.ts";
+import { failedPrecondition, notFound, Violations } from "../errors.ts";
+import { refKey } from "../db/refs.ts";
+import { nextPageToken, readPage, type PageRequest } from "../shared/pagination.ts";
+import { UUID } from "../shared/validation.ts";
+import { UserEntity, type User } from "../users/index.ts";
+import type { TokenSettings } from "./access-token-signer.ts";
+import { SessionEntity, type Session } from "./token.entity.ts";
+
+const REFRESH_PREFIX = "tsr_";
+/** The shape of a refresh token; anything else is refused before any lookup. */
+export const REFRESH_FORMAT = /^tsr_[A-Za-z0-9_-]{43}$/;
+export const hashRefreshToken = (token: string) => createHash("sha256").update(token).digest("hex");
+export const newRefreshToken = () => REFRESH_PREFIX + randomBytes(32).toString("base64url");
+
+export interface NewSession {
+  tenantId: string;
+  user: Pick<User, "id" | "username">;
+  elected: string[];
+  audience: string;
+  peer: string;
+}
+
+export class SessionStore {
+  readonly #settings: TokenSettings;
+
+  constructor(settings: TokenSettings) {
+    this.#settings = settings;
+  }
+
+  /**
+   * Starts a session with its first refresh token. Login latency should be
+   * argon2 and little else: both rows go in as one statement (one round trip)
+   * rather than a unit-of-work transaction of two INSERTs.
+   */
+  async start(em: EntityManager, s: NewSession): Promise<{ sessionId: string; refreshToken: string; refreshExpiresAt: Date }> {
+    const now = new Date();
+    const refreshToken = newRefreshToken();
+    const refreshExpiresAt = new Date(now.getTime() + this.#settings.refreshTokenTtlSeconds * 1000);
+    const sessionId = crypto.randomUUID();
+    await em.getConnection().execute(
+      `with session as (
+         insert into sessions (id, tenant_id, user_id, kind, subject, elected, audience, client_address,
+                               created_at, refreshed_at, expires_at, absolute_expires_at)
+         values (?, ?, ?, 'user', ?, ?, ?, ?, ?, ?, ?, ?) returning id)
+       insert into refresh_tokens (hash, session_id, created_at, expires_at) select ?, id, ?, ? from session`,
+      [
+        sessionId, s.tenantId, s.user.id, s.user.id, JSON.stringify(s.elected), s.audience, s.peer.slice(0, 128),
+        now, now, refreshExpiresAt, new Date(now.getTime() + this.#settings.refreshTokenAbsoluteTtlSeconds * 1000),
+        hashRefreshToken(refreshToken), now, refreshExpiresAt,
+      ],
+      "run",
+    );
+    return { sessionId, refreshToken, refreshExpiresAt };
+  }
+
+  /** Marks a loaded session revoked and records it, in the caller's unit of work. */
+  revokeRow(em: EntityManager, session: Session, reason: string): void {
+    session.revokedAt = new Date();
+    session.revokeReason = reason;
+    recordRevocation(em, {
+      kind: "SESSION_REVOKED",
+      tenantId: refKey(session.tenant),
+      userId: session.user ? refKey(session.user) : undefined,
+      sessionId: session.id,
+    });
+  }
+
+  async revokeSession(em: EntityManager, tenantId: string, sessionId: string, onlyUserId?: string): Promise<void> {
+    if (!UUID.test(sessionId)) throw notFound("SESSION_NOT_FOUND", "session not found");
+    await em.transactional(async (tem) => {
+      const session = await tem.findOne(SessionEntity, { id: sessionId, tenant: tenantId, ...(onlyUserId ? { user: onlyUserId } : {}) });
+      if (!session) throw notFound("SESSION_NOT_FOUND", "session not found");
+      if (!session.revokedAt) this.revokeRow(tem, session, "logout");
+      await tem.flush();
+    });
+  }
+
+  /** Revokes every live session of a user in the caller's transaction (user disabled, deleted, revoke all). */
+  async revokeUserSessionsInTransaction(em: EntityManager, user: Pick<User, "id"> & { tenant: unknown }, reason: string): Promise<number> {
+    const revoked = await em.nativeUpdate(SessionEntity, { user: user.id, revokedAt: null }, { revokedAt: new Date(), revokeReason: reason });
+    recordRevocation(em, { kind: "USER_REVOKED", tenantId: refKey(user.tenant), userId: user.id });
+    return revoked;
+  }
+
+  async revokeAllSessions(em: EntityManager, tenantId: string, userId: string): Promise<number> {
+    if (!UUID.test(userId)) throw notFound("USER_NOT_FOUND", "user not found");
+    return em.transactional(async (tem) => {
+      const user = await tem.findOne(UserEntity, { id: userId, tenant: tenantId });
+      if (!user) throw notFound("USER_NOT_FOUND", "user not found");
+      const n = await this.revokeUserSessionsInTransaction(tem, user, "revoke_all");
+      await tem.flush();
+      return n;
+    });
+  }
+
+  /**
+   * Tenant disabled or deleted, in the caller's transaction: every session of
+   * the tenant is revoked (re-enabling the tenant later does not bring them
+   * back; its users log in again) and stops verifying at once.
+   */
+  async revokeTenantSessionsInTransaction(em: EntityManager, tenantId: string): Promise<void> {
+    await em.nativeUpdate(SessionEntity, { tenant: tenantId, revokedAt: null }, { revokedAt: new Date(), revokeReason: "tenant_revoked" });
+    recordRevocation(em, { kind: "TENANT_REVOKED", tenantId });
+  }
+
+  async listSessions(em: EntityManager, tenantId: string, userId: string, request: PageRequest): Promise<{ sessions: Session[]; nextPageToken: string }> {
+    const v = new Violations();
+    const query = { kind: "sessions", tenantId, userId };
+    const page = readPage(request, query, v);
+    v.throwIfAny();
+    if (!UUID.test(userId) || !(await em.findOne(UserEntity, { id: userId, tenant: tenantId }))) {
+      throw notFound("USER_NOT_FOUND", "user not found");
+    }
+    const where: Record<string, unknown> = { user: userId, tenant: tenantId, revokedAt: null, expiresAt: { $gt: new Date() } };
+    // Keyset on (createdAt desc, id): the key is "<iso time>|<id>" (page tokens are authenticated).
+    if (page.after) {
+      const [time, id] = page.after.split("|");
+      const at = new Date(time ?? "");
+      if (Number.isNaN(at.getTime()) || !id || !UUID.test(id)) throw failedPrecondition("INVALID_PAGE_TOKEN", "page_token is invalid");
+      where.$or = [{ createdAt: { $lt: at } }, { createdAt: at, id: { $gt: id } }];
+    }
+    const rows = await em.find(SessionEntity, where, { orderBy: { createdAt: "desc", id: "asc" }, limit: page.limit + 1 });
+    const { items, next } = nextPageToken(rows, page, (s) => `${s.createdAt.toISOString()}|${s.id}`, query);
+    return { sessions: items, nextPageToken: next };
+  }
+}
