@@ -12,12 +12,13 @@ import { TenantServiceDefinition } from "../gen/tessera/identity/v1/tenant_servi
 import { UserServiceDefinition } from "../gen/tessera/identity/v1/user_service.ts";
 import { VerifyServiceDefinition } from "../gen/tessera/identity/v1/verify_service.ts";
 import { PermissionServiceDefinition } from "../gen/tessera/identity/v1/permission_service.ts";
-import { RegistrationConsumer } from "./amqp/index.ts";
+import { REGISTER_MICROSERVICE_PATH, RegistrationConsumer } from "./amqp/index.ts";
 import { announceBootstrap, bootstrap } from "./bootstrap.ts";
 import { ConfigError, type Config } from "./config.ts";
 import { migrate, openDatabase, type Database } from "./db/orm.ts";
 import { GAP_WAIT_MS, RevocationFeed } from "./events/index.ts";
 import type { Authenticator } from "./grpc/auth.middleware.ts";
+import { readAccessTable } from "./grpc/access.ts";
 import { buildGrpcServer } from "./grpc/server.ts";
 import { RequestLimits } from "./grpc/request-limits.ts";
 import { healthRoute } from "./http/health.ts";
@@ -125,8 +126,10 @@ export async function startTessera(config: Config, logger: Logger): Promise<Tess
 
     const authenticate: Authenticator = (token, em) => tokens.verification.verify(em, token);
     const health = HealthState();
+    const access = readAccessTable();
     const grpc = buildGrpcServer({
       limits: new RequestLimits(),
+      access,
       trustedProxies: config.trustedProxies,
       orm,
       logger,
@@ -160,7 +163,15 @@ export async function startTessera(config: Config, logger: Logger): Promise<Tess
     const httpPort = (http.address() as AddressInfo).port;
 
     const amqp = config.amqpUrl
-      ? new RegistrationConsumer(orm, permissions, { url: config.amqpUrl, queue: config.amqpRegistrationQueue, log: logger, authenticate, feed })
+      ? new RegistrationConsumer(orm, permissions, {
+          url: config.amqpUrl,
+          queue: config.amqpRegistrationQueue,
+          log: logger,
+          authenticate,
+          feed,
+          // The message is authorized exactly as the RPC is.
+          access: access.get(REGISTER_MICROSERVICE_PATH)!,
+        })
       : undefined;
     await amqp?.start();
     const stopKeyRotation = tokens.scheduleKeyRotation(config.keyRotationIntervalSeconds);

@@ -15,11 +15,14 @@ import type { EntityManager } from "@mikro-orm/core";
 import type { Database } from "../db/orm.ts";
 import { RevocationRecorder } from "../events/index.ts";
 import { TesseraError, unauthenticated } from "../errors.ts";
+import type { DeclaredAccess } from "../grpc/access.ts";
 import { readBearer, type Authenticator } from "../grpc/auth.middleware.ts";
 import { registerMicroserviceAs } from "../permissions/index.ts";
 import type { PermissionService, Registration } from "../permissions/index.ts";
 
 export const REGISTRATION_QUEUE = "auth.microservices.register";
+/** The RPC whose access declaration a registration message must satisfy. */
+export const REGISTER_MICROSERVICE_PATH = "/tessera.identity.v1.PermissionService/RegisterMicroservice";
 /** Larger bodies are refused unread: 1000 permissions with 500-character descriptions fit well within it. */
 export const MAX_MESSAGE_BYTES = 1024 * 1024;
 
@@ -29,6 +32,8 @@ export interface RegistrationConsumerOptions {
   authenticate: Authenticator;
   /** Applies the revocations a registration recorded (grants changed) to this process once it is handled. */
   feed: { poll(): Promise<void> };
+  /** The declared access of PermissionService/RegisterMicroservice, which a message must satisfy. */
+  access: DeclaredAccess;
   queue?: string;
   prefetch?: number;
   log: Logger;
@@ -180,7 +185,7 @@ export class RegistrationConsumer {
     }
     try {
       if (!message.fields.redelivered && this.#options.failBeforeCommit?.(message)) throw new Error("simulated failure before commit");
-      const result = await registerMicroserviceAs(this.#permissions, em, principal, registration);
+      const result = await registerMicroserviceAs(this.#permissions, em, { principal, access: this.#options.access }, registration);
       log.info({ microservice: registration.name, version: registration.version, changed: result.changed, by: principal.subject }, "microservice registered over amqp");
       this.#reply(message, "OK");
       channel.ack(message);

@@ -4,7 +4,8 @@
 import { permissionDenied, unauthenticated } from "../errors.ts";
 import { anyPatternMatches } from "../permissions/index.ts";
 import { SYSTEM_TENANT_NAME } from "../tenants/index.ts";
-import type { Principal, TesseraContext } from "./context.ts";
+import type { Principal } from "../tokens/index.ts";
+import type { TesseraContext } from "./context.ts";
 
 export function requirePrincipal(context: Pick<TesseraContext, "principal">): Principal {
   if (!context.principal) throw unauthenticated("TOKEN_MISSING", "this call needs authorization: Bearer <access token>");
@@ -69,4 +70,31 @@ export function requireSelfPermission(context: Pick<TesseraContext, "principal">
 /** Is `target` (empty ids: the caller) the calling user itself? */
 export function isSelf(principal: Principal, target: { tenantId: string; userId: string }): boolean {
   return principal.kind === "user" && (!target.userId || target.userId === principal.subject) && (!target.tenantId || target.tenantId === principal.tenantId);
+}
+
+// ------------------------------------------------------------------------
+// The same checks with the permissions the RPC declares (context.access), so
+// that handlers never repeat a permission name.
+
+type CallAccess = Pick<TesseraContext, "principal" | "access">;
+
+/**
+ * A PERMISSION method: the caller holds the declared permission and may act
+ * on `requestedTenantId` (system-only methods: the caller is a system-tenant
+ * principal). Returns the tenant id the call acts on.
+ */
+export function authorizeCall(context: CallAccess, requestedTenantId = ""): string {
+  const { permission, systemOnly } = context.access;
+  if (systemOnly) return requestedTenantId || authorizeSystem(context, permission).tenantId;
+  return authorize(context, permission, requestedTenantId);
+}
+
+/** A SELF_OR_PERMISSION method: authorizeSelfOr with the declared permissions. */
+export function authorizeCallSelfOr(context: CallAccess, target: { tenantId: string; userId: string }): { tenantId: string; userId: string; self: boolean } {
+  return authorizeSelfOr(context, target, context.access.selfPermission, context.access.permission);
+}
+
+/** A SELF method: the calling user, holding the declared identity.self.* permission. */
+export function authorizeCallSelf(context: CallAccess): Principal {
+  return requireSelfPermission(context, context.access.selfPermission);
 }

@@ -4,12 +4,15 @@ import type { EntityManager } from "@mikro-orm/core";
 import type { CallContext } from "nice-grpc";
 import type { Logger } from "pino";
 import type { Principal } from "../tokens/index.ts";
+import type { DeclaredAccess } from "./access.ts";
 
 export type { Principal };
 
 export interface TesseraContext {
   em: EntityManager;
   principal?: Principal;
+  /** The RPC's declared access (options.proto), which the handler's authorization reads. */
+  access: DeclaredAccess;
   /**
    * The caller's IP address, for throttling and session records: the socket
    * peer, or the forwarded client when the peer is a trusted proxy.

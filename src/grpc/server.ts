@@ -10,6 +10,7 @@ import { HealthDefinition, HealthServiceImpl, type HealthState } from "nice-grpc
 import { ServerReflection, ServerReflectionService } from "nice-grpc-server-reflection";
 import type { Logger } from "pino";
 import type { Database } from "../db/orm.ts";
+import type { DeclaredAccess } from "./access.ts";
 import { authMiddleware, type Authenticator } from "./auth.middleware.ts";
 import { errorMappingMiddleware, loggingMiddleware, ormContextMiddleware } from "./middleware.ts";
 import { DESCRIPTOR_SET, requestLimitsMiddleware, type RequestLimits } from "./request-limits.ts";
@@ -40,6 +41,8 @@ export interface GrpcServerOptions {
   feed: RevocationFeed;
   /** Declared limits of every request field, checked before any other work. */
   limits: RequestLimits;
+  /** Each method's declared access (access.ts). */
+  access: ReadonlyMap<string, DeclaredAccess>;
   /** Proxies whose x-forwarded-for is believed. */
   trustedProxies: BlockList;
 }
@@ -54,7 +57,7 @@ export function buildGrpcServer(options: GrpcServerOptions): Server {
     .use(errorMappingMiddleware())
     .use(requestLimitsMiddleware())
     .use(ormContextMiddleware(options.orm, options.feed))
-    .use(authMiddleware(options.authenticate));
+    .use(authMiddleware(options.authenticate, options.access));
 
   for (const { definition, implementation } of options.services) {
     server.add(options.limits.guard(definition as (typeof API_SERVICES)[number]) as never, implementation as never);

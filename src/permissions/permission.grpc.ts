@@ -2,7 +2,7 @@
 import type { EntityManager } from "@mikro-orm/core";
 import type { ServiceImplementation } from "nice-grpc";
 import type { Group as GroupMessage, PermissionServiceDefinition } from "../../gen/tessera/identity/v1/permission_service.ts";
-import { authorize, authorizeSelfOr, authorizeSystem } from "../grpc/authorize.ts";
+import { authorizeCall, authorizeCallSelfOr } from "../grpc/authorize.ts";
 import type { Principal, TesseraContext } from "../grpc/context.ts";
 import type { Group } from "./permission.entity.ts";
 import type { GroupFields, PermissionService, Registration, RegistrationResult } from "./permission.service.ts";
@@ -46,18 +46,19 @@ export function microserviceOwner(principal: Pick<Principal, "kind" | "subject" 
 export async function registerMicroserviceAs(
   permissions: PermissionService,
   em: EntityManager,
-  principal: Principal | undefined,
+  caller: Pick<TesseraContext, "principal" | "access">,
   registration: Registration,
 ): Promise<RegistrationResult> {
-  const caller = authorizeSystem({ principal }, "identity.microservices.register");
-  return permissions.registerMicroservice(em, registration, microserviceOwner(caller));
+  authorizeCall(caller);
+  const principal = caller.principal!;
+  return permissions.registerMicroservice(em, registration, microserviceOwner(principal));
 }
 
 export function permissionServiceImpl(permissions: PermissionService): ServiceImplementation<typeof PermissionServiceDefinition, TesseraContext> {
   const message = (em: EntityManager, group: Group) => toGroupMessage(em, permissions, group);
   return {
     async registerMicroservice(request, context) {
-      const result = await registerMicroserviceAs(permissions, context.em, context.principal, request);
+      const result = await registerMicroserviceAs(permissions, context.em, context, request);
       return {
         microservice: { name: result.microservice.name, version: result.microservice.version, permissions: result.permissions, updateTime: result.microservice.updatedAt },
         changed: result.changed,
@@ -66,7 +67,7 @@ export function permissionServiceImpl(permissions: PermissionService): ServiceIm
     },
 
     async listMicroservices(request, context) {
-      authorize(context, "identity.microservices.list");
+      authorizeCall(context);
       const page = await permissions.listMicroservices(context.em, request);
       return {
         microservices: page.items.map(({ microservice, permissions: specs }) => ({
@@ -80,53 +81,53 @@ export function permissionServiceImpl(permissions: PermissionService): ServiceIm
     },
 
     async listPermissions(request, context) {
-      authorize(context, "identity.permissions.list");
+      authorizeCall(context);
       return permissions.listPermissions(context.em, request);
     },
 
     async createGroup(request, context) {
-      const tenantId = authorize(context, "identity.groups.create", request.tenantId);
+      const tenantId = authorizeCall(context, request.tenantId);
       return { group: await message(context.em, await permissions.createGroup(context.em, tenantId, fieldsOf(request.group))) };
     },
 
     async getGroup(request, context) {
-      const tenantId = authorize(context, "identity.groups.get", request.tenantId);
+      const tenantId = authorizeCall(context, request.tenantId);
       const group = await permissions.findGroup(context.em, tenantId, request.id ? { id: request.id } : { name: request.name });
       return { group: await message(context.em, group) };
     },
 
     async listGroups(request, context) {
-      const tenantId = authorize(context, "identity.groups.list", request.tenantId);
+      const tenantId = authorizeCall(context, request.tenantId);
       const page = await permissions.listGroups(context.em, tenantId, request);
       return { groups: await Promise.all(page.groups.map((g) => message(context.em, g))), nextPageToken: page.nextPageToken };
     },
 
     async updateGroup(request, context) {
-      const tenantId = authorize(context, "identity.groups.update", request.tenantId);
+      const tenantId = authorizeCall(context, request.tenantId);
       const group = await permissions.updateGroup(context.em, tenantId, request.group?.id ?? "", fieldsOf(request.group), request.updateMask ?? []);
       return { group: await message(context.em, group) };
     },
 
     async deleteGroup(request, context) {
-      const tenantId = authorize(context, "identity.groups.delete", request.tenantId);
+      const tenantId = authorizeCall(context, request.tenantId);
       await permissions.deleteGroup(context.em, tenantId, request.id);
       return {};
     },
 
     async addGroupMembers(request, context) {
-      const tenantId = authorize(context, "identity.groups.update", request.tenantId);
+      const tenantId = authorizeCall(context, request.tenantId);
       await permissions.addMembers(context.em, tenantId, request.groupId, request.userIds);
       return {};
     },
 
     async removeGroupMembers(request, context) {
-      const tenantId = authorize(context, "identity.groups.update", request.tenantId);
+      const tenantId = authorizeCall(context, request.tenantId);
       await permissions.removeMembers(context.em, tenantId, request.groupId, request.userIds);
       return {};
     },
 
     async getEffectivePermissions(request, context) {
-      const target = authorizeSelfOr(context, request, "identity.self.retrieve", "identity.users.get");
+      const target = authorizeCallSelfOr(context, request);
       return permissions.effectivePermissions(context.em, target.tenantId, target.userId);
     },
   };

@@ -2,7 +2,7 @@
 import type { ServiceImplementation } from "nice-grpc";
 import type { TenantServiceDefinition, Tenant as TenantMessage } from "../../gen/tessera/identity/v1/tenant_service.ts";
 import { notFound, permissionDenied } from "../errors.ts";
-import { authorize, authorizeSystem } from "../grpc/authorize.ts";
+import { authorizeCall } from "../grpc/authorize.ts";
 import type { TesseraContext } from "../grpc/context.ts";
 import { toUserMessage } from "../users/index.ts";
 import { SYSTEM_TENANT_NAME, type TenantRecord, type TenantService } from "./tenant.service.ts";
@@ -41,7 +41,7 @@ export function tenantServiceImpl(
           // Anonymous and signup closed: say why, rather than just "missing token".
           throw permissionDenied("open tenant signup is disabled on this server", "TENANT_SIGNUP_DISABLED");
         }
-        authorizeSystem(context, "identity.tenants.create");
+        authorizeCall(context);
       }
       const admin = request.admin
         ? { username: request.admin.username, email: request.admin.email, password: request.admin.password }
@@ -51,7 +51,7 @@ export function tenantServiceImpl(
     },
 
     async getTenant(request, context) {
-      const ownTenantId = authorize(context, "identity.tenants.get");
+      const ownTenantId = authorizeCall(context);
       const tenant = await tenants.getTenant(context.em, { id: request.id, name: request.name });
       // Other tenants are invisible to everyone but the system tenant: not found, not "forbidden".
       if (tenant.id !== ownTenantId && context.principal?.tenantName !== SYSTEM_TENANT_NAME) {
@@ -61,20 +61,20 @@ export function tenantServiceImpl(
     },
 
     async listTenants(request, context) {
-      authorizeSystem(context, "identity.tenants.list");
+      authorizeCall(context);
       const page = await tenants.listTenants(context.em, request);
       return { tenants: page.tenants.map(toTenantMessage), nextPageToken: page.nextPageToken };
     },
 
     async updateTenant(request, context) {
       const id = request.tenant?.id ?? "";
-      authorize(context, "identity.tenants.update", id);
+      authorizeCall(context, id);
       const tenant = await tenants.updateTenant(context.em, id, fieldsOf(request.tenant), request.updateMask ?? []);
       return { tenant: toTenantMessage(tenant) };
     },
 
     async deleteTenant(request, context) {
-      authorizeSystem(context, "identity.tenants.delete");
+      authorizeCall(context);
       await tenants.deleteTenant(context.em, request.id);
       return {};
     },

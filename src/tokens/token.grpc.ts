@@ -8,7 +8,7 @@ import { PrincipalKind } from "../../gen/tessera/identity/v1/common.ts";
 import { invalidInput, permissionDenied, Violations } from "../errors.ts";
 import { refKey } from "../db/refs.ts";
 import type { RevocationFeed } from "../events/index.ts";
-import { authorizeSelfOr, authorizeSystem, hasPermission, requirePrincipal } from "../grpc/authorize.ts";
+import { authorizeCall, authorizeCallSelfOr, hasPermission, requirePrincipal } from "../grpc/authorize.ts";
 import type { TesseraContext } from "../grpc/context.ts";
 import { isPermissionPattern, anyPatternMatches } from "../permissions/index.ts";
 import type { TokenSet } from "./access-token-signer.ts";
@@ -99,26 +99,27 @@ export function issueServiceImpl(tokens: Tokens): ServiceImplementation<typeof I
       // identity.sessions.revoke.
       let onlyUserId: string | undefined = principal.subject;
       if (sessionId !== principal.sessionId) {
-        if (hasPermission(principal, "identity.sessions.revoke")) onlyUserId = undefined;
-        else if (!hasPermission(principal, "identity.self.revoke_sessions")) throw permissionDenied("missing permission identity.self.revoke_sessions");
+        const { permission, selfPermission } = context.access;
+        if (hasPermission(principal, permission)) onlyUserId = undefined;
+        else if (!hasPermission(principal, selfPermission)) throw permissionDenied(`missing permission ${selfPermission}`);
       }
       await tokens.sessions.revokeSession(context.em, principal.tenantId, sessionId, onlyUserId);
       return {};
     },
 
     async revokeAllSessions(request, context) {
-      const target = authorizeSelfOr(context, request, "identity.self.revoke_sessions", "identity.sessions.revoke");
+      const target = authorizeCallSelfOr(context, request);
       return { revokedCount: await tokens.sessions.revokeAllSessions(context.em, target.tenantId, target.userId) };
     },
 
     async listSessions(request, context) {
-      const target = authorizeSelfOr(context, request, "identity.self.list_sessions", "identity.sessions.list");
+      const target = authorizeCallSelfOr(context, request);
       const page = await tokens.sessions.listSessions(context.em, target.tenantId, target.userId, request);
       return { sessions: page.sessions.map(toSessionMessage), nextPageToken: page.nextPageToken };
     },
 
     async rotateSigningKey(request, context) {
-      authorizeSystem(context, "identity.keys.rotate");
+      authorizeCall(context);
       const rotated = await tokens.keys.rotate(context.em, { retireCurrentNow: request.retireCurrentNow });
       return { keyId: rotated.kid, activateTime: rotated.activatesAt };
     },
@@ -168,7 +169,7 @@ export function verifyServiceImpl(
     },
 
     async *watchRevocations(request, context) {
-      authorizeSystem(context, "identity.revocations.watch");
+      authorizeCall(context);
       let cursor = 0;
       if (request.cursor) {
         cursor = Number(request.cursor);

@@ -1,7 +1,7 @@
 // UserService over gRPC: maps proto <-> domain and checks permissions.
 import type { ServiceImplementation } from "nice-grpc";
 import type { User as UserMessage, UserServiceDefinition } from "../../gen/tessera/identity/v1/user_service.ts";
-import { authorize, authorizeSelfOr, hasPermission, isSelf, requirePrincipal, requireSelfPermission } from "../grpc/authorize.ts";
+import { authorizeCall, authorizeCallSelf, authorizeCallSelfOr, hasPermission, isSelf, requirePrincipal } from "../grpc/authorize.ts";
 import type { TesseraContext } from "../grpc/context.ts";
 import type { TenantService } from "../tenants/index.ts";
 import type { User } from "./user.entity.ts";
@@ -26,7 +26,7 @@ export function toUserMessage(user: User): UserMessage {
 export function userServiceImpl(users: UserService, tenants: TenantService, permissions: PermissionService): ServiceImplementation<typeof UserServiceDefinition, TesseraContext> {
   return {
     async createUser(request, context) {
-      const tenantId = authorize(context, "identity.users.create", request.tenantId);
+      const tenantId = authorizeCall(context, request.tenantId);
       const user = await users.createUser(context.em, tenantId, {
         username: request.user?.username ?? "",
         email: request.user?.email ?? "",
@@ -37,18 +37,18 @@ export function userServiceImpl(users: UserService, tenants: TenantService, perm
     },
 
     async getUser(request, context) {
-      const tenantId = authorize(context, "identity.users.get", request.tenantId);
+      const tenantId = authorizeCall(context, request.tenantId);
       return { user: toUserMessage(await users.getUser(context.em, tenantId, request)) };
     },
 
     async listUsers(request, context) {
-      const tenantId = authorize(context, "identity.users.list", request.tenantId);
+      const tenantId = authorizeCall(context, request.tenantId);
       const page = await users.listUsers(context.em, tenantId, request);
       return { users: page.users.map(toUserMessage), nextPageToken: page.nextPageToken };
     },
 
     async updateUser(request, context) {
-      const tenantId = authorize(context, "identity.users.update", request.tenantId);
+      const tenantId = authorizeCall(context, request.tenantId);
       const user = await users.updateUser(
         context.em,
         tenantId,
@@ -65,7 +65,7 @@ export function userServiceImpl(users: UserService, tenants: TenantService, perm
     },
 
     async deleteUser(request, context) {
-      const tenantId = authorize(context, "identity.users.delete", request.tenantId);
+      const tenantId = authorizeCall(context, request.tenantId);
       await users.deleteUser(context.em, tenantId, request.id);
       return {};
     },
@@ -75,10 +75,10 @@ export function userServiceImpl(users: UserService, tenants: TenantService, perm
       // Administrators reset anyone's password without the current one (their
       // own too, unless they give the current one); a user changes its own
       // with the current one and identity.self.set_password elected.
-      const asAdmin = hasPermission(principal, "identity.users.set_password") && !(isSelf(principal, { tenantId: request.tenantId, userId: request.id }) && request.currentPassword);
+      const asAdmin = hasPermission(principal, context.access.permission) && !(isSelf(principal, { tenantId: request.tenantId, userId: request.id }) && request.currentPassword);
       const target = asAdmin
-        ? { tenantId: authorize(context, "identity.users.set_password", request.tenantId), userId: request.id }
-        : authorizeSelfOr(context, { tenantId: request.tenantId, userId: request.id }, "identity.self.set_password", "identity.users.set_password");
+        ? { tenantId: authorizeCall(context, request.tenantId), userId: request.id }
+        : authorizeCallSelfOr(context, { tenantId: request.tenantId, userId: request.id });
       await users.setPassword(
         context.em,
         target.tenantId,
@@ -90,7 +90,7 @@ export function userServiceImpl(users: UserService, tenants: TenantService, perm
     },
 
     async getMe(_request, context) {
-      const principal = requireSelfPermission(context, "identity.self.retrieve");
+      const principal = authorizeCallSelf(context);
       const user = await users.findUser(context.em, principal.tenantId, { id: principal.subject });
       const groups = await permissions.groupsOf(context.em, user.id);
       return {

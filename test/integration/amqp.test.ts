@@ -4,7 +4,8 @@ import { connect, type Channel, type ChannelModel } from "amqplib";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Status } from "nice-grpc";
-import { MAX_MESSAGE_BYTES, RegistrationConsumer } from "../../src/amqp/registration-consumer.ts";
+import { MAX_MESSAGE_BYTES, REGISTER_MICROSERVICE_PATH, RegistrationConsumer } from "../../src/amqp/index.ts";
+import { readAccessTable } from "../../src/grpc/access.ts";
 import { PermissionService } from "../../src/permissions/permission.service.ts";
 import { expectFailure } from "../support/errors.ts";
 import { startTestServer, type TestServer } from "../support/server.ts";
@@ -158,6 +159,7 @@ describe.skipIf(!reachable)("microservice registration over AMQP", () => {
       url: AMQP_URL,
       authenticate: server.tessera.authenticate,
       feed: { poll: async () => undefined },
+      access: readAccessTable().get(REGISTER_MICROSERVICE_PATH)!,
       queue,
       log: pino({ level: "silent" }),
       failBeforeCommit: (m) => {

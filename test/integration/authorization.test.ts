@@ -11,20 +11,16 @@ import { ErrorInfo } from "nice-grpc-error-details";
 import { errorDetailsClientMiddleware } from "nice-grpc-error-details";
 import { createClientFactory } from "nice-grpc";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { allowsAnonymous, readAccessTable } from "../../src/grpc/access.ts";
 import { API_SERVICES } from "../../src/grpc/api.ts";
 import { ADMIN_PASSWORD, startTestServer, type TestServer } from "../support/server.ts";
 
-/** The contract's public RPCs (DESIGN.md: Issue, Refresh, VerifyToken, GetJwks, RegisterUser; plus the public registry document). */
-const PUBLIC = new Set([
-  "IssueService.IssueToken",
-  "RefreshService.Refresh",
-  "VerifyService.VerifyToken",
-  "VerifyService.GetJwks",
-  "UserService.RegisterUser",
-  "RegistryService.GetRegistryDocument",
-  // Open signup is a configuration; this server has it off, so anonymous callers are refused by the handler.
-  "TenantService.CreateTenant",
-]);
+/** What the contract declares (options.proto's access on every method): the table the server enforces. */
+const ACCESS = readAccessTable();
+const accessOf = (label: string) => ACCESS.get(`/tessera.identity.v1.${label.replace(".", "/")}`)!;
+
+/** Reachable without a token: public methods, and CreateTenant (open signup is a configuration; this server has it off, so its handler refuses anonymous callers). */
+const PUBLIC = new Set(methodLabels().filter((label) => allowsAnonymous(accessOf(label))));
 
 /**
  * Reads of the global permission catalogue (not tenant data): any tenant's
@@ -33,7 +29,11 @@ const PUBLIC = new Set([
 const GLOBAL_CATALOGUE_READS = new Set(["PermissionService.ListMicroservices", "PermissionService.ListPermissions"]);
 
 /** RPCs any authenticated principal may call about itself. */
-const SELF_SERVICE = new Set(["UserService.GetMe", "VerifyService.CheckPermission"]);
+const SELF_SERVICE = new Set(methodLabels().filter((label) => ["self", "authenticated"].includes(accessOf(label).kind)));
+
+function methodLabels(): string[] {
+  return API_SERVICES.flatMap((service) => Object.values(service.methods as Record<string, { name: string }>).map((m) => `${service.name}.${m.name}`));
+}
 
 interface Victim {
   tenantId: string;
@@ -136,7 +136,16 @@ describe("deny by default", () => {
       new Set(["TenantService", "UserService", "PermissionService", "IssueService", "RefreshService", "VerifyService", "RegistryService"]),
     );
     expect(methods.length).toBeGreaterThan(40);
-    for (const label of [...PUBLIC, ...SELF_SERVICE]) expect(methods.map((m) => m.label)).toContain(label);
+    expect([...PUBLIC].sort()).toEqual([
+      "IssueService.IssueToken",
+      "RefreshService.Refresh",
+      "RegistryService.GetRegistryDocument",
+      "TenantService.CreateTenant",
+      "UserService.RegisterUser",
+      "VerifyService.GetJwks",
+      "VerifyService.VerifyToken",
+    ]);
+    expect([...SELF_SERVICE].sort()).toEqual(["UserService.GetMe", "VerifyService.CheckPermission"]);
   });
 
   it.each(methods.filter((m) => !PUBLIC.has(m.label)).map((m) => [m.label, m] as const))("%s refuses a call without a token", async (_label, m) => {

@@ -1364,14 +1364,15 @@ export const IssueServiceDefinition = {
       requestStream: false,
       responseType: IssueTokenResponse as typeof IssueTokenResponse,
       responseStream: false,
-      options: {},
+      options: { _unknownFields: { 413610: [Buffer.from([2, 8, 1]) as Buffer] } },
     },
     /**
      * RevokeSession ends one session (logout): its access tokens stop
      * verifying and its refresh token dies at once. Empty `session_id` means
      * the caller's current session.
      *
-     * Required permission: none for the caller's own sessions;
+     * Required permission: none for the current session;
+     * identity.self.revoke_sessions for the caller's other sessions;
      * identity.sessions.revoke for other users' sessions.
      * Error reasons: INVALID_INPUT, SESSION_NOT_FOUND, PERMISSION_DENIED.
      */
@@ -1381,13 +1382,80 @@ export const IssueServiceDefinition = {
       requestStream: false,
       responseType: RevokeSessionResponse as typeof RevokeSessionResponse,
       responseStream: false,
-      options: {},
+      options: {
+        _unknownFields: {
+          413610: [
+            Buffer.from([
+              59,
+              8,
+              4,
+              18,
+              24,
+              105,
+              100,
+              101,
+              110,
+              116,
+              105,
+              116,
+              121,
+              46,
+              115,
+              101,
+              115,
+              115,
+              105,
+              111,
+              110,
+              115,
+              46,
+              114,
+              101,
+              118,
+              111,
+              107,
+              101,
+              26,
+              29,
+              105,
+              100,
+              101,
+              110,
+              116,
+              105,
+              116,
+              121,
+              46,
+              115,
+              101,
+              108,
+              102,
+              46,
+              114,
+              101,
+              118,
+              111,
+              107,
+              101,
+              95,
+              115,
+              101,
+              115,
+              115,
+              105,
+              111,
+              110,
+              115,
+            ]) as Buffer,
+          ],
+        },
+      },
     },
     /**
      * RevokeAllSessions ends every session of a user (the caller by default).
      *
-     * Required permission: none for the caller itself;
-     * identity.sessions.revoke for other users.
+     * Required permission: identity.self.revoke_sessions for the caller
+     * itself; identity.sessions.revoke for other users.
      * Error reasons: INVALID_INPUT, USER_NOT_FOUND, PERMISSION_DENIED.
      */
     revokeAllSessions: {
@@ -1396,13 +1464,80 @@ export const IssueServiceDefinition = {
       requestStream: false,
       responseType: RevokeAllSessionsResponse as typeof RevokeAllSessionsResponse,
       responseStream: false,
-      options: {},
+      options: {
+        _unknownFields: {
+          413610: [
+            Buffer.from([
+              59,
+              8,
+              4,
+              18,
+              24,
+              105,
+              100,
+              101,
+              110,
+              116,
+              105,
+              116,
+              121,
+              46,
+              115,
+              101,
+              115,
+              115,
+              105,
+              111,
+              110,
+              115,
+              46,
+              114,
+              101,
+              118,
+              111,
+              107,
+              101,
+              26,
+              29,
+              105,
+              100,
+              101,
+              110,
+              116,
+              105,
+              116,
+              121,
+              46,
+              115,
+              101,
+              108,
+              102,
+              46,
+              114,
+              101,
+              118,
+              111,
+              107,
+              101,
+              95,
+              115,
+              101,
+              115,
+              115,
+              105,
+              111,
+              110,
+              115,
+            ]) as Buffer,
+          ],
+        },
+      },
     },
     /**
      * ListSessions lists a user's live sessions (the caller's by default),
      * newest first.
      *
-     * Required permission: none for the caller itself;
+     * Required permission: identity.self.list_sessions for the caller itself;
      * identity.sessions.list for other users.
      * Error reasons: INVALID_INPUT, INVALID_PAGE_TOKEN, USER_NOT_FOUND,
      * PERMISSION_DENIED.
@@ -1413,7 +1548,70 @@ export const IssueServiceDefinition = {
       requestStream: false,
       responseType: ListSessionsResponse as typeof ListSessionsResponse,
       responseStream: false,
-      options: {},
+      options: {
+        _unknownFields: {
+          413610: [
+            Buffer.from([
+              55,
+              8,
+              4,
+              18,
+              22,
+              105,
+              100,
+              101,
+              110,
+              116,
+              105,
+              116,
+              121,
+              46,
+              115,
+              101,
+              115,
+              115,
+              105,
+              111,
+              110,
+              115,
+              46,
+              108,
+              105,
+              115,
+              116,
+              26,
+              27,
+              105,
+              100,
+              101,
+              110,
+              116,
+              105,
+              116,
+              121,
+              46,
+              115,
+              101,
+              108,
+              102,
+              46,
+              108,
+              105,
+              115,
+              116,
+              95,
+              115,
+              101,
+              115,
+              115,
+              105,
+              111,
+              110,
+              115,
+            ]) as Buffer,
+          ],
+        },
+      },
     },
     /**
      * RotateSigningKey publishes a new signing key at once and makes it the
@@ -1433,7 +1631,41 @@ export const IssueServiceDefinition = {
       requestStream: false,
       responseType: RotateSigningKeyResponse as typeof RotateSigningKeyResponse,
       responseStream: false,
-      options: {},
+      options: {
+        _unknownFields: {
+          413610: [
+            Buffer.from([
+              26,
+              8,
+              3,
+              18,
+              20,
+              105,
+              100,
+              101,
+              110,
+              116,
+              105,
+              116,
+              121,
+              46,
+              107,
+              101,
+              121,
+              115,
+              46,
+              114,
+              111,
+              116,
+              97,
+              116,
+              101,
+              32,
+              1,
+            ]) as Buffer,
+          ],
+        },
+      },
     },
   },
 } as const;
@@ -1463,7 +1695,8 @@ export interface IssueServiceImplementation<CallContextExt = {}> {
    * verifying and its refresh token dies at once. Empty `session_id` means
    * the caller's current session.
    *
-   * Required permission: none for the caller's own sessions;
+   * Required permission: none for the current session;
+   * identity.self.revoke_sessions for the caller's other sessions;
    * identity.sessions.revoke for other users' sessions.
    * Error reasons: INVALID_INPUT, SESSION_NOT_FOUND, PERMISSION_DENIED.
    */
@@ -1474,8 +1707,8 @@ export interface IssueServiceImplementation<CallContextExt = {}> {
   /**
    * RevokeAllSessions ends every session of a user (the caller by default).
    *
-   * Required permission: none for the caller itself;
-   * identity.sessions.revoke for other users.
+   * Required permission: identity.self.revoke_sessions for the caller
+   * itself; identity.sessions.revoke for other users.
    * Error reasons: INVALID_INPUT, USER_NOT_FOUND, PERMISSION_DENIED.
    */
   revokeAllSessions(
@@ -1486,7 +1719,7 @@ export interface IssueServiceImplementation<CallContextExt = {}> {
    * ListSessions lists a user's live sessions (the caller's by default),
    * newest first.
    *
-   * Required permission: none for the caller itself;
+   * Required permission: identity.self.list_sessions for the caller itself;
    * identity.sessions.list for other users.
    * Error reasons: INVALID_INPUT, INVALID_PAGE_TOKEN, USER_NOT_FOUND,
    * PERMISSION_DENIED.
@@ -1538,7 +1771,8 @@ export interface IssueServiceClient<CallOptionsExt = {}> {
    * verifying and its refresh token dies at once. Empty `session_id` means
    * the caller's current session.
    *
-   * Required permission: none for the caller's own sessions;
+   * Required permission: none for the current session;
+   * identity.self.revoke_sessions for the caller's other sessions;
    * identity.sessions.revoke for other users' sessions.
    * Error reasons: INVALID_INPUT, SESSION_NOT_FOUND, PERMISSION_DENIED.
    */
@@ -1549,8 +1783,8 @@ export interface IssueServiceClient<CallOptionsExt = {}> {
   /**
    * RevokeAllSessions ends every session of a user (the caller by default).
    *
-   * Required permission: none for the caller itself;
-   * identity.sessions.revoke for other users.
+   * Required permission: identity.self.revoke_sessions for the caller
+   * itself; identity.sessions.revoke for other users.
    * Error reasons: INVALID_INPUT, USER_NOT_FOUND, PERMISSION_DENIED.
    */
   revokeAllSessions(
@@ -1561,7 +1795,7 @@ export interface IssueServiceClient<CallOptionsExt = {}> {
    * ListSessions lists a user's live sessions (the caller's by default),
    * newest first.
    *
-   * Required permission: none for the caller itself;
+   * Required permission: identity.self.list_sessions for the caller itself;
    * identity.sessions.list for other users.
    * Error reasons: INVALID_INPUT, INVALID_PAGE_TOKEN, USER_NOT_FOUND,
    * PERMISSION_DENIED.

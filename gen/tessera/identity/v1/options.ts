@@ -11,6 +11,40 @@ export const protobufPackage = "tessera.identity.v1";
 
 export const protobufFileName = "tessera/identity/v1/options.proto";
 
+/** AccessKind says how a method is authorized (Access.kind). */
+export const AccessKind = {
+  /** ACCESS_KIND_UNSPECIFIED - Never declared: a method without an access declaration is refused. */
+  ACCESS_KIND_UNSPECIFIED: 0,
+  /** ACCESS_KIND_PUBLIC - Callable without a token. A token that is presented must still be valid. */
+  ACCESS_KIND_PUBLIC: 1,
+  /** ACCESS_KIND_AUTHENTICATED - Any valid access token; the method checks nothing more. */
+  ACCESS_KIND_AUTHENTICATED: 2,
+  /**
+   * ACCESS_KIND_PERMISSION - Needs `permission`, within the caller's tenant (across tenants for the
+   * system tenant's principals).
+   */
+  ACCESS_KIND_PERMISSION: 3,
+  /**
+   * ACCESS_KIND_SELF_OR_PERMISSION - A user acting on itself needs `self_permission` (an identity.self.*
+   * permission, granted to every user); acting on anyone else needs
+   * `permission`.
+   */
+  ACCESS_KIND_SELF_OR_PERMISSION: 4,
+  /** ACCESS_KIND_SELF - Only the calling user itself, holding `self_permission`. */
+  ACCESS_KIND_SELF: 5,
+} as const;
+
+export type AccessKind = typeof AccessKind[keyof typeof AccessKind];
+
+export namespace AccessKind {
+  export type ACCESS_KIND_UNSPECIFIED = typeof AccessKind.ACCESS_KIND_UNSPECIFIED;
+  export type ACCESS_KIND_PUBLIC = typeof AccessKind.ACCESS_KIND_PUBLIC;
+  export type ACCESS_KIND_AUTHENTICATED = typeof AccessKind.ACCESS_KIND_AUTHENTICATED;
+  export type ACCESS_KIND_PERMISSION = typeof AccessKind.ACCESS_KIND_PERMISSION;
+  export type ACCESS_KIND_SELF_OR_PERMISSION = typeof AccessKind.ACCESS_KIND_SELF_OR_PERMISSION;
+  export type ACCESS_KIND_SELF = typeof AccessKind.ACCESS_KIND_SELF;
+}
+
 /**
  * FieldLimits bounds one field of a request message. Tessera checks every
  * limit before it does anything else with a request, and at a cost bounded
@@ -30,6 +64,31 @@ export interface FieldLimits {
   maxChars: number;
   /** For repeated fields (and the paths of a FieldMask): the most entries. */
   maxItems: number;
+}
+
+/**
+ * Access declares who may call a method, once: Tessera's authentication
+ * middleware reads it for every call (deny by default), the handlers check
+ * the permissions it names, and the method's comment says the same in its
+ * "Required permission:" line (a test holds the two together).
+ */
+export interface Access {
+  /** How the method is authorized. */
+  kind: AccessKind;
+  /** The permission the call needs (PERMISSION, SELF_OR_PERMISSION). */
+  permission: string;
+  /**
+   * The identity.self.* permission of a user acting on itself (SELF,
+   * SELF_OR_PERMISSION).
+   */
+  selfPermission: string;
+  /** Only principals of the system tenant may call it (PERMISSION). */
+  systemOnly: boolean;
+  /**
+   * Anonymous callers reach the method, which decides from the server's
+   * configuration (CreateTenant with open signup).
+   */
+  anonymousWhenConfigured: boolean;
 }
 
 function createBaseFieldLimits(): FieldLimits {
@@ -95,6 +154,109 @@ export const FieldLimits: MessageFns<FieldLimits> = {
     const message = createBaseFieldLimits();
     message.maxChars = object.maxChars ?? 0;
     message.maxItems = object.maxItems ?? 0;
+    return message;
+  },
+};
+
+function createBaseAccess(): Access {
+  return { kind: 0, permission: "", selfPermission: "", systemOnly: false, anonymousWhenConfigured: false };
+}
+
+export const Access: MessageFns<Access> = {
+  encode(message: Access, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.kind !== 0) {
+      writer.uint32(8).int32(message.kind);
+    }
+    if (message.permission !== "") {
+      writer.uint32(18).string(message.permission);
+    }
+    if (message.selfPermission !== "") {
+      writer.uint32(26).string(message.selfPermission);
+    }
+    if (message.systemOnly !== false) {
+      writer.uint32(32).bool(message.systemOnly);
+    }
+    if (message.anonymousWhenConfigured !== false) {
+      writer.uint32(40).bool(message.anonymousWhenConfigured);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Access {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAccess();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.kind = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.permission = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.selfPermission = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.systemOnly = reader.bool();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.anonymousWhenConfigured = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<Access>): Access {
+    return Access.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<Access>): Access {
+    const message = createBaseAccess();
+    message.kind = object.kind ?? 0;
+    message.permission = object.permission ?? "";
+    message.selfPermission = object.selfPermission ?? "";
+    message.systemOnly = object.systemOnly ?? false;
+    message.anonymousWhenConfigured = object.anonymousWhenConfigured ?? false;
     return message;
   },
 };

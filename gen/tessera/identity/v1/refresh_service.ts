@@ -276,7 +276,7 @@ export const RefreshServiceDefinition = {
       requestStream: false,
       responseType: RefreshResponse as typeof RefreshResponse,
       responseStream: false,
-      options: {},
+      options: { _unknownFields: { 413610: [Buffer.from([2, 8, 1]) as Buffer] } },
     },
   },
 } as const;

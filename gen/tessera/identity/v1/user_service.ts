@@ -1466,7 +1466,40 @@ export const UserServiceDefinition = {
       requestStream: false,
       responseType: CreateUserResponse as typeof CreateUserResponse,
       responseStream: false,
-      options: {},
+      options: {
+        _unknownFields: {
+          413610: [
+            Buffer.from([
+              25,
+              8,
+              3,
+              18,
+              21,
+              105,
+              100,
+              101,
+              110,
+              116,
+              105,
+              116,
+              121,
+              46,
+              117,
+              115,
+              101,
+              114,
+              115,
+              46,
+              99,
+              114,
+              101,
+              97,
+              116,
+              101,
+            ]) as Buffer,
+          ],
+        },
+      },
     },
     /**
      * GetUser returns one user by id or by username.
@@ -1481,7 +1514,37 @@ export const UserServiceDefinition = {
       requestStream: false,
       responseType: GetUserResponse as typeof GetUserResponse,
       responseStream: false,
-      options: {},
+      options: {
+        _unknownFields: {
+          413610: [
+            Buffer.from([
+              22,
+              8,
+              3,
+              18,
+              18,
+              105,
+              100,
+              101,
+              110,
+              116,
+              105,
+              116,
+              121,
+              46,
+              117,
+              115,
+              101,
+              114,
+              115,
+              46,
+              103,
+              101,
+              116,
+            ]) as Buffer,
+          ],
+        },
+      },
     },
     /**
      * ListUsers lists a tenant's users ordered by username, AIP-158 paginated,
@@ -1497,7 +1560,38 @@ export const UserServiceDefinition = {
       requestStream: false,
       responseType: ListUsersResponse as typeof ListUsersResponse,
       responseStream: false,
-      options: {},
+      options: {
+        _unknownFields: {
+          413610: [
+            Buffer.from([
+              23,
+              8,
+              3,
+              18,
+              19,
+              105,
+              100,
+              101,
+              110,
+              116,
+              105,
+              116,
+              121,
+              46,
+              117,
+              115,
+              101,
+              114,
+              115,
+              46,
+              108,
+              105,
+              115,
+              116,
+            ]) as Buffer,
+          ],
+        },
+      },
     },
     /**
      * UpdateUser changes the fields named in `update_mask` (AIP-134):
@@ -1514,7 +1608,40 @@ export const UserServiceDefinition = {
       requestStream: false,
       responseType: UpdateUserResponse as typeof UpdateUserResponse,
       responseStream: false,
-      options: {},
+      options: {
+        _unknownFields: {
+          413610: [
+            Buffer.from([
+              25,
+              8,
+              3,
+              18,
+              21,
+              105,
+              100,
+              101,
+              110,
+              116,
+              105,
+              116,
+              121,
+              46,
+              117,
+              115,
+              101,
+              114,
+              115,
+              46,
+              117,
+              112,
+              100,
+              97,
+              116,
+              101,
+            ]) as Buffer,
+          ],
+        },
+      },
     },
     /**
      * DeleteUser deletes a user and revokes all its sessions at once: its
@@ -1530,15 +1657,49 @@ export const UserServiceDefinition = {
       requestStream: false,
       responseType: DeleteUserResponse as typeof DeleteUserResponse,
       responseStream: false,
-      options: {},
+      options: {
+        _unknownFields: {
+          413610: [
+            Buffer.from([
+              25,
+              8,
+              3,
+              18,
+              21,
+              105,
+              100,
+              101,
+              110,
+              116,
+              105,
+              116,
+              121,
+              46,
+              117,
+              115,
+              101,
+              114,
+              115,
+              46,
+              100,
+              101,
+              108,
+              101,
+              116,
+              101,
+            ]) as Buffer,
+          ],
+        },
+      },
     },
     /**
      * SetPassword replaces a user's password and revokes all of the user's
      * sessions, the caller's included. A user may change its own password by
      * giving `current_password`; administrators need none.
      *
-     * Required permission: identity.users.set_password, or being the user
-     * itself with the correct current password.
+     * Required permission: identity.users.set_password, or
+     * identity.self.set_password for the user itself with the correct current
+     * password.
      * Error reasons: INVALID_INPUT, WEAK_PASSWORD, INVALID_CREDENTIALS (wrong
      * current password), USER_NOT_FOUND, PERMISSION_DENIED.
      */
@@ -1548,13 +1709,81 @@ export const UserServiceDefinition = {
       requestStream: false,
       responseType: SetPasswordResponse as typeof SetPasswordResponse,
       responseStream: false,
-      options: {},
+      options: {
+        _unknownFields: {
+          413610: [
+            Buffer.from([
+              59,
+              8,
+              4,
+              18,
+              27,
+              105,
+              100,
+              101,
+              110,
+              116,
+              105,
+              116,
+              121,
+              46,
+              117,
+              115,
+              101,
+              114,
+              115,
+              46,
+              115,
+              101,
+              116,
+              95,
+              112,
+              97,
+              115,
+              115,
+              119,
+              111,
+              114,
+              100,
+              26,
+              26,
+              105,
+              100,
+              101,
+              110,
+              116,
+              105,
+              116,
+              121,
+              46,
+              115,
+              101,
+              108,
+              102,
+              46,
+              115,
+              101,
+              116,
+              95,
+              112,
+              97,
+              115,
+              115,
+              119,
+              111,
+              114,
+              100,
+            ]) as Buffer,
+          ],
+        },
+      },
     },
     /**
      * GetMe returns the caller (from its bearer token) with its groups and
      * effective permissions (OpenMatchmaking `users/me`).
      *
-     * Required permission: none beyond a valid user access token.
+     * Required permission: identity.self.retrieve (every user holds it; a
+     * token elected to a narrower scope lacks it).
      * Error reasons: TOKEN_MISSING, TOKEN_INVALID, TOKEN_EXPIRED,
      * SESSION_REVOKED, USER_DISABLED.
      */
@@ -1564,7 +1793,41 @@ export const UserServiceDefinition = {
       requestStream: false,
       responseType: GetMeResponse as typeof GetMeResponse,
       responseStream: false,
-      options: {},
+      options: {
+        _unknownFields: {
+          413610: [
+            Buffer.from([
+              26,
+              8,
+              5,
+              26,
+              22,
+              105,
+              100,
+              101,
+              110,
+              116,
+              105,
+              116,
+              121,
+              46,
+              115,
+              101,
+              108,
+              102,
+              46,
+              114,
+              101,
+              116,
+              114,
+              105,
+              101,
+              118,
+              101,
+            ]) as Buffer,
+          ],
+        },
+      },
     },
     /**
      * RegisterUser is self-signup (OpenMatchmaking game-client register): it
@@ -1582,7 +1845,7 @@ export const UserServiceDefinition = {
       requestStream: false,
       responseType: RegisterUserResponse as typeof RegisterUserResponse,
       responseStream: false,
-      options: {},
+      options: { _unknownFields: { 413610: [Buffer.from([2, 8, 1]) as Buffer] } },
     },
   },
 } as const;
@@ -1647,8 +1910,9 @@ export interface UserServiceImplementation<CallContextExt = {}> {
    * sessions, the caller's included. A user may change its own password by
    * giving `current_password`; administrators need none.
    *
-   * Required permission: identity.users.set_password, or being the user
-   * itself with the correct current password.
+   * Required permission: identity.users.set_password, or
+   * identity.self.set_password for the user itself with the correct current
+   * password.
    * Error reasons: INVALID_INPUT, WEAK_PASSWORD, INVALID_CREDENTIALS (wrong
    * current password), USER_NOT_FOUND, PERMISSION_DENIED.
    */
@@ -1660,7 +1924,8 @@ export interface UserServiceImplementation<CallContextExt = {}> {
    * GetMe returns the caller (from its bearer token) with its groups and
    * effective permissions (OpenMatchmaking `users/me`).
    *
-   * Required permission: none beyond a valid user access token.
+   * Required permission: identity.self.retrieve (every user holds it; a
+   * token elected to a narrower scope lacks it).
    * Error reasons: TOKEN_MISSING, TOKEN_INVALID, TOKEN_EXPIRED,
    * SESSION_REVOKED, USER_DISABLED.
    */
@@ -1741,8 +2006,9 @@ export interface UserServiceClient<CallOptionsExt = {}> {
    * sessions, the caller's included. A user may change its own password by
    * giving `current_password`; administrators need none.
    *
-   * Required permission: identity.users.set_password, or being the user
-   * itself with the correct current password.
+   * Required permission: identity.users.set_password, or
+   * identity.self.set_password for the user itself with the correct current
+   * password.
    * Error reasons: INVALID_INPUT, WEAK_PASSWORD, INVALID_CREDENTIALS (wrong
    * current password), USER_NOT_FOUND, PERMISSION_DENIED.
    */
@@ -1754,7 +2020,8 @@ export interface UserServiceClient<CallOptionsExt = {}> {
    * GetMe returns the caller (from its bearer token) with its groups and
    * effective permissions (OpenMatchmaking `users/me`).
    *
-   * Required permission: none beyond a valid user access token.
+   * Required permission: identity.self.retrieve (every user holds it; a
+   * token elected to a narrower scope lacks it).
    * Error reasons: TOKEN_MISSING, TOKEN_INVALID, TOKEN_EXPIRED,
    * SESSION_REVOKED, USER_DISABLED.
    */

@@ -1129,13 +1129,13 @@ export const VerifyServiceDefinition = {
       requestStream: false,
       responseType: VerifyTokenResponse as typeof VerifyTokenResponse,
       responseStream: false,
-      options: {},
+      options: { _unknownFields: { 413610: [Buffer.from([2, 8, 1]) as Buffer] } },
     },
     /**
      * CheckPermission verifies a token and answers whether its principal
      * holds `permission` now. An invalid token is an error, not `false`.
      *
-     * Required permission: a valid bearer token (any principal).
+     * Required permission: none beyond any valid access token (any principal).
      * Error reasons: INVALID_INPUT, TOKEN_MISSING, TOKEN_INVALID,
      * TOKEN_EXPIRED, SESSION_REVOKED, USER_DISABLED, TENANT_DISABLED.
      */
@@ -1145,7 +1145,7 @@ export const VerifyServiceDefinition = {
       requestStream: false,
       responseType: CheckPermissionResponse as typeof CheckPermissionResponse,
       responseStream: false,
-      options: {},
+      options: { _unknownFields: { 413610: [Buffer.from([2, 8, 2]) as Buffer] } },
     },
     /**
      * GetJwks returns the public signing keys (RFC 7517), including the next
@@ -1161,7 +1161,7 @@ export const VerifyServiceDefinition = {
       requestStream: false,
       responseType: GetJwksResponse as typeof GetJwksResponse,
       responseStream: false,
-      options: {},
+      options: { _unknownFields: { 413610: [Buffer.from([2, 8, 1]) as Buffer] } },
     },
     /**
      * WatchRevocations streams revocation events (sessions revoked, users
@@ -1180,7 +1180,47 @@ export const VerifyServiceDefinition = {
       requestStream: false,
       responseType: WatchRevocationsResponse as typeof WatchRevocationsResponse,
       responseStream: true,
-      options: {},
+      options: {
+        _unknownFields: {
+          413610: [
+            Buffer.from([
+              32,
+              8,
+              3,
+              18,
+              26,
+              105,
+              100,
+              101,
+              110,
+              116,
+              105,
+              116,
+              121,
+              46,
+              114,
+              101,
+              118,
+              111,
+              99,
+              97,
+              116,
+              105,
+              111,
+              110,
+              115,
+              46,
+              119,
+              97,
+              116,
+              99,
+              104,
+              32,
+              1,
+            ]) as Buffer,
+          ],
+        },
+      },
     },
   },
 } as const;
@@ -1203,7 +1243,7 @@ export interface VerifyServiceImplementation<CallContextExt = {}> {
    * CheckPermission verifies a token and answers whether its principal
    * holds `permission` now. An invalid token is an error, not `false`.
    *
-   * Required permission: a valid bearer token (any principal).
+   * Required permission: none beyond any valid access token (any principal).
    * Error reasons: INVALID_INPUT, TOKEN_MISSING, TOKEN_INVALID,
    * TOKEN_EXPIRED, SESSION_REVOKED, USER_DISABLED, TENANT_DISABLED.
    */
@@ -1255,7 +1295,7 @@ export interface VerifyServiceClient<CallOptionsExt = {}> {
    * CheckPermission verifies a token and answers whether its principal
    * holds `permission` now. An invalid token is an error, not `false`.
    *
-   * Required permission: a valid bearer token (any principal).
+   * Required permission: none beyond any valid access token (any principal).
    * Error reasons: INVALID_INPUT, TOKEN_MISSING, TOKEN_INVALID,
    * TOKEN_EXPIRED, SESSION_REVOKED, USER_DISABLED, TENANT_DISABLED.
    */

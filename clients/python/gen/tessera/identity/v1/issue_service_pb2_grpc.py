@@ -74,7 +74,8 @@ class IssueServiceServicer(object):
         verifying and its refresh token dies at once. Empty `session_id` means
         the caller's current session.
 
-        Required permission: none for the caller's own sessions;
+        Required permission: none for the current session;
+        identity.self.revoke_sessions for the caller's other sessions;
         identity.sessions.revoke for other users' sessions.
         Error reasons: INVALID_INPUT, SESSION_NOT_FOUND, PERMISSION_DENIED.
         """
@@ -85,8 +86,8 @@ class IssueServiceServicer(object):
     def RevokeAllSessions(self, request, context):
         """RevokeAllSessions ends every session of a user (the caller by default).
 
-        Required permission: none for the caller itself;
-        identity.sessions.revoke for other users.
+        Required permission: identity.self.revoke_sessions for the caller
+        itself; identity.sessions.revoke for other users.
         Error reasons: INVALID_INPUT, USER_NOT_FOUND, PERMISSION_DENIED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -97,7 +98,7 @@ class IssueServiceServicer(object):
         """ListSessions lists a user's live sessions (the caller's by default),
         newest first.
 
-        Required permission: none for the caller itself;
+        Required permission: identity.self.list_sessions for the caller itself;
         identity.sessions.list for other users.
         Error reasons: INVALID_INPUT, INVALID_PAGE_TOKEN, USER_NOT_FOUND,
         PERMISSION_DENIED.

@@ -14,14 +14,19 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import descriptor_pb2 as google_dot_protobuf_dot_descriptor__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!tessera/identity/v1/options.proto\x12\x13tessera.identity.v1\x1a google/protobuf/descriptor.proto\"G\n\x0b\x46ieldLimits\x12\x1b\n\tmax_chars\x18\x01 \x01(\rR\x08maxChars\x12\x1b\n\tmax_items\x18\x02 \x01(\rR\x08maxItems:Y\n\x06limits\x12\x1d.google.protobuf.FieldOptions\x18\xf4\x93\x03 \x01(\x0b\x32 .tessera.identity.v1.FieldLimitsR\x06limitsb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!tessera/identity/v1/options.proto\x12\x13tessera.identity.v1\x1a google/protobuf/descriptor.proto\"G\n\x0b\x46ieldLimits\x12\x1b\n\tmax_chars\x18\x01 \x01(\rR\x08maxChars\x12\x1b\n\tmax_items\x18\x02 \x01(\rR\x08maxItems\"\xe3\x01\n\x06\x41\x63\x63\x65ss\x12\x33\n\x04kind\x18\x01 \x01(\x0e\x32\x1f.tessera.identity.v1.AccessKindR\x04kind\x12\x1e\n\npermission\x18\x02 \x01(\tR\npermission\x12\'\n\x0fself_permission\x18\x03 \x01(\tR\x0eselfPermission\x12\x1f\n\x0bsystem_only\x18\x04 \x01(\x08R\nsystemOnly\x12:\n\x19\x61nonymous_when_configured\x18\x05 \x01(\x08R\x17\x61nonymousWhenConfigured*\xb6\x01\n\nAccessKind\x12\x1b\n\x17\x41\x43\x43\x45SS_KIND_UNSPECIFIED\x10\x00\x12\x16\n\x12\x41\x43\x43\x45SS_KIND_PUBLIC\x10\x01\x12\x1d\n\x19\x41\x43\x43\x45SS_KIND_AUTHENTICATED\x10\x02\x12\x1a\n\x16\x41\x43\x43\x45SS_KIND_PERMISSION\x10\x03\x12\"\n\x1e\x41\x43\x43\x45SS_KIND_SELF_OR_PERMISSION\x10\x04\x12\x14\n\x10\x41\x43\x43\x45SS_KIND_SELF\x10\x05:Y\n\x06limits\x12\x1d.google.protobuf.FieldOptions\x18\xf4\x93\x03 \x01(\x0b\x32 .tessera.identity.v1.FieldLimitsR\x06limits:U\n\x06\x61\x63\x63\x65ss\x12\x1e.google.protobuf.MethodOptions\x18\xf5\x93\x03 \x01(\x0b\x32\x1b.tessera.identity.v1.AccessR\x06\x61\x63\x63\x65ssb\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tessera.identity.v1.options_pb2', globals())
 if _descriptor._USE_C_DESCRIPTORS == False:
   google_dot_protobuf_dot_descriptor__pb2.FieldOptions.RegisterExtension(limits)
+  google_dot_protobuf_dot_descriptor__pb2.MethodOptions.RegisterExtension(access)
 
   DESCRIPTOR._options = None
+  _ACCESSKIND._serialized_start=396
+  _ACCESSKIND._serialized_end=578
   _FIELDLIMITS._serialized_start=92
   _FIELDLIMITS._serialized_end=163
+  _ACCESS._serialized_start=166
+  _ACCESS._serialized_end=393
 # @@protoc_insertion_point(module_scope)

@@ -217,7 +217,7 @@ class PermissionServiceServicer(object):
         granted now through its groups, with wildcards expanded.
 
         Required permission: identity.users.get (any user of the tenant), or
-        none for the caller itself.
+        identity.self.retrieve for the caller itself.
         Error reasons: USER_NOT_FOUND, PERMISSION_DENIED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

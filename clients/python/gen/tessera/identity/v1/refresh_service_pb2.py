@@ -15,7 +15,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from tessera.identity.v1 import options_pb2 as tessera_dot_identity_dot_v1_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)tessera/identity/v1/refresh_service.proto\x12\x13tessera.identity.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a!tessera/identity/v1/options.proto\"~\n\x0eRefreshRequest\x12,\n\rrefresh_token\x18\x01 \x01(\tB\x07\xa2\x9f\x19\x03\x08\x80\x01R\x0crefreshToken\x12>\n\x15requested_permissions\x18\x02 \x03(\tB\t\xa2\x9f\x19\x05\x08\xc8\x01\x10\x64R\x14requestedPermissions\"\xd1\x02\n\x0fRefreshResponse\x12!\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\tR\x0b\x61\x63\x63\x65ssToken\x12\x1d\n\ntoken_type\x18\x02 \x01(\tR\ttokenType\x12;\n\x0b\x65xpire_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nexpireTime\x12#\n\rrefresh_token\x18\x04 \x01(\tR\x0crefreshToken\x12J\n\x13refresh_expire_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x11refreshExpireTime\x12\x1d\n\nsession_id\x18\x06 \x01(\tR\tsessionId\x12/\n\x13granted_permissions\x18\x07 \x03(\tR\x12grantedPermissions2f\n\x0eRefreshService\x12T\n\x07Refresh\x12#.tessera.identity.v1.RefreshRequest\x1a$.tessera.identity.v1.RefreshResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)tessera/identity/v1/refresh_service.proto\x12\x13tessera.identity.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a!tessera/identity/v1/options.proto\"~\n\x0eRefreshRequest\x12,\n\rrefresh_token\x18\x01 \x01(\tB\x07\xa2\x9f\x19\x03\x08\x80\x01R\x0crefreshToken\x12>\n\x15requested_permissions\x18\x02 \x03(\tB\t\xa2\x9f\x19\x05\x08\xc8\x01\x10\x64R\x14requestedPermissions\"\xd1\x02\n\x0fRefreshResponse\x12!\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\tR\x0b\x61\x63\x63\x65ssToken\x12\x1d\n\ntoken_type\x18\x02 \x01(\tR\ttokenType\x12;\n\x0b\x65xpire_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nexpireTime\x12#\n\rrefresh_token\x18\x04 \x01(\tR\x0crefreshToken\x12J\n\x13refresh_expire_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x11refreshExpireTime\x12\x1d\n\nsession_id\x18\x06 \x01(\tR\tsessionId\x12/\n\x13granted_permissions\x18\x07 \x03(\tR\x12grantedPermissions2n\n\x0eRefreshService\x12\\\n\x07Refresh\x12#.tessera.identity.v1.RefreshRequest\x1a$.tessera.identity.v1.RefreshResponse\"\x06\xaa\x9f\x19\x02\x08\x01\x62\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tessera.identity.v1.refresh_service_pb2', globals())
@@ -26,10 +26,12 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   _REFRESHREQUEST.fields_by_name['refresh_token']._serialized_options = b'\242\237\031\003\010\200\001'
   _REFRESHREQUEST.fields_by_name['requested_permissions']._options = None
   _REFRESHREQUEST.fields_by_name['requested_permissions']._serialized_options = b'\242\237\031\005\010\310\001\020d'
+  _REFRESHSERVICE.methods_by_name['Refresh']._options = None
+  _REFRESHSERVICE.methods_by_name['Refresh']._serialized_options = b'\252\237\031\002\010\001'
   _REFRESHREQUEST._serialized_start=134
   _REFRESHREQUEST._serialized_end=260
   _REFRESHRESPONSE._serialized_start=263
   _REFRESHRESPONSE._serialized_end=600
   _REFRESHSERVICE._serialized_start=602
-  _REFRESHSERVICE._serialized_end=704
+  _REFRESHSERVICE._serialized_end=712
 # @@protoc_insertion_point(module_scope)

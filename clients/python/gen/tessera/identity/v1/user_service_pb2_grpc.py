@@ -130,8 +130,9 @@ class UserServiceServicer(object):
         sessions, the caller's included. A user may change its own password by
         giving `current_password`; administrators need none.
 
-        Required permission: identity.users.set_password, or being the user
-        itself with the correct current password.
+        Required permission: identity.users.set_password, or
+        identity.self.set_password for the user itself with the correct current
+        password.
         Error reasons: INVALID_INPUT, WEAK_PASSWORD, INVALID_CREDENTIALS (wrong
         current password), USER_NOT_FOUND, PERMISSION_DENIED.
         """
@@ -143,7 +144,8 @@ class UserServiceServicer(object):
         """GetMe returns the caller (from its bearer token) with its groups and
         effective permissions (OpenMatchmaking `users/me`).
 
-        Required permission: none beyond a valid user access token.
+        Required permission: identity.self.retrieve (every user holds it; a
+        token elected to a narrower scope lacks it).
         Error reasons: TOKEN_MISSING, TOKEN_INVALID, TOKEN_EXPIRED,
         SESSION_REVOKED, USER_DISABLED.
         """

@@ -62,7 +62,7 @@ class VerifyServiceServicer(object):
         """CheckPermission verifies a token and answers whether its principal
         holds `permission` now. An invalid token is an error, not `false`.
 
-        Required permission: a valid bearer token (any principal).
+        Required permission: none beyond any valid access token (any principal).
         Error reasons: INVALID_INPUT, TOKEN_MISSING, TOKEN_INVALID,
         TOKEN_EXPIRED, SESSION_REVOKED, USER_DISABLED, TENANT_DISABLED.
         """
