@@ -85,7 +85,10 @@ type CallAccess = Pick<TesseraContext, "principal" | "access">;
  */
 export function authorizeCall(context: CallAccess, requestedTenantId = ""): string {
   const { permission, systemOnly } = context.access;
-  if (systemOnly) return requestedTenantId || authorizeSystem(context, permission).tenantId;
+  if (systemOnly) {
+    const principal = authorizeSystem(context, permission);
+    return requestedTenantId || principal.tenantId;
+  }
   return authorize(context, permission, requestedTenantId);
 }
 

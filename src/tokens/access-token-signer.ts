@@ -2,7 +2,8 @@
 // flow that issues them: password login and refresh rotation today, token
 // exchange later.
 import { randomBytes } from "node:crypto";
-import { signJwt, type AccessClaims } from "./jwt.ts";
+import { invalidInput } from "../errors.ts";
+import { MAX_JWT_LENGTH, signJwt, type AccessClaims } from "./jwt.ts";
 import type { KeyStore } from "./keys.ts";
 
 export interface TokenSettings {
@@ -63,6 +64,11 @@ export class AccessTokenSigner {
       knd: c.kind,
       ...(c.username ? { preferred_username: c.username } : {}),
     };
-    return { accessToken: signJwt(claims, kid, privateKey), expiresAt: new Date(exp * 1000) };
+    const accessToken = signJwt(claims, kid, privateKey);
+    // Verifiers refuse larger tokens unparsed: never issue one that cannot be used.
+    if (accessToken.length > MAX_JWT_LENGTH) {
+      throw invalidInput([{ field: "requested_permissions", description: `the elected permissions make the access token longer than ${MAX_JWT_LENGTH} characters; elect fewer` }]);
+    }
+    return { accessToken, expiresAt: new Date(exp * 1000) };
   }
 }

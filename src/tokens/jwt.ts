@@ -74,7 +74,9 @@ export function verifyAccessToken(
   expected: { issuer: string; audience: string; nowSeconds: number },
 ): AccessClaims {
   const signature = Buffer.from(parsed.signature, "base64url");
-  if (signature.length !== 64 || !edVerify(null, Buffer.from(parsed.input), publicKey, signature)) {
+  // The signature must be spelled canonically: 64 bytes' base64url leaves 4 spare bits in its last
+  // character, which the decoder ignores; sixteen spellings of one token would all verify.
+  if (signature.length !== 64 || signature.toString("base64url") !== parsed.signature || !edVerify(null, Buffer.from(parsed.input), publicKey, signature)) {
     throw invalid("token signature is invalid");
   }
   const claims = parseSegment(parsed.payload, "payload");

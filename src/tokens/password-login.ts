@@ -71,12 +71,15 @@ export class PasswordLogin {
     const elected = electPermissions(candidate.grants, input.requested);
     const audience = input.audience || this.#defaultAudience;
     const user = { id: candidate.id, username: candidate.username };
-    const session = await this.#sessions.start(em, { tenantId: found.tenantId, user, elected, audience, peer: input.peer });
+    const sessionId = crypto.randomUUID();
+    // Signed first: a token that could not be issued leaves no session behind.
+    const access = this.#signer.sign({ sub: user.id, tid: found.tenantId, tenantName: found.tenantName, sid: sessionId, elected, audience, kind: "user", username: user.username });
+    const session = await this.#sessions.start(em, { sessionId, tenantId: found.tenantId, user, elected, audience, peer: input.peer });
     return {
-      ...this.#signer.sign({ sub: user.id, tid: found.tenantId, tenantName: found.tenantName, sid: session.sessionId, elected, audience, kind: "user", username: user.username }),
+      ...access,
       refreshToken: session.refreshToken,
       refreshExpiresAt: session.refreshExpiresAt,
-      sessionId: session.sessionId,
+      sessionId,
       granted: elected,
       kind: "user",
     };

@@ -19,6 +19,8 @@ export const hashRefreshToken = (token: string) => createHash("sha256").update(t
 export const newRefreshToken = () => REFRESH_PREFIX + randomBytes(32).toString("base64url");
 
 export interface NewSession {
+  /** Chosen by the caller, which signs the access token (it carries the id) before the session is stored. */
+  sessionId: string;
   tenantId: string;
   user: Pick<User, "id" | "username">;
   elected: string[];
@@ -38,11 +40,11 @@ export class SessionStore {
    * argon2 and little else: both rows go in as one statement (one round trip)
    * rather than a unit-of-work transaction of two INSERTs.
    */
-  async start(em: EntityManager, s: NewSession): Promise<{ sessionId: string; refreshToken: string; refreshExpiresAt: Date }> {
+  async start(em: EntityManager, s: NewSession): Promise<{ refreshToken: string; refreshExpiresAt: Date }> {
     const now = new Date();
     const refreshToken = newRefreshToken();
     const refreshExpiresAt = new Date(now.getTime() + this.#settings.refreshTokenTtlSeconds * 1000);
-    const sessionId = crypto.randomUUID();
+    const sessionId = s.sessionId;
     await em.getConnection().execute(
       `with session as (
          insert into sessions (id, tenant_id, user_id, kind, subject, elected, audience, client_address,
@@ -56,7 +58,7 @@ export class SessionStore {
       ],
       "run",
     );
-    return { sessionId, refreshToken, refreshExpiresAt };
+    return { refreshToken, refreshExpiresAt };
   }
 
   /** Marks a loaded session revoked and records it, in the caller's unit of work. */

@@ -136,10 +136,13 @@ const NEAR: Record<string, Record<string, { outcome: string; violations?: string
   IssueToken: {
     "every field at its limit": { outcome: "UNAUTHENTICATED INVALID_CREDENTIALS" },
     "tenant: 3 × U+FDFA (54 characters once folded)": { outcome: "UNAUTHENTICATED INVALID_CREDENTIALS" },
-    // The admin holds every permission. (The token, with a 20 kB scope, is
-    // 27 kB: over VerifyToken's 8192-character token limit and the bearer
-    // header's; issuing is all this case is about.)
-    "admin login electing 100 permissions of 200 characters": { outcome: "OK" },
+    // The admin holds every permission, but a 20 kB scope would make a 27 kB
+    // token that every verifier refuses unparsed (8192 characters at most):
+    // such a token is never issued.
+    "admin login electing 100 permissions of 200 characters": {
+      outcome: "INVALID_ARGUMENT INVALID_INPUT",
+      violations: ["requested_permissions: the elected permissions make the access token longer than 8192 characters; elect fewer"],
+    },
   },
   Refresh: {
     "every field at its limit": { outcome: "UNAUTHENTICATED REFRESH_TOKEN_INVALID" },

@@ -140,6 +140,14 @@ describe("IssueToken (password)", () => {
     await expectFailure(server.clients.refresh.refresh({ refreshToken: session.refreshToken }), { code: Status.UNAUTHENTICATED, reason: "SESSION_REVOKED" });
   });
 
+  it("never issues an access token too large for any verifier, and leaves no session behind", async () => {
+    const admin = server.as(server.adminToken);
+    const sessionsBefore = (await admin.issue.listSessions({ pageSize: 1000 })).sessions.length;
+    const wide = Array.from({ length: 40 }, (_, i) => `svc${String(i).padStart(2, "0")}${"x".repeat(180)}.res.act`);
+    await expectFailure(server.login("system", "admin", ADMIN_PASSWORD, wide), { code: Status.INVALID_ARGUMENT, reason: "INVALID_INPUT", fields: ["requested_permissions"] });
+    expect((await admin.issue.listSessions({ pageSize: 1000 })).sessions.length).toBe(sessionsBefore);
+  });
+
   it("requires exactly one credential", async () => {
     await expectFailure(server.clients.issue.issueToken({}), { code: Status.INVALID_ARGUMENT, reason: "INVALID_INPUT", fields: ["credential"] });
     await expectFailure(server.clients.issue.issueToken({ credential: { $case: "password", value: { tenant: "", username: "", password: "" } } }), {
