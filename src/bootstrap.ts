@@ -24,12 +24,12 @@ async function registerIdentityPermissions(em: EntityManager): Promise<void> {
   const existing = await em.findOne(MicroserviceEntity, { name: IDENTITY_MICROSERVICE });
   if (existing?.version === IDENTITY_VERSION) return;
   await em.transactional(async (tem) => {
-    const service = existing ? tem.merge(existing) : tem.create(MicroserviceEntity, { name: IDENTITY_MICROSERVICE, version: IDENTITY_VERSION } as never);
+    const service = existing ? tem.merge(existing) : tem.create(MicroserviceEntity, { name: IDENTITY_MICROSERVICE, version: IDENTITY_VERSION });
     service.version = IDENTITY_VERSION;
     await tem.flush();
     await tem.nativeDelete(PermissionEntity, { microservice: IDENTITY_MICROSERVICE, codename: { $nin: Object.keys(IDENTITY_PERMISSIONS) } });
     for (const [codename, description] of Object.entries(IDENTITY_PERMISSIONS)) {
-      await tem.upsert(PermissionEntity, { codename, microservice: IDENTITY_MICROSERVICE, description } as never);
+      await tem.upsert(PermissionEntity, { codename, microservice: IDENTITY_MICROSERVICE, description });
     }
   });
 }
@@ -51,7 +51,7 @@ export async function bootstrap(em: EntityManager, admin: { username: string; pa
         displayName: "System",
         disabled: false,
         selfRegistrationEnabled: false,
-      } as never);
+      });
       const user = tem.create(UserEntity, {
         id: crypto.randomUUID(),
         tenant,
@@ -63,7 +63,7 @@ export async function bootstrap(em: EntityManager, admin: { username: string; pa
         passwordHash,
         disabled: false,
         protected: true,
-      } as never);
+      });
       createAdminGroup(tem, tenant, user, true);
     });
   } catch (error) {

@@ -5,6 +5,20 @@ export function isUniqueViolation(error: unknown): boolean {
   return error instanceof UniqueConstraintViolationException;
 }
 
+/**
+ * The name of the unique constraint a write violated (e.g.
+ * "users_tenant_id_username_key_unique"), from the driver's error or its
+ * causes; undefined for any other error. Branch on this, never on message text.
+ */
+export function violatedUniqueConstraint(error: unknown): string | undefined {
+  if (!isUniqueViolation(error)) return undefined;
+  for (let e: unknown = error, depth = 0; e && depth < 8; e = (e as { cause?: unknown }).cause, depth++) {
+    const constraint = (e as { constraint?: unknown }).constraint;
+    if (typeof constraint === "string" && constraint) return constraint;
+  }
+  return undefined;
+}
+
 const CONNECTION_CODES = new Set(["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EPIPE", "ENOTFOUND", "EHOSTUNREACH", "57P01", "57P02", "57P03"]);
 const CONNECTION_MESSAGES = /Connection terminated|connection timeout|timeout exceeded when trying to connect|Client has encountered a connection error|Connection ended unexpectedly|the database system is (starting up|shutting down)/i;
 

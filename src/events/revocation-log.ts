@@ -38,7 +38,7 @@ export function recordRevocation(em: EntityManager, record: RevocationRecord): v
     userId: record.userId ?? null,
     sessionId: record.sessionId ?? null,
     keyId: record.keyId ?? null,
-  } as never);
+  });
 }
 
 /** Notices revocation events written through one call's EntityManager. */

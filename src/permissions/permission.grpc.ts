@@ -1,6 +1,7 @@
 // PermissionService over gRPC: maps proto <-> domain and checks permissions.
 import type { EntityManager } from "@mikro-orm/core";
 import type { ServiceImplementation } from "nice-grpc";
+import { refKey } from "../db/refs.ts";
 import type { Group as GroupMessage, PermissionServiceDefinition } from "../../gen/tessera/identity/v1/permission_service.ts";
 import { authorizeCall, authorizeCallSelfOr } from "../grpc/authorize.ts";
 import type { Principal, TesseraContext } from "../grpc/context.ts";
@@ -10,7 +11,7 @@ import type { GroupFields, PermissionService, Registration, RegistrationResult }
 export async function toGroupMessage(em: EntityManager, permissions: PermissionService, group: Group): Promise<GroupMessage> {
   return {
     id: group.id,
-    tenantId: typeof group.tenant === "object" ? group.tenant.id : String(group.tenant),
+    tenantId: refKey(group.tenant),
     name: group.name,
     description: group.description,
     permissions: group.permissions,

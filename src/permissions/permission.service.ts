@@ -3,8 +3,9 @@
 import { LockMode, type EntityManager } from "@mikro-orm/core";
 import { alreadyExists, failedPrecondition, notFound, permissionDenied, Violations } from "../errors.ts";
 import { isUniqueViolation } from "../db/errors.ts";
+import { refKey } from "../db/refs.ts";
 import { nextPageToken, readPage, type PageRequest } from "../shared/pagination.ts";
-import { checkMaxLength, checkUuid, UUID } from "../shared/validation.ts";
+import { checkMaxLength, checkUuid, UUID, readUpdateMask } from "../shared/validation.ts";
 import type { Tenant } from "../tenants/index.ts";
 import { UserEntity, type User } from "../users/index.ts";
 import { recordRevocation } from "../events/index.ts";
@@ -137,7 +138,7 @@ export class PermissionService {
       const added = [...wanted.keys()].filter((c) => !current.some((p) => p.codename === c));
       if (removed.length) await tem.nativeDelete(PermissionEntity, { codename: { $in: removed } });
       for (const [codename, description] of wanted) {
-        await tem.upsert(PermissionEntity, { codename, microservice: input.name, description } as never);
+        await tem.upsert(PermissionEntity, { codename, microservice: input.name, description });
       }
       const changedGroups = await this.#applyCatalogueChange(tem, removed, added);
       if (removed.length || changedGroups) recordRevocation(tem, { kind: "GRANTS_CHANGED" });
@@ -175,7 +176,7 @@ export class PermissionService {
     return {
       items: items.map((microservice) => ({
         microservice,
-        permissions: permissions.filter((p) => (typeof p.microservice === "object" ? p.microservice.name : String(p.microservice)) === microservice.name).map(toSpec),
+        permissions: permissions.filter((p) => refKey(p.microservice, "name") === microservice.name).map(toSpec),
       })),
       nextPageToken: next,
     };
@@ -222,7 +223,7 @@ export class PermissionService {
           isDefault: fields.isDefault,
           autoGrantPatterns: uniqueSorted(fields.autoGrantPatterns),
           protected: false,
-        } as never);
+        });
         await tem.flush();
         return group;
       });
@@ -247,12 +248,7 @@ export class PermissionService {
   async updateGroup(em: EntityManager, tenantId: string, id: string, patch: GroupFields, mask: string[]): Promise<Group> {
     const v = new Violations();
     checkUuid(id, "group.id", v);
-    const fields = new Set<string>();
-    if (mask.length === 0) v.add("update_mask", `is required; updatable: ${GROUP_UPDATABLE.join(", ")}`);
-    for (const path of mask) {
-      if ((GROUP_UPDATABLE as readonly string[]).includes(path)) fields.add(path);
-      else v.add("update_mask", `"${path}" is not updatable; updatable: ${GROUP_UPDATABLE.join(", ")}`);
-    }
+    const fields = readUpdateMask(mask, GROUP_UPDATABLE, v);
     checkGroupFields(
       {
         name: fields.has("name") ? patch.name : undefined,
@@ -314,8 +310,8 @@ export class PermissionService {
     await em.transactional(async (tem) => {
       const users = await this.#members(tem, tenantId, userIds, v);
       const group = await this.findGroup(tem, tenantId, { id: groupId });
-      const existing = new Set((await tem.find(GroupMemberEntity, { group: group.id })).map((m) => (typeof m.user === "object" ? m.user.id : String(m.user))));
-      for (const user of users) if (!existing.has(user.id)) tem.create(GroupMemberEntity, { group, user } as never);
+      const existing = new Set((await tem.find(GroupMemberEntity, { group: group.id })).map((m) => refKey(m.user)));
+      for (const user of users) if (!existing.has(user.id)) tem.create(GroupMemberEntity, { group, user });
       recordRevocation(tem, { kind: "GRANTS_CHANGED", tenantId });
     });
   }
@@ -362,14 +358,14 @@ export class PermissionService {
       isDefault: true,
       autoGrantPatterns: [...GAME_CLIENT_GROUP.autoGrant],
       protected: false,
-    } as never);
+    });
   }
 
   /** New users join their tenant's default groups. */
   async joinDefaultGroups(em: EntityManager, user: User): Promise<void> {
-    const tenantId = typeof user.tenant === "object" ? user.tenant.id : String(user.tenant);
+    const tenantId = refKey(user.tenant);
     const defaults = await em.find(GroupEntity, { tenant: tenantId, isDefault: true });
-    for (const group of defaults) em.create(GroupMemberEntity, { group, user } as never);
+    for (const group of defaults) em.create(GroupMemberEntity, { group, user });
   }
 }
 

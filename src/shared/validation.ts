@@ -27,3 +27,17 @@ export function checkMaxLength(value: string, max: number, field: string, v: Vio
 export function foldKey(value: string): string {
   return value.normalize("NFKC").toLowerCase();
 }
+
+/**
+ * AIP-134 update masks: the masked paths that `updatable` lists, as a set.
+ * An empty mask, or a path that is not updatable, adds an update_mask violation.
+ */
+export function readUpdateMask<F extends string>(mask: readonly string[], updatable: readonly F[], v: Violations): Set<F> {
+  const fields = new Set<F>();
+  if (mask.length === 0) v.add("update_mask", `is required; updatable: ${updatable.join(", ")}`);
+  for (const path of mask) {
+    if ((updatable as readonly string[]).includes(path)) fields.add(path as F);
+    else v.add("update_mask", `"${path}" is not updatable; updatable: ${updatable.join(", ")}`);
+  }
+  return fields;
+}

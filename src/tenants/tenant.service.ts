@@ -1,9 +1,9 @@
 // Tenant management: the domain face of tenants. No gRPC here.
 import type { EntityManager } from "@mikro-orm/core";
 import { alreadyExists, failedPrecondition, notFound, Violations } from "../errors.ts";
-import { isUniqueViolation } from "../db/errors.ts";
+import { isUniqueViolation, violatedUniqueConstraint } from "../db/errors.ts";
 import { nextPageToken, readPage, type PageRequest } from "../shared/pagination.ts";
-import { checkMaxLength, checkPattern, checkUuid, HOSTNAME, TENANT_NAME, UUID } from "../shared/validation.ts";
+import { checkMaxLength, checkPattern, checkUuid, HOSTNAME, TENANT_NAME, UUID, readUpdateMask } from "../shared/validation.ts";
 import { TenantDomainEntity, TenantEntity, type Tenant } from "./tenant.entity.ts";
 import type { NewUserInput, PreparedUser, UserService } from "../users/index.ts";
 import { UserEntity, type User } from "../users/index.ts";
@@ -121,7 +121,7 @@ export class TenantService {
         return { tenant: await toTenantRecord(tem, tenant), admin: adminUser };
       });
     } catch (error) {
-      if (isUniqueViolation(error) && preparedAdmin && /users/.test(String((error as Error).message))) {
+      if (preparedAdmin && violatedUniqueConstraint(error)?.startsWith("users_")) {
         throw alreadyExists("the admin username or e-mail is taken", "admin.username");
       }
       duplicateTenant(error);
@@ -169,12 +169,7 @@ export class TenantService {
   async updateTenant(em: EntityManager, id: string, patch: TenantFields, mask: string[]): Promise<TenantRecord> {
     const v = new Violations();
     checkUuid(id, "tenant.id", v);
-    const fields = new Set<TenantUpdatableField>();
-    if (mask.length === 0) v.add("update_mask", `is required; updatable: ${TENANT_UPDATABLE.join(", ")}`);
-    for (const path of mask) {
-      if ((TENANT_UPDATABLE as readonly string[]).includes(path)) fields.add(path as TenantUpdatableField);
-      else v.add("update_mask", `"${path}" is not updatable; updatable: ${TENANT_UPDATABLE.join(", ")}`);
-    }
+    const fields = readUpdateMask(mask, TENANT_UPDATABLE, v);
     checkTenantFields(
       {
         name: fields.has("name") ? patch.name : undefined,

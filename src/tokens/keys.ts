@@ -61,7 +61,7 @@ export class KeyStore {
     const rows = await em.fork().find(
       SigningKeyEntity,
       { $or: [{ expiresAt: null }, { expiresAt: { $gt: now } }] },
-      { orderBy: { activatesAt: "asc" }, populate: ["privateKeyEncrypted"] as never },
+      { orderBy: { activatesAt: "asc" }, populate: ["privateKeyEncrypted"] },
     );
     const keys = new Map<string, LoadedKey>();
     for (const row of rows) {

@@ -1,5 +1,6 @@
 // UserService over gRPC: maps proto <-> domain and checks permissions.
 import type { ServiceImplementation } from "nice-grpc";
+import { refKey } from "../db/refs.ts";
 import type { User as UserMessage, UserServiceDefinition } from "../../gen/tessera/identity/v1/user_service.ts";
 import { authorizeCall, authorizeCallSelf, authorizeCallSelfOr, hasPermission, isSelf, requirePrincipal } from "../grpc/authorize.ts";
 import type { TesseraContext } from "../grpc/context.ts";
@@ -12,7 +13,7 @@ import { toGroupMessage } from "../permissions/index.ts";
 export function toUserMessage(user: User): UserMessage {
   return {
     id: user.id,
-    tenantId: typeof user.tenant === "object" ? user.tenant.id : String(user.tenant),
+    tenantId: refKey(user.tenant),
     username: user.username,
     email: user.email ?? "",
     displayName: user.displayName,

@@ -1,9 +1,9 @@
 // User management: the domain face of users. No gRPC here.
 import type { EntityManager } from "@mikro-orm/core";
 import { alreadyExists, failedPrecondition, notFound, permissionDenied, unauthenticated, Violations } from "../errors.ts";
-import { isUniqueViolation } from "../db/errors.ts";
+import { isUniqueViolation, violatedUniqueConstraint } from "../db/errors.ts";
 import { nextPageToken, readPage, type PageRequest } from "../shared/pagination.ts";
-import { checkMaxLength, checkPattern, checkUuid, EMAIL, foldKey, USERNAME, UUID } from "../shared/validation.ts";
+import { checkMaxLength, checkPattern, checkUuid, EMAIL, foldKey, USERNAME, UUID, readUpdateMask } from "../shared/validation.ts";
 import { TenantEntity, type Tenant } from "../tenants/index.ts";
 import { UserEntity, type User } from "./user.entity.ts";
 import type { PasswordHasher, PasswordPolicy } from "./password.ts";
@@ -71,8 +71,11 @@ export function accountThrottleKey(userId: string): string {
   return throttleKey("user", userId);
 }
 
+/** A unique violation of the users table, named by its constraint: which of the fields is taken. */
 function duplicateUser(error: unknown): never {
-  if (isUniqueViolation(error)) throw alreadyExists("a user with this username or e-mail already exists in the tenant", "user.username");
+  const constraint = violatedUniqueConstraint(error);
+  if (constraint === "users_tenant_id_email_key_unique") throw alreadyExists("a user with this e-mail already exists in the tenant", "user.email");
+  if (constraint !== undefined || isUniqueViolation(error)) throw alreadyExists("a user with this username already exists in the tenant", "user.username");
   throw error;
 }
 
@@ -183,12 +186,7 @@ export class UserService {
   async updateUser(em: EntityManager, tenantId: string, id: string, patch: UserPatch, mask: string[]): Promise<User> {
     const v = new Violations();
     checkUuid(id, "user.id", v);
-    const fields = new Set<UserUpdatableField>();
-    if (mask.length === 0) v.add("update_mask", `is required; updatable: ${USER_UPDATABLE.join(", ")}`);
-    for (const path of mask) {
-      if ((USER_UPDATABLE as readonly string[]).includes(path)) fields.add(path as UserUpdatableField);
-      else v.add("update_mask", `"${path}" is not updatable; updatable: ${USER_UPDATABLE.join(", ")}`);
-    }
+    const fields = readUpdateMask(mask, USER_UPDATABLE, v);
     checkUserFields(
       {
         username: fields.has("username") ? patch.username : undefined,
@@ -259,7 +257,7 @@ export class UserService {
     await this.#deps.policy.check(passwords.newPassword, "new_password", v, { username: user.username, email: user.email ?? undefined });
     v.throwIfAny();
     if (!options.asAdmin) {
-      const { passwordHash } = await em.findOneOrFail(UserEntity, { id: user.id }, { fields: ["passwordHash"] as never });
+      const { passwordHash } = await em.findOneOrFail(UserEntity, { id: user.id }, { fields: ["passwordHash"] });
       const ok = await this.#deps.loginThrottle.attempt(accountThrottleKey(user.id), options.address, () =>
         passwordHash ? this.#deps.hasher.verify(passwordHash, passwords.currentPassword) : this.#deps.hasher.verifyNobody(passwords.currentPassword),
       );

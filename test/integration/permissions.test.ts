@@ -1,6 +1,7 @@
 import { Status } from "nice-grpc";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { expectFailure } from "../support/errors.ts";
+import { userGrants } from "../../src/permissions/index.ts";
 import { startTestServer, type TestServer } from "../support/server.ts";
 
 
@@ -140,6 +141,29 @@ describe("OpenMatchmaking flows", () => {
     // A refresh recomputes from current grants, never above the session's elected set.
     const refreshed = await server.clients.refresh.refresh({ refreshToken: login.refreshToken });
     expect(refreshed.grantedPermissions).toEqual(["game.profile.retrieve", "identity.self.*"]);
+  });
+});
+
+describe("grants", () => {
+  it("are computed alike by the login query and by the ORM path (GetEffectivePermissions)", async () => {
+    const { tenant } = await admin.tenants.createTenant({ tenant: { name: "grant-agree" } });
+    const tenantId = tenant!.id;
+    const { user } = await admin.users.createUser({ tenantId, user: { username: "many" }, password: "many-groups-password" });
+    // Overlapping and redundant patterns across groups, and a group the user is not in.
+    const groups = [["game.*.*", "game.profile.retrieve"], ["*.match.*", "game.match.create"], ["lobby.room.join", "identity.self.retrieve"], ["*.*.delete"]];
+    for (const [i, patterns] of groups.entries()) {
+      const { group } = await admin.permissions.createGroup({ tenantId, group: { name: `g${i}`, permissions: patterns } });
+      if (i < 3) await admin.permissions.addGroupMembers({ tenantId, groupId: group!.id, userIds: [user!.id] });
+    }
+    const login = await server.login("grant-agree", "many", "many-groups-password");
+    const effective = await admin.permissions.getEffectivePermissions({ tenantId, userId: user!.id });
+    // The login query (SQL) and the ORM path (grantedPatterns, used by refresh and GetEffectivePermissions) agree.
+    expect([...login.grantedPermissions].sort()).toEqual(userGrants(effective.grants).sort());
+    const refreshed = await server.clients.refresh.refresh({ refreshToken: login.refreshToken });
+    expect([...refreshed.grantedPermissions].sort()).toEqual([...login.grantedPermissions].sort());
+    expect(login.grantedPermissions).toEqual(expect.arrayContaining(["game.*.*", "*.match.*", "lobby.room.join", "identity.self.*"]));
+    expect(login.grantedPermissions).not.toContain("game.profile.retrieve"); // covered by game.*.*
+    expect(login.grantedPermissions).not.toContain("*.*.delete");
   });
 });
 

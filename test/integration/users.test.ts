@@ -52,6 +52,14 @@ describe("UserService", () => {
     await expectFailure(admin.users.createUser({ tenantId, user: { username: "BOB" }, password: "bob-password" }), {
       code: Status.ALREADY_EXISTS,
       reason: "ALREADY_EXISTS",
+      fields: ["user.username"],
+    });
+    // The violated constraint says which field is taken.
+    await admin.users.createUser({ tenantId, user: { username: "bob2", email: "Bob@Players.test" }, password: "bob-password" });
+    await expectFailure(admin.users.createUser({ tenantId, user: { username: "bob3", email: "bob@players.test" }, password: "bob-password" }), {
+      code: Status.ALREADY_EXISTS,
+      reason: "ALREADY_EXISTS",
+      fields: ["user.email"],
     });
     const other = await admin.tenants.createTenant({ tenant: { name: "other-players" } });
     const { user } = await admin.users.createUser({ tenantId: other.tenant!.id, user: { username: "bob" }, password: "bob-password" });

@@ -5,19 +5,14 @@
 import { cpSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createChannel, createClientFactory, Metadata, type Channel } from "nice-grpc";
-import { errorDetailsClientMiddleware } from "nice-grpc-error-details";
+import { createChannel, type Channel } from "nice-grpc";
 import { pino, type Logger } from "pino";
 import { inject } from "vitest";
 import pg from "pg";
 import { loadConfig, type Config } from "../../src/config.ts";
 import { startTessera, type Tessera } from "../../src/app.ts";
-import { IssueServiceDefinition, type IssueTokenResponse } from "../../gen/tessera/identity/v1/issue_service.ts";
-import { RefreshServiceDefinition } from "../../gen/tessera/identity/v1/refresh_service.ts";
-import { TenantServiceDefinition } from "../../gen/tessera/identity/v1/tenant_service.ts";
-import { UserServiceDefinition } from "../../gen/tessera/identity/v1/user_service.ts";
-import { VerifyServiceDefinition } from "../../gen/tessera/identity/v1/verify_service.ts";
-import { PermissionServiceDefinition } from "../../gen/tessera/identity/v1/permission_service.ts";
+import { createTesseraClient, type TesseraClient } from "../../src/client/index.ts";
+import type { IssueTokenResponse } from "../../gen/tessera/identity/v1/issue_service.ts";
 
 export const ADMIN_PASSWORD = "correct horse battery staple";
 
@@ -38,22 +33,9 @@ export interface TestServer {
   close(): Promise<void>;
 }
 
-function makeClients(channel: Channel, token?: string) {
-  const factory = createClientFactory()
-    .use(errorDetailsClientMiddleware)
-    .use(async function* bearer(call, options) {
-      if (!token) return yield* call.next(call.request, options);
-      const metadata = Metadata(options.metadata).set("authorization", `Bearer ${token}`);
-      return yield* call.next(call.request, { ...options, metadata });
-    });
-  return {
-    tenants: factory.create(TenantServiceDefinition, channel),
-    users: factory.create(UserServiceDefinition, channel),
-    issue: factory.create(IssueServiceDefinition, channel),
-    refresh: factory.create(RefreshServiceDefinition, channel),
-    verify: factory.create(VerifyServiceDefinition, channel),
-    permissions: factory.create(PermissionServiceDefinition, channel),
-  };
+/** The SDK's typed clients on `channel`, sending `token` when given: tests call Tessera as its users do. */
+function makeClients(channel: Channel, token?: string): TesseraClient {
+  return createTesseraClient({ address: "", channel, token });
 }
 
 /** A new database named after the run's database (so CI can sweep leftovers by prefix). */
