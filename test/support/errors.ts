@@ -2,6 +2,7 @@
 import { Status } from "nice-grpc";
 import { BadRequest, ErrorInfo, RichClientError } from "nice-grpc-error-details";
 import { expect } from "vitest";
+import { TesseraError } from "../../src/errors.ts";
 
 export interface ExpectedFailure {
   code: Status;
@@ -27,4 +28,15 @@ export async function expectFailure(promise: Promise<unknown>, expected: Expecte
     for (const field of expected.fields) expect(fields).toContain(field);
   }
   return rich;
+}
+
+/** The TesseraError `fn` throws, as {kind, reason, message}; fails if it returns or throws anything else (unit tests of domain checks). */
+export function refusal(fn: () => unknown): { kind: string; reason: string; message: string } {
+  try {
+    fn();
+  } catch (error) {
+    if (error instanceof TesseraError) return { kind: error.kind, reason: error.reason, message: error.message };
+    throw error;
+  }
+  throw new Error("accepted, but should have been refused");
 }

@@ -1,6 +1,7 @@
 // Call authorization (src/grpc/authorize.ts) on principals built here: who may
 // act on which tenant, with which permission, on itself or on another user.
 import { describe, expect, it } from "vitest";
+import { refusal } from "../support/errors.ts";
 import { TesseraError } from "../../src/errors.ts";
 import {
   authorize,
@@ -49,15 +50,6 @@ const systemPrincipal = (overrides: Partial<Principal> = {}) =>
   principal({ tenantId: SYSTEM_TENANT, tenantName: SYSTEM_TENANT_NAME, username: "root", ...overrides });
 const ctx = (p?: Principal): Context => (p ? { principal: p } : {});
 
-function refusal(fn: () => unknown): { kind: string; reason: string; message: string } {
-  try {
-    fn();
-  } catch (error) {
-    if (error instanceof TesseraError) return { kind: error.kind, reason: error.reason, message: error.message };
-    throw error;
-  }
-  throw new Error("allowed, but should have been refused");
-}
 
 const denied = (message: string) => ({ kind: "PERMISSION_DENIED", reason: "PERMISSION_DENIED", message });
 const NO_TOKEN = { kind: "UNAUTHENTICATED", reason: "TOKEN_MISSING", message: "this call needs authorization: Bearer <access token>" };

@@ -5,6 +5,7 @@
 import { generateKeyPairSync, sign, verify } from "node:crypto";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { refusal } from "../support/errors.ts";
 import { TesseraError } from "../../src/errors.ts";
 import {
   ACCESS_TOKEN_TYP,
@@ -74,16 +75,6 @@ function withoutHeader(name: string): Record<string, unknown> {
 
 const check = (token: string, expected = EXPECTED, key = publicKey) => verifyAccessToken(parseAccessToken(token), key, expected);
 
-/** The TesseraError `fn` throws, as {kind, reason, message}; fails if it returns or throws anything else. */
-function refusal(fn: () => unknown): { kind: string; reason: string; message: string } {
-  try {
-    fn();
-  } catch (error) {
-    if (error instanceof TesseraError) return { kind: error.kind, reason: error.reason, message: error.message };
-    throw error;
-  }
-  throw new Error("accepted, but should have been refused");
-}
 
 const invalid = (message: string) => ({ kind: "UNAUTHENTICATED", reason: "TOKEN_INVALID", message });
 
