@@ -1,0 +1,89 @@
+// The session-state cache behind VerifyToken, on the real database: what each
+// revocation event drops, and that a revocation during a load is not cached.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { SessionCache } from "../../src/tokens/session-cache.ts";
+import { startTestServer, type TestServer } from "../support/server.ts";
+
+let server: TestServer;
+const sessions: Record<string, { sessionId: string; userId: string; tenantId: string }> = {};
+
+beforeAll(async () => {
+  server = await startTestServer();
+  const admin = server.as(server.adminToken);
+  for (const tenantName of ["cache-a", "cache-b"]) {
+    const { tenant } = await admin.tenants.createTenant({ tenant: { name: tenantName } });
+    for (const username of ["one", "two"]) {
+      const { user } = await admin.users.createUser({ tenantId: tenant!.id, user: { username }, password: `${username}-cache-password` });
+      const login = await server.login(tenantName, username, `${username}-cache-password`);
+      sessions[`${tenantName}/${username}`] = { sessionId: login.sessionId, userId: user!.id, tenantId: tenant!.id };
+    }
+  }
+});
+afterAll(() => server?.close());
+
+/** A cache holding every test session. */
+async function warm(): Promise<SessionCache> {
+  const cache = new SessionCache();
+  for (const s of Object.values(sessions)) await cache.get(server.tessera.orm.em.fork(), s.sessionId);
+  return cache;
+}
+
+const cached = (cache: SessionCache) => Object.keys(sessions).filter((k) => cache.peek(sessions[k]!.sessionId) !== undefined).sort();
+
+describe("SessionCache", () => {
+  it("loads a session's state once and serves it from memory", async () => {
+    const cache = new SessionCache();
+    const s = sessions["cache-a/one"]!;
+    expect(cache.peek(s.sessionId)).toBeUndefined();
+    const state = await cache.get(server.tessera.orm.em.fork(), s.sessionId);
+    expect(state).toMatchObject({ sessionId: s.sessionId, subject: s.userId, tenantId: s.tenantId, revoked: false, userDisabled: false, tenantDisabled: false });
+    expect(cache.peek(s.sessionId)).toBe(state);
+    // Concurrent loads of one session share one result.
+    const fresh = new SessionCache();
+    const [x, y] = await Promise.all([fresh.get(server.tessera.orm.em.fork(), s.sessionId), fresh.get(server.tessera.orm.em.fork(), s.sessionId)]);
+    expect(x).toBe(y);
+  });
+
+  it("caches an unknown session as null", async () => {
+    const cache = new SessionCache();
+    const id = crypto.randomUUID();
+    expect(await cache.get(server.tessera.orm.em.fork(), id)).toBeNull();
+    expect(cache.peek(id)).toBeNull();
+  });
+
+  it("drops exactly what each event may have changed", async () => {
+    const all = Object.keys(sessions).sort();
+    let cache = await warm();
+    cache.apply({ kind: "SESSION_REVOKED", sessionId: sessions["cache-a/one"]!.sessionId, userId: null, tenantId: null });
+    expect(cached(cache)).toEqual(all.filter((k) => k !== "cache-a/one"));
+
+    cache = await warm();
+    cache.apply({ kind: "USER_REVOKED", userId: sessions["cache-b/two"]!.userId, sessionId: null, tenantId: sessions["cache-b/two"]!.tenantId });
+    expect(cached(cache)).toEqual(all.filter((k) => k !== "cache-b/two"));
+
+    cache = await warm();
+    cache.apply({ kind: "TENANT_REVOKED", tenantId: sessions["cache-a/one"]!.tenantId, sessionId: null, userId: null });
+    expect(cached(cache)).toEqual(["cache-b/one", "cache-b/two"]);
+
+    cache = await warm();
+    cache.apply({ kind: "GRANTS_CHANGED", tenantId: sessions["cache-b/one"]!.tenantId, sessionId: null, userId: null });
+    expect(cached(cache)).toEqual(["cache-a/one", "cache-a/two"]);
+
+    cache = await warm();
+    cache.apply({ kind: "GRANTS_CHANGED", tenantId: null, sessionId: null, userId: null });
+    expect(cached(cache)).toEqual([]);
+
+    cache = await warm();
+    cache.apply({ kind: "KEY_ADDED", tenantId: null, sessionId: null, userId: null });
+    expect(cached(cache)).toEqual(all);
+  });
+
+  it("does not cache a state read before a revocation that arrived during the load", async () => {
+    const cache = new SessionCache();
+    const s = sessions["cache-a/two"]!;
+    const loading = cache.get(server.tessera.orm.em.fork(), s.sessionId);
+    cache.apply({ kind: "SESSION_REVOKED", sessionId: s.sessionId, userId: null, tenantId: null });
+    await loading;
+    expect(cache.peek(s.sessionId)).toBeUndefined();
+  });
+});
