@@ -187,7 +187,7 @@ export class TenantService {
         }
         if (fields.has("name")) tenant.name = patch.name;
         if (fields.has("display_name")) tenant.displayName = patch.displayName;
-        if (fields.has("disabled") && patch.disabled && !tenant.disabled) for (const hook of this.#onRevoked) await hook(tem, tenant.id);
+        const disabling = fields.has("disabled") && patch.disabled && !tenant.disabled;
         if (fields.has("disabled")) tenant.disabled = patch.disabled;
         if (fields.has("self_registration_enabled")) tenant.selfRegistrationEnabled = patch.selfRegistrationEnabled;
         if (fields.has("domains")) {
@@ -195,6 +195,10 @@ export class TenantService {
           for (const domain of patch.domains) tem.create(TenantDomainEntity, { domain, tenant });
         }
         tenant.updatedAt = new Date();
+        await tem.flush();
+        // After the tenant row is written (and locked): a login racing the disable either started its
+        // session before (revoked here) or waits for this commit and starts none (SessionStore.start).
+        if (disabling) for (const hook of this.#onRevoked) await hook(tem, tenant.id);
         await tem.flush();
         return toTenantRecord(tem, tenant);
       });

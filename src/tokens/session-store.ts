@@ -4,7 +4,7 @@
 import { createHash, randomBytes } from "node:crypto";
 import type { EntityManager } from "@mikro-orm/core";
 import { recordRevocation } from "../events/index.ts";
-import { failedPrecondition, notFound, Violations } from "../errors.ts";
+import { failedPrecondition, notFound, unauthenticated, Violations } from "../errors.ts";
 import { refKey } from "../db/refs.ts";
 import { nextPageToken, readPage, type PageRequest } from "../shared/pagination.ts";
 import { UUID } from "../shared/validation.ts";
@@ -23,6 +23,8 @@ export interface NewSession {
   sessionId: string;
   tenantId: string;
   user: Pick<User, "id" | "username">;
+  /** The password hash the login verified: the session starts only if it is still the user's. */
+  passwordHash: string;
   elected: string[];
   audience: string;
   peer: string;
@@ -39,25 +41,41 @@ export class SessionStore {
    * Starts a session with its first refresh token. Login latency should be
    * argon2 and little else: both rows go in as one statement (one round trip)
    * rather than a unit-of-work transaction of two INSERTs.
+   *
+   * The statement inserts only while the user and tenant are enabled and the
+   * password is the one the login verified, holding a share lock on both rows:
+   * a login that checked the password before a concurrent disable or password
+   * change either starts its session before that change (which then revokes
+   * it, as it revokes every session) or waits for it and starts none. Without
+   * this, a login racing a disable kept a live session the disable never saw.
    */
   async start(em: EntityManager, s: NewSession): Promise<{ refreshToken: string; refreshExpiresAt: Date }> {
     const now = new Date();
     const refreshToken = newRefreshToken();
     const refreshExpiresAt = new Date(now.getTime() + this.#settings.refreshTokenTtlSeconds * 1000);
     const sessionId = s.sessionId;
-    await em.getConnection().execute(
-      `with session as (
+    const result = await em.getConnection().execute<{ affectedRows?: number }>(
+      `with owner as (
+         select u.id from users u join tenants t on t.id = u.tenant_id
+          where u.id = ? and t.id = ? and not u.disabled and not t.disabled and u.password_hash = ?
+          for share of u, t),
+       session as (
          insert into sessions (id, tenant_id, user_id, kind, subject, elected, audience, client_address,
                                created_at, refreshed_at, expires_at, absolute_expires_at)
-         values (?, ?, ?, 'user', ?, ?, ?, ?, ?, ?, ?, ?) returning id)
+         select ?, ?, owner.id, 'user', owner.id, ?, ?, ?, ?, ?, ?, ? from owner returning id)
        insert into refresh_tokens (hash, session_id, created_at, expires_at) select ?, id, ?, ? from session`,
       [
-        sessionId, s.tenantId, s.user.id, s.user.id, JSON.stringify(s.elected), s.audience, s.peer.slice(0, 128),
+        s.user.id, s.tenantId, s.passwordHash,
+        sessionId, s.tenantId, JSON.stringify(s.elected), s.audience, s.peer.slice(0, 128),
         now, now, refreshExpiresAt, new Date(now.getTime() + this.#settings.refreshTokenAbsoluteTtlSeconds * 1000),
         hashRefreshToken(refreshToken), now, refreshExpiresAt,
       ],
       "run",
     );
+    if (result.affectedRows === 0) {
+      // Disabled, or the password changed, after the check: as if the login had come a moment later.
+      throw unauthenticated("INVALID_CREDENTIALS", "the account changed during the login; try again");
+    }
     return { refreshToken, refreshExpiresAt };
   }
 
