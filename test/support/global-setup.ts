@@ -11,7 +11,8 @@ export default async function setup(project: TestProject): Promise<() => void> {
   const orm = await openDatabase({ dataDir: dir });
   await migrate(orm);
   await orm.close(true);
-  project.provide("pgliteTemplate", dir);
+  // The cluster itself (openDatabase keeps it in <dataDir>/pg): servers copy it to their own <dataDir>/pg.
+  project.provide("pgliteTemplate", join(dir, "pg"));
   return () => rmSync(dir, { recursive: true, force: true });
 }
 
