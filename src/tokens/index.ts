@@ -38,7 +38,7 @@ export interface Tokens {
   login: PasswordLogin;
   refresh: RefreshRotation;
   verification: TokenVerification;
-  /** Rotates the signing key whenever the newest is older than `intervalSeconds` (checked every minute); returns the stop function. */
+  /** Rotates the signing key whenever the newest is older than `intervalSeconds`, and otherwise reloads the key set (checked every minute); returns the stop function. */
   scheduleKeyRotation(intervalSeconds: number): () => void;
 }
 
@@ -55,12 +55,23 @@ export async function createTokens(orm: Database, options: TokensOptions): Promi
   });
   await keys.init(orm.em.fork());
   const cache = new SessionCache();
+  // A key event must reach this replica's key set: a failed reload is retried with backoff
+  // (a retired key must not stay trusted until some later event), and the periodic check
+  // below reloads anyway.
+  let reloading: Promise<void> | undefined;
+  const reloadKeys = (attempt = 0): void => {
+    reloading ??= keys
+      .reload(orm.em.fork())
+      .catch((error: unknown) => {
+        log.warn({ err: error, attempt }, "signing keys reload failed; retrying");
+        setTimeout(() => reloadKeys(attempt + 1), Math.min(30_000, 500 * 2 ** attempt)).unref();
+      })
+      .finally(() => (reloading = undefined));
+  };
   // Revocations from this replica and the others: drop cached session states; reload keys on key events.
   feed.onEvent((event) => {
     cache.apply(event);
-    if (event.kind === "KEY_ADDED" || event.kind === "KEY_RETIRED") {
-      keys.reload(orm.em.fork()).catch((error: unknown) => log.warn({ err: error }, "signing keys reload failed; next key event or rotation retries"));
-    }
+    if (event.kind === "KEY_ADDED" || event.kind === "KEY_RETIRED") reloadKeys();
   });
   const signer = new AccessTokenSigner(keys, settings);
   const sessions = new SessionStore(settings);
@@ -74,6 +85,8 @@ export async function createTokens(orm: Database, options: TokensOptions): Promi
       const timer = setInterval(() => {
         if (keys.newestKeyAgeSeconds() >= intervalSeconds) {
           keys.rotate(orm.em.fork()).catch((err: unknown) => log.warn({ err }, "scheduled key rotation failed"));
+        } else {
+          reloadKeys(); // a backstop for a missed key event
         }
       }, 60_000);
       timer.unref();

@@ -112,8 +112,18 @@ export class KeyStore {
     const activatesAt = new Date(options.retireCurrentNow ? now : now + this.#options.publishLeadSeconds * 1000);
     const result = await em.transactional(async (tem) => {
       const key = await this.#createKey(tem, activatesAt);
-      const expiresAt = options.retireCurrentNow ? activatesAt : new Date(activatesAt.getTime() + (this.#options.accessTokenTtlSeconds + 60) * 1000);
-      await tem.nativeUpdate(SigningKeyEntity, { kid: { $ne: key.kid }, retiredAt: null }, { retiredAt: activatesAt, expiresAt });
+      if (options.retireCurrentNow) {
+        // Every key still accepted, also one an earlier rotation already retired (it stays
+        // published until its tokens expire), leaves at once, and the log says so.
+        const live = { kid: { $ne: key.kid }, $or: [{ expiresAt: null }, { expiresAt: { $gt: activatesAt } }] };
+        const retiring = await tem.find(SigningKeyEntity, live, { fields: ["kid"] });
+        await tem.nativeUpdate(SigningKeyEntity, { kid: { $ne: key.kid }, retiredAt: null }, { retiredAt: activatesAt });
+        await tem.nativeUpdate(SigningKeyEntity, live, { expiresAt: activatesAt });
+        for (const { kid } of retiring) await this.#options.onKeyEvent?.(tem, "KEY_RETIRED", kid);
+      } else {
+        const expiresAt = new Date(activatesAt.getTime() + (this.#options.accessTokenTtlSeconds + 60) * 1000);
+        await tem.nativeUpdate(SigningKeyEntity, { kid: { $ne: key.kid }, retiredAt: null }, { retiredAt: activatesAt, expiresAt });
+      }
       return { kid: key.kid, activatesAt };
     });
     await this.reload(em);

@@ -100,7 +100,12 @@ describe("client SDK", () => {
     const verifier = new TokenVerifier(tessera, { jwksMaxAgeMs: 200 });
     const before = await server.login("system", "admin", ADMIN_PASSWORD);
     await verifier.verify(before.accessToken);
+    // An ordinary rotation first: the token's key is then retired but still accepted (its tokens live on) ...
+    await server.as(before.accessToken).issue.rotateSigningKey({});
+    await server.clients.verify.verifyToken({ token: before.accessToken });
+    // ... and a compromise pulls it too, not only the key that was current.
     await server.as(before.accessToken).issue.rotateSigningKey({ retireCurrentNow: true });
+    expect((await server.clients.verify.getJwks({})).keys.map((k) => k.kid)).toHaveLength(1);
     // Tessera refuses it at once ...
     const refused = await server.clients.verify.verifyToken({ token: before.accessToken }).catch((e: unknown) => e);
     expect(errorReason(refused)).toBe("TOKEN_INVALID");
