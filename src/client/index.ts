@@ -93,6 +93,9 @@ export interface VerifiedAccessToken {
   claims: JWTPayload;
 }
 
+/** How long a JWKS fetch may take before it counts as failed. */
+const JWKS_FETCH_TIMEOUT_MS = 5_000;
+
 export interface TokenVerifierOptions {
   /** Expected `iss` (default "tessera"). */
   issuer?: string;
@@ -132,6 +135,7 @@ export class TokenVerifier {
   /** When the current key set was fetched, and when a fetch was last tried. */
   #fetchedAt = 0;
   #attemptedAt = 0;
+  #failedAt = -Infinity;
   #inFlight?: Promise<ReturnType<typeof createLocalJWKSet>>;
 
   constructor(client: TesseraClient, options: TokenVerifierOptions = {}) {
@@ -147,9 +151,18 @@ export class TokenVerifier {
   async #keys(unknownKid: boolean): Promise<ReturnType<typeof createLocalJWKSet>> {
     const now = Date.now();
     const stale = !this.#jwks || now - this.#fetchedAt >= this.#maxAgeMs;
-    const wanted = stale || (unknownKid && now - this.#attemptedAt >= this.#cooldownMs);
+    const cooledDown = now - this.#attemptedAt >= this.#cooldownMs;
+    const wanted = unknownKid ? cooledDown || stale : stale;
     if (!wanted) return this.#jwks!;
-    this.#inFlight ??= this.#fetch().finally(() => (this.#inFlight = undefined));
+    // A stale set whose refetch failed moments ago is retried at most once per cooldown,
+    // so an outage does not turn every verification into a request to the server.
+    if (this.#jwks && !this.#inFlight && now - this.#failedAt < this.#cooldownMs && now - this.#fetchedAt < this.#maxAgeMs + this.#staleLimitMs) return this.#jwks;
+    this.#inFlight ??= this.#fetch()
+      .catch((error: unknown) => {
+        this.#failedAt = Date.now();
+        throw error;
+      })
+      .finally(() => (this.#inFlight = undefined));
     try {
       return await this.#inFlight;
     } catch (error) {
@@ -161,7 +174,8 @@ export class TokenVerifier {
 
   async #fetch(): Promise<ReturnType<typeof createLocalJWKSet>> {
     this.#attemptedAt = Date.now();
-    const { keys } = await this.#client.verify.getJwks({});
+    // Bounded: a black-holed server must not hang every verification behind this fetch.
+    const { keys } = await this.#client.verify.getJwks({}, { signal: AbortSignal.timeout(JWKS_FETCH_TIMEOUT_MS) });
     // The new set replaces the old one: a key that left the server's JWKS no longer verifies.
     this.#jwks = createLocalJWKSet({ keys: keys.map((k) => ({ ...k })) });
     this.#fetchedAt = Date.now();

@@ -88,7 +88,9 @@ describe("client SDK", () => {
     await verifier.verify(server.adminToken);
     state.down = true;
     await sleep(150);
-    await expect(verifier.verify(server.adminToken)).resolves.toMatchObject({ subject: expect.any(String) });
+    const before = state.calls;
+    for (let i = 0; i < 20; i++) await expect(verifier.verify(server.adminToken)).resolves.toMatchObject({ subject: expect.any(String) });
+    expect(state.calls - before, "one failed refetch per cooldown, not one per verification").toBe(1);
     await sleep(450);
     await expect(verifier.verify(server.adminToken)).rejects.toThrow("JWKS unreachable");
     state.down = false;
