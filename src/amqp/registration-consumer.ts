@@ -11,7 +11,6 @@
 // once and rejected if it fails again.
 import { connect, type Channel, type ChannelModel, type ConsumeMessage } from "amqplib";
 import type { Logger } from "pino";
-import type { EntityManager } from "@mikro-orm/core";
 import type { Database } from "../db/orm.ts";
 import { RevocationRecorder } from "../events/index.ts";
 import { TesseraError, unauthenticated } from "../errors.ts";
@@ -113,19 +112,38 @@ export class RegistrationConsumer {
   }
 
   async start(): Promise<void> {
-    this.#connection = await connect(this.#options.url);
-    this.#connection.on("error", (err) => this.#options.log.warn({ err }, "amqp connection error"));
+    const connection = await connect(this.#options.url);
+    this.#connection = connection;
+    try {
+      await this.#open(connection);
+    } catch (error) {
+      await connection.close().catch(() => undefined);
+      throw error;
+    }
+  }
+
+  async #open(connection: ChannelModel): Promise<void> {
+    connection.on("error", (err) => this.#options.log.warn({ err }, "amqp connection error"));
     // Unacknowledged messages go back to the durable queue when a connection
     // drops; reconnect so that they, and new ones, are consumed again.
-    this.#connection.on("close", () => {
-      if (!this.#stopping) this.#reconnect(1000);
+    connection.on("close", () => {
+      if (!this.#stopping && this.#connection === connection) this.#reconnect(1000);
     });
-    this.#channel = await this.#connection.createChannel();
+    this.#channel = await connection.createChannel();
     await this.#channel.assertQueue(this.queue, { durable: true });
     await this.#channel.prefetch(this.#options.prefetch ?? 8);
-    const { consumerTag } = await this.#channel.consume(this.queue, (message) => {
+    const channel = this.#channel;
+    // A channel closed under us (the broker refused an operation, or the connection went) is
+    // reopened with the connection; its unacknowledged messages are redelivered by the broker.
+    channel.on("error", (err) => this.#options.log.warn({ err }, "amqp channel error"));
+    channel.on("close", () => {
+      if (!this.#stopping && this.#channel === channel) this.#connection?.close().catch(() => undefined);
+    });
+    const { consumerTag } = await channel.consume(this.queue, (message) => {
       if (!message) return;
-      const work = this.#handle(message).finally(() => this.#inFlight.delete(work));
+      const work = this.#handle(channel, message)
+        .catch((err: unknown) => this.#options.log.error({ err }, "registration message handling failed; the broker redelivers it"))
+        .finally(() => this.#inFlight.delete(work));
       this.#inFlight.add(work);
     });
     this.#consumerTag = consumerTag;
@@ -150,23 +168,35 @@ export class RegistrationConsumer {
     await this.#connection?.close().catch(() => undefined);
   }
 
-  #reply(message: ConsumeMessage, body: string): void {
-    const { replyTo, correlationId } = message.properties;
-    if (replyTo) this.#channel!.sendToQueue(replyTo, Buffer.from(body), { correlationId, contentType: "application/json" });
-  }
-
-  async #handle(message: ConsumeMessage): Promise<void> {
+  /**
+   * One message: authenticate, parse, register, then answer it on the channel it
+   * came from. Revocations the registration recorded (grants changed) are applied
+   * to this process before the reply, as after an RPC.
+   */
+  async #handle(channel: Channel, message: ConsumeMessage): Promise<void> {
     const log = this.#options.log.child({ queue: this.queue, correlationId: message.properties.correlationId });
     const { em, recorder } = RevocationRecorder.fork(this.#orm.em);
-    try {
-      await this.#process(message, em, log);
-    } finally {
+    const answer = async (reply: string | undefined, outcome: "ack" | "drop" | "requeue") => {
       if (recorder.recorded) await this.#options.feed.poll();
-    }
-  }
-
-  async #process(message: ConsumeMessage, em: EntityManager, log: Logger): Promise<void> {
-    const channel = this.#channel!;
+      const { replyTo, correlationId } = message.properties;
+      try {
+        if (reply !== undefined && replyTo) channel.sendToQueue(replyTo, Buffer.from(reply), { correlationId, contentType: "application/json" });
+        if (outcome === "ack") channel.ack(message);
+        else channel.nack(message, false, outcome === "requeue");
+      } catch (err) {
+        // The channel closed meanwhile: the broker redelivers the message on the next one.
+        log.warn({ err }, "could not answer a registration message; it will be redelivered");
+      }
+    };
+    // A transient failure (database, crash before commit): one more attempt, then an error reply.
+    const retryOrReject = (error: unknown) => {
+      if (!message.fields.redelivered) {
+        log.warn({ err: error }, "registration failed; requeued for one more attempt");
+        return answer(undefined, "requeue");
+      }
+      log.error({ err: error }, "registration failed again on redelivery; rejected");
+      return answer(errorReply(error), "drop");
+    };
     let registration: Registration;
     let principal;
     try {
@@ -176,39 +206,19 @@ export class RegistrationConsumer {
     } catch (error) {
       if (error instanceof MalformedMessage || (error instanceof TesseraError && error.kind !== "UNAVAILABLE")) {
         log.info({ reason: error instanceof TesseraError ? error.reason : "INVALID_INPUT" }, "refused registration message");
-        this.#reply(message, errorReply(error));
-        channel.nack(message, false, false);
-      } else {
-        this.#retryOrReject(message, error, log);
+        return answer(errorReply(error), "drop");
       }
-      return;
+      return retryOrReject(error);
     }
     try {
       if (!message.fields.redelivered && this.#options.failBeforeCommit?.(message)) throw new Error("simulated failure before commit");
       const result = await registerMicroserviceAs(this.#permissions, em, { principal, access: this.#options.access }, registration);
       log.info({ microservice: registration.name, version: registration.version, changed: result.changed, by: principal.subject }, "microservice registered over amqp");
-      this.#reply(message, "OK");
-      channel.ack(message);
+      return answer("OK", "ack");
     } catch (error) {
-      if (error instanceof TesseraError && error.kind !== "UNAVAILABLE") {
-        // Refused (invalid input, permission, ownership): answered like the RPC would, and dropped (it will never succeed).
-        this.#reply(message, errorReply(error));
-        channel.nack(message, false, false);
-      } else {
-        this.#retryOrReject(message, error, log);
-      }
-    }
-  }
-
-  /** A transient failure (database, crash before commit): one more attempt, then an error reply. */
-  #retryOrReject(message: ConsumeMessage, error: unknown, log: Logger): void {
-    if (!message.fields.redelivered) {
-      log.warn({ err: error }, "registration failed; requeued for one more attempt");
-      this.#channel!.nack(message, false, true);
-    } else {
-      log.error({ err: error }, "registration failed again on redelivery; rejected");
-      this.#reply(message, errorReply(error));
-      this.#channel!.nack(message, false, false);
+      // Refused (invalid input, permission, ownership): answered like the RPC would, and dropped (it will never succeed).
+      if (error instanceof TesseraError && error.kind !== "UNAVAILABLE") return answer(errorReply(error), "drop");
+      return retryOrReject(error);
     }
   }
 }
