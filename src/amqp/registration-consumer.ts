@@ -22,6 +22,12 @@ import type { PermissionService, Registration } from "../permissions/index.ts";
 export const REGISTRATION_QUEUE = "auth.microservices.register";
 /** The RPC whose access declaration a registration message must satisfy. */
 export const REGISTER_MICROSERVICE_PATH = "/tessera.identity.v1.PermissionService/RegisterMicroservice";
+/**
+ * Replies go only to reply queues: server-named exclusive queues and direct
+ * reply-to. Anyone may publish a registration, so a free `reply_to` would let
+ * a stranger make Tessera post into any queue of the vhost.
+ */
+const REPLY_QUEUE = /^amq\.(gen-|rabbitmq\.reply-to)/;
 /** Larger bodies are refused unread: 1000 permissions with 500-character descriptions fit well within it. */
 export const MAX_MESSAGE_BYTES = 1024 * 1024;
 
@@ -180,7 +186,8 @@ export class RegistrationConsumer {
       if (recorder.recorded) await this.#options.feed.poll();
       const { replyTo, correlationId } = message.properties;
       try {
-        if (reply !== undefined && replyTo) channel.sendToQueue(replyTo, Buffer.from(reply), { correlationId, contentType: "application/json" });
+        if (reply !== undefined && replyTo && !REPLY_QUEUE.test(replyTo)) log.info({ replyTo: replyTo.slice(0, 64) }, "reply_to is not a reply queue; no reply sent");
+        else if (reply !== undefined && replyTo) channel.sendToQueue(replyTo, Buffer.from(reply), { correlationId, contentType: "application/json" });
         if (outcome === "ack") channel.ack(message);
         else channel.nack(message, false, outcome === "requeue");
       } catch (err) {

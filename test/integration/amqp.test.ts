@@ -146,6 +146,19 @@ describe.skipIf(!reachable)("microservice registration over AMQP", () => {
     expect(JSON.parse(await request({ name: "rogue-svc", version: "2.0.0", permissions: [] }))).toMatchObject({ reason: "PERMISSION_DENIED" });
   });
 
+  it("replies only to reply queues, so a stranger cannot make it post into another queue", async () => {
+    const victim = `${QUEUE}.victim`;
+    await channel.assertQueue(victim, { durable: false, autoDelete: false });
+    try {
+      channel.sendToQueue(QUEUE, Buffer.from("{not json"), { replyTo: victim, correlationId: "reflect", persistent: true });
+      await new Promise((r) => setTimeout(r, 500));
+      expect((await channel.checkQueue(victim)).messageCount).toBe(0);
+      expect((await channel.checkQueue(QUEUE)).messageCount).toBe(0); // handled (dropped), not left behind
+    } finally {
+      await channel.deleteQueue(victim).catch(() => undefined);
+    }
+  });
+
   it("refuses a body over the size limit unread", async () => {
     const reply = JSON.parse(await request(`{"name":"big","version":"1.0.0","permissions":[],"pad":"${"x".repeat(MAX_MESSAGE_BYTES)}"}`));
     expect(reply).toMatchObject({ reason: "INVALID_INPUT" });
