@@ -42,7 +42,8 @@ type SerializedError = Record<string, unknown>;
  * messages (SQL included) into the message and stack.
  */
 export function safeErrorSerializer(error: unknown, depth = 0): SerializedError | unknown {
-  if (!(error instanceof Error)) return error;
+  // A thrown non-Error (an object or a string from some library) is logged by its type only: its fields are unknown.
+  if (!(error instanceof Error)) return error === undefined || error === null ? error : { type: typeof error, message: "[non-Error value omitted]" };
   if (depth > 5) return { type: error.name, message: "[cause chain truncated]" };
   const message = scrubMessage(error.message);
   const frames = (error.stack ?? "").split("\n").filter((line) => /^\s+at /.test(line));

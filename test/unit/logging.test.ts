@@ -20,6 +20,12 @@ describe("the error serializer", () => {
     expect(out).not.toMatch(/insert into/i);
   });
 
+  it("logs a thrown non-Error value, or cause, by its type only", () => {
+    const out = JSON.stringify(safeErrorSerializer(new Error("outer", { cause: { password: "hunter2-hunter2", query: "select" } })));
+    expect(out).not.toContain("hunter2");
+    expect(JSON.stringify(safeErrorSerializer({ token: "tsr_secret" }))).not.toContain("tsr_secret");
+  });
+
   it("passes ordinary errors through with message and stack", () => {
     const out = safeErrorSerializer(new TypeError("boom")) as { type: string; message: string; stack: string };
     expect(out).toMatchObject({ type: "TypeError", message: "boom" });
