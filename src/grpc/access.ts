@@ -5,10 +5,8 @@
 // anonymous_when_configured) methods, and hands the declaration to the
 // handler in its context, so that the permission a handler checks is the one
 // the contract names.
-import { readFileSync } from "node:fs";
-import { createFileRegistry, fromBinary, getOption, hasOption } from "@bufbuild/protobuf";
-import { FileDescriptorSetSchema } from "@bufbuild/protobuf/wkt";
-import { DESCRIPTOR_SET } from "./request-limits.ts";
+import { getOption, hasOption, type FileRegistry } from "@bufbuild/protobuf";
+import { apiRegistry } from "./request-limits.ts";
 
 const API_PACKAGE = "tessera.identity.v1";
 const ACCESS_OPTION = `${API_PACKAGE}.access`;
@@ -40,8 +38,7 @@ const STANDARD_PUBLIC = [
 const PUBLIC: DeclaredAccess = { kind: "public", permission: "", selfPermission: "", systemOnly: false, anonymousWhenConfigured: false };
 
 /** Every method's declared access, by path ("/tessera.identity.v1.IssueService/IssueToken"). */
-export function readAccessTable(descriptorSet: Uint8Array = readFileSync(DESCRIPTOR_SET)): ReadonlyMap<string, DeclaredAccess> {
-  const registry = createFileRegistry(fromBinary(FileDescriptorSetSchema, descriptorSet));
+export function readAccessTable(registry: FileRegistry = apiRegistry()): ReadonlyMap<string, DeclaredAccess> {
   const option = registry.getExtension(ACCESS_OPTION);
   if (!option) throw new Error(`the descriptor set lacks the ${ACCESS_OPTION} option`);
   const table = new Map<string, DeclaredAccess>(STANDARD_PUBLIC.map((path) => [path, PUBLIC]));

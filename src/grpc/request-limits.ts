@@ -11,13 +11,20 @@
 // A refused request becomes a marker that the first middleware turns into
 // INVALID_ARGUMENT with at most MAX_VIOLATIONS field violations.
 import { readFileSync } from "node:fs";
-import { createFileRegistry, fromBinary, getOption, hasOption, ScalarType, type DescExtension, type DescField, type DescMessage } from "@bufbuild/protobuf";
+import { createFileRegistry, fromBinary, getOption, hasOption, ScalarType, type DescExtension, type DescField, type DescMessage, type FileRegistry } from "@bufbuild/protobuf";
 import { FileDescriptorSetSchema } from "@bufbuild/protobuf/wkt";
 import { BinaryReader, WireType } from "@bufbuild/protobuf/wire";
 import type { ServerMiddleware } from "nice-grpc";
 import { Violations } from "../errors.ts";
 
 export const DESCRIPTOR_SET = new URL("../../gen/descriptor-set.binpb", import.meta.url);
+
+let registry: FileRegistry | undefined;
+/** The API's descriptors (gen/descriptor-set.binpb), parsed once for the request limits and the access table. */
+export function apiRegistry(): FileRegistry {
+  registry ??= createFileRegistry(fromBinary(FileDescriptorSetSchema, readFileSync(DESCRIPTOR_SET)));
+  return registry;
+}
 const API_PACKAGE = "tessera.identity.v1";
 const LIMITS_OPTION = `${API_PACKAGE}.limits`;
 
@@ -227,8 +234,7 @@ export class RequestLimits {
   /** Request rules by method path, e.g. "/tessera.identity.v1.IssueService/IssueToken". */
   readonly #byMethod = new Map<string, MessageRule>();
 
-  constructor(descriptorSet: Uint8Array = readFileSync(DESCRIPTOR_SET)) {
-    const registry = createFileRegistry(fromBinary(FileDescriptorSetSchema, descriptorSet));
+  constructor(registry: FileRegistry = apiRegistry()) {
     const limits = registry.getExtension(LIMITS_OPTION);
     if (!limits) throw new Error(`the descriptor set lacks the ${LIMITS_OPTION} option`);
     // Only Tessera's own API declares limits; health and reflection (also in the set) are not guarded.
