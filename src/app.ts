@@ -20,7 +20,7 @@ import { GAP_WAIT_MS, RevocationFeed } from "./events/index.ts";
 import type { Authenticator } from "./grpc/auth.middleware.ts";
 import { readAccessTable } from "./grpc/access.ts";
 import { buildGrpcServer } from "./grpc/server.ts";
-import { RequestLimits } from "./grpc/request-limits.ts";
+import { apiRegistry, RequestLimits } from "./grpc/request-limits.ts";
 import { healthRoute } from "./http/health.ts";
 import { buildHttpServer } from "./http/server.ts";
 import { createAdminGroup, PermissionService, permissionServiceImpl } from "./permissions/index.ts";
@@ -126,9 +126,10 @@ export async function startTessera(config: Config, logger: Logger): Promise<Tess
 
     const authenticate: Authenticator = (token, em) => tokens.verification.verify(em, token);
     const health = HealthState();
-    const access = readAccessTable();
+    const descriptors = apiRegistry();
+    const access = readAccessTable(descriptors);
     const grpc = buildGrpcServer({
-      limits: new RequestLimits(),
+      limits: new RequestLimits(descriptors),
       access,
       trustedProxies: config.trustedProxies,
       orm,

@@ -19,11 +19,9 @@ import { Violations } from "../errors.ts";
 
 export const DESCRIPTOR_SET = new URL("../../gen/descriptor-set.binpb", import.meta.url);
 
-let registry: FileRegistry | undefined;
-/** The API's descriptors (gen/descriptor-set.binpb), parsed once for the request limits and the access table. */
+/** The API's descriptors (gen/descriptor-set.binpb). The server parses them once at start for the request limits and the access table, and keeps neither. */
 export function apiRegistry(): FileRegistry {
-  registry ??= createFileRegistry(fromBinary(FileDescriptorSetSchema, readFileSync(DESCRIPTOR_SET)));
-  return registry;
+  return createFileRegistry(fromBinary(FileDescriptorSetSchema, readFileSync(DESCRIPTOR_SET)));
 }
 const API_PACKAGE = "tessera.identity.v1";
 const LIMITS_OPTION = `${API_PACKAGE}.limits`;
