@@ -15,6 +15,7 @@ import { PermissionServiceDefinition } from "../gen/tessera/identity/v1/permissi
 import { REGISTER_MICROSERVICE_PATH, RegistrationConsumer } from "./amqp/index.ts";
 import { announceBootstrap, bootstrap } from "./bootstrap.ts";
 import { ConfigError, type Config } from "./config.ts";
+import { TesseraError } from "./errors.ts";
 import { migrate, openDatabase, type Database } from "./db/orm.ts";
 import { GAP_WAIT_MS, RevocationFeed } from "./events/index.ts";
 import type { Authenticator } from "./grpc/auth.middleware.ts";
@@ -23,6 +24,7 @@ import { buildGrpcServer } from "./grpc/server.ts";
 import { apiRegistry, RequestLimits } from "./grpc/request-limits.ts";
 import { healthRoute } from "./http/health.ts";
 import { buildHttpServer } from "./http/server.ts";
+import { MinecraftSessionServer, OidcVerifier, RemoteHttp } from "./federation/index.ts";
 import { createAdminGroup, PermissionService, permissionServiceImpl } from "./permissions/index.ts";
 import { configurePageTokens } from "./shared/pagination.ts";
 import { TenantService, tenantServiceImpl } from "./tenants/index.ts";
@@ -90,17 +92,6 @@ export async function startTessera(config: Config, logger: Logger): Promise<Tess
       failuresPerAddress: config.loginFailuresPerAddress,
       blockSeconds: config.loginBlockSeconds,
     });
-    const tokens = await createTokens(orm, {
-      settings: config,
-      masterKey,
-      publishLeadSeconds: config.keyPublishLeadSeconds,
-      feed,
-      login: { hasher, throttle: loginThrottle },
-      log: logger,
-    });
-    await feed.start();
-    started.push(() => feed.stop(), () => limiterStore.close());
-
     const registrationLimit = (prefix: string, points: number) =>
       points > 0 ? new RateLimit(limiterStore, prefix, points, config.registrationWindowSeconds) : undefined;
     const users = new UserService({
@@ -110,8 +101,46 @@ export async function startTessera(config: Config, logger: Logger): Promise<Tess
       registrationsPerAddress: registrationLimit("register-address", config.registrationsPerAddress),
       registrationsPerTenant: registrationLimit("register-tenant", config.registrationsPerTenant),
     });
-    const tenants = new TenantService(users);
     const permissions = new PermissionService();
+    const tenants = new TenantService(users, {
+      oidcAllowHttpLoopback: config.oidcAllowHttpLoopback,
+      missingGroups: (em, tenantId, ids) => permissions.missingGroups(em, tenantId, ids),
+    });
+    const remoteHttp = new RemoteHttp({
+      connectTimeoutMs: config.remoteConnectTimeoutMs,
+      totalTimeoutMs: config.remoteTimeoutMs,
+      maxInFlight: config.remoteMaxInFlight,
+      maxResponseBytes: 256 * 1024,
+    });
+    started.push(() => remoteHttp.close());
+    const tokens = await createTokens(orm, {
+      settings: config,
+      masterKey,
+      publishLeadSeconds: config.keyPublishLeadSeconds,
+      feed,
+      login: { hasher, throttle: loginThrottle },
+      remote: {
+        throttle: loginThrottle,
+        minecraft: new MinecraftSessionServer(config.minecraftSessionUrl, remoteHttp),
+        oidc: new OidcVerifier(remoteHttp, {
+          cacheSeconds: config.oidcCacheSeconds,
+          allowHttpLoopback: config.oidcAllowHttpLoopback,
+          refetchCooldownMs: config.oidcRefetchCooldownMs,
+          clockToleranceSeconds: config.oidcClockToleranceSeconds,
+        }),
+        tenantByServerAddress: (em, address) => tenants.findTenantByServerAddress(em, address),
+        tenantByNameOrId: (em, ref) =>
+          tenants.findTenantByNameOrId(em, ref).catch((error: unknown) => {
+            if (error instanceof TesseraError && error.reason === "TENANT_NOT_FOUND") return null;
+            throw error;
+          }),
+        provision: (em, tenant, identity, groupIds) =>
+          users.provisionExternal(em, tenant, identity, (tem, user) => permissions.joinGroups(tem, user, groupIds)),
+      },
+      log: logger,
+    });
+    await feed.start();
+    started.push(() => feed.stop(), () => limiterStore.close());
     tenants.onTenantCreated(async (em, tenant, admin) => {
       createAdminGroup(em, tenant, admin, false);
       await permissions.createDefaultGroups(em, tenant);
@@ -197,6 +226,7 @@ export async function startTessera(config: Config, logger: Logger): Promise<Tess
         await new Promise<void>((resolve) => http.close(() => resolve()));
         await feed.stop();
         await limiterStore.close();
+        await remoteHttp.close();
         await orm.close(true);
       },
     };

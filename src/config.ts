@@ -64,6 +64,20 @@ export interface Config {
   trustedProxies: BlockList;
   /** Seconds SIGTERM waits for in-flight calls before closing them. */
   shutdownGraceSeconds: number;
+  /** The session server's `…/session/minecraft` root, whose `hasJoined` the minecraft credential calls. */
+  minecraftSessionUrl: string;
+  /** Bounds of every call to a remote authentication system. */
+  remoteConnectTimeoutMs: number;
+  remoteTimeoutMs: number;
+  remoteMaxInFlight: number;
+  /** How long OpenID Connect discovery documents and key sets are cached. */
+  oidcCacheSeconds: number;
+  /** Lets tenants trust http:// issuers on loopback hosts (tests and local development only). */
+  oidcAllowHttpLoopback: boolean;
+  /** After a key-set fetch, an unknown `kid` refetches only once this long has passed. */
+  oidcRefetchCooldownMs: number;
+  /** Tolerated clock difference with issuers for exp and iat. */
+  oidcClockToleranceSeconds: number;
 }
 
 export class ConfigError extends Error {
@@ -104,6 +118,29 @@ function readDuration(env: Env, name: string, fallback: string): number {
     throw new ConfigError(name, `must be a positive duration like 300s, 5m, 12h or 30d, got "${raw}"`);
   }
   return seconds;
+}
+
+/** "500ms", or a duration as readDuration takes it; in milliseconds. */
+function readMillis(env: Env, name: string, fallback: string): number {
+  const raw = env[name] || fallback;
+  const ms = /^(\d{1,7})ms$/.exec(raw.trim());
+  const value = ms ? Number(ms[1]) : (parseDurationSeconds(raw) ?? NaN) * 1000;
+  if (!(value > 0)) throw new ConfigError(name, `must be a positive duration like 500ms, 5s or 1m, got "${raw}"`);
+  return value;
+}
+
+function readHttpUrl(env: Env, name: string, fallback: string): string {
+  const raw = env[name] || fallback;
+  let url: URL | undefined;
+  try {
+    url = new URL(raw);
+  } catch {
+    url = undefined;
+  }
+  if (!url || (url.protocol !== "https:" && url.protocol !== "http:") || url.search || url.hash || url.username) {
+    throw new ConfigError(name, `must be an http(s) URL without query or credentials, got "${raw}"`);
+  }
+  return raw;
 }
 
 function readCount(env: Env, name: string, fallback: number, min: number): number {
@@ -250,5 +287,13 @@ export function loadConfig(env: Env = process.env): Config {
     passwordMinLength,
     redisUrl: readRedisUrl(env),
     trustedProxies: readTrustedProxies(env),
+    minecraftSessionUrl: readHttpUrl(env, "TESSERA_MINECRAFT_SESSION_URL", "https://sessionserver.mojang.com/session/minecraft"),
+    remoteConnectTimeoutMs: readMillis(env, "TESSERA_REMOTE_CONNECT_TIMEOUT", "2s"),
+    remoteTimeoutMs: readMillis(env, "TESSERA_REMOTE_TIMEOUT", "5s"),
+    remoteMaxInFlight: readCount(env, "TESSERA_REMOTE_MAX_IN_FLIGHT", 64, 1),
+    oidcCacheSeconds: readDuration(env, "TESSERA_OIDC_CACHE_TTL", "10m"),
+    oidcAllowHttpLoopback: readBoolean(env, "TESSERA_OIDC_ALLOW_HTTP_LOOPBACK", false),
+    oidcRefetchCooldownMs: readMillis(env, "TESSERA_OIDC_REFETCH_COOLDOWN", "30s"),
+    oidcClockToleranceSeconds: readDuration(env, "TESSERA_OIDC_CLOCK_TOLERANCE", "30s"),
   };
 }

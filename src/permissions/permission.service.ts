@@ -367,6 +367,23 @@ export class PermissionService {
     const defaults = await em.find(GroupEntity, { tenant: tenantId, isDefault: true });
     for (const group of defaults) em.create(GroupMemberEntity, { group, user });
   }
+
+  /** Adds a new user (not yet a member of any of them) to these groups of its tenant; ids of no such group are skipped. */
+  async joinGroups(em: EntityManager, user: User, groupIds: readonly string[]): Promise<void> {
+    const ids = groupIds.filter((id) => UUID.test(id));
+    if (ids.length === 0) return;
+    const groups = await em.find(GroupEntity, { tenant: refKey(user.tenant), id: { $in: ids } });
+    if (groups.length === 0) return;
+    const already = new Set((await em.find(GroupMemberEntity, { user, group: { $in: groups } })).map((m) => refKey(m.group)));
+    for (const group of groups) if (!already.has(group.id)) em.create(GroupMemberEntity, { group, user });
+  }
+
+  /** The ids among `groupIds` that are not groups of the tenant. */
+  async missingGroups(em: EntityManager, tenantId: string, groupIds: readonly string[]): Promise<string[]> {
+    const ids = groupIds.filter((id) => UUID.test(id));
+    const found = new Set(ids.length ? (await em.find(GroupEntity, { tenant: tenantId, id: { $in: ids } })).map((g) => g.id) : []);
+    return groupIds.filter((id) => !found.has(id));
+  }
 }
 
 function toSpec(p: { codename: string; description: string }): PermissionSpec {

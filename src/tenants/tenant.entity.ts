@@ -1,4 +1,5 @@
 import { defineEntity, p, type InferEntity } from "@mikro-orm/core";
+import type { OidcIssuerConfig } from "../federation/index.ts";
 
 export const TenantEntity = defineEntity({
   name: "Tenant",
@@ -9,6 +10,8 @@ export const TenantEntity = defineEntity({
     displayName: p.string().length(200).default(""),
     disabled: p.boolean().default(false),
     selfRegistrationEnabled: p.boolean().default(false),
+    /** OpenID Connect issuers whose ID tokens log users in (federation's OidcIssuerConfig). */
+    oidcIssuers: p.json<OidcIssuerConfig[]>().default("[]").onCreate(() => []),
     domains: () => p.oneToMany(TenantDomainEntity).mappedBy("tenant").orphanRemoval(),
     createdAt: p.datetime().onCreate(() => new Date()),
     updatedAt: p.datetime().onCreate(() => new Date()).onUpdate(() => new Date()),

@@ -15,6 +15,7 @@ export function toTenantMessage(tenant: TenantRecord): TenantMessage {
     domains: tenant.domains,
     disabled: tenant.disabled,
     selfRegistrationEnabled: tenant.selfRegistrationEnabled,
+    oidcIssuers: tenant.oidcIssuers,
     createTime: tenant.createdAt,
     updateTime: tenant.updatedAt,
   };
@@ -27,6 +28,7 @@ function fieldsOf(tenant: TenantMessage | undefined) {
     domains: tenant?.domains ?? [],
     disabled: tenant?.disabled ?? false,
     selfRegistrationEnabled: tenant?.selfRegistrationEnabled ?? false,
+    oidcIssuers: tenant?.oidcIssuers ?? [],
   };
 }
 

@@ -7,6 +7,7 @@ import { checkMaxLength, checkPattern, checkUuid, HOSTNAME, TENANT_NAME, UUID, r
 import { TenantDomainEntity, TenantEntity, type Tenant } from "./tenant.entity.ts";
 import type { NewUserInput, PreparedUser, UserService } from "../users/index.ts";
 import { UserEntity, type User } from "../users/index.ts";
+import { issuerUrlProblem, type OidcIssuerConfig } from "../federation/index.ts";
 
 export const SYSTEM_TENANT_NAME = "system";
 
@@ -16,6 +17,7 @@ export interface TenantFields {
   domains: string[];
   disabled: boolean;
   selfRegistrationEnabled: boolean;
+  oidcIssuers: OidcIssuerConfig[];
 }
 
 export interface TenantRecord extends TenantFields {
@@ -24,11 +26,55 @@ export interface TenantRecord extends TenantFields {
   updatedAt: Date;
 }
 
-export const TENANT_UPDATABLE = ["name", "display_name", "domains", "disabled", "self_registration_enabled"] as const;
+export const TENANT_UPDATABLE = ["name", "display_name", "domains", "disabled", "self_registration_enabled", "oidc_issuers"] as const;
 export type TenantUpdatableField = (typeof TENANT_UPDATABLE)[number];
 
 /** Hooks other domains attach to tenant creation (e.g. default groups), run in the same transaction. */
 export type TenantCreatedHook = (em: EntityManager, tenant: Tenant, admin: User | undefined) => Promise<void>;
+
+/** What tenant validation needs from elsewhere. */
+export interface TenantServiceOptions {
+  /** Lets OpenID Connect issuers on loopback hosts be http:// (TESSERA_OIDC_ALLOW_HTTP_LOOPBACK). */
+  oidcAllowHttpLoopback: boolean;
+  /** The ids among `groupIds` that are not groups of the tenant (permissions owns groups). */
+  missingGroups(em: EntityManager, tenantId: string, groupIds: readonly string[]): Promise<string[]>;
+}
+
+const MAX_OIDC_ISSUERS = 10;
+const CLAIM_NAME = /^[A-Za-z0-9_.:-]{1,64}$/;
+const AUDIENCE = /^[^\s]{1,255}$/;
+
+function checkOidcIssuers(issuers: readonly OidcIssuerConfig[], allowHttpLoopback: boolean, v: Violations, prefix: string): void {
+  if (issuers.length > MAX_OIDC_ISSUERS) {
+    v.add(`${prefix}oidc_issuers`, `must have at most ${MAX_OIDC_ISSUERS} entries`);
+    return;
+  }
+  const seen = new Set<string>();
+  issuers.forEach((issuer, i) => {
+    const at = `${prefix}oidc_issuers[${i}]`;
+    const problem = issuer.issuer ? issuerUrlProblem(issuer.issuer, allowHttpLoopback) : "is required";
+    if (problem) v.add(`${at}.issuer`, problem);
+    else if (seen.has(issuer.issuer)) v.add(`${at}.issuer`, "is listed twice");
+    seen.add(issuer.issuer);
+    if (!AUDIENCE.test(issuer.clientId)) v.add(`${at}.client_id`, "is required: at most 255 characters without spaces");
+    if (issuer.allowedAudiences.length > 10) v.add(`${at}.allowed_audiences`, "must have at most 10 entries");
+    else issuer.allowedAudiences.forEach((a, j) => AUDIENCE.test(a) || v.add(`${at}.allowed_audiences[${j}]`, "must be 1-255 characters without spaces"));
+    if (issuer.usernameClaim && !CLAIM_NAME.test(issuer.usernameClaim)) v.add(`${at}.username_claim`, "must be a claim name (letters, digits and _.:-)");
+    if (issuer.defaultGroupIds.length > 20) v.add(`${at}.default_group_ids`, "must have at most 20 entries");
+    else issuer.defaultGroupIds.forEach((id, j) => UUID.test(id) || v.add(`${at}.default_group_ids[${j}]`, "must be a group UUID"));
+  });
+}
+
+/** The stored form of an issuer list: group ids in lower case, nothing but the known fields. */
+function normalizeIssuers(issuers: readonly OidcIssuerConfig[]): OidcIssuerConfig[] {
+  return issuers.map((i) => ({
+    issuer: i.issuer,
+    clientId: i.clientId,
+    allowedAudiences: [...i.allowedAudiences],
+    usernameClaim: i.usernameClaim,
+    defaultGroupIds: i.defaultGroupIds.map((id) => id.toLowerCase()),
+  }));
+}
 
 function checkTenantFields(fields: Partial<TenantFields>, v: Violations, prefix = "tenant."): void {
   if (fields.name !== undefined) {
@@ -56,6 +102,7 @@ export async function toTenantRecord(em: EntityManager, tenant: Tenant): Promise
     domains: domains.map((d) => d.domain),
     disabled: tenant.disabled,
     selfRegistrationEnabled: tenant.selfRegistrationEnabled,
+    oidcIssuers: tenant.oidcIssuers,
     createdAt: tenant.createdAt,
     updatedAt: tenant.updatedAt,
   };
@@ -79,9 +126,18 @@ export class TenantService {
   readonly #onCreated: TenantCreatedHook[] = [];
   readonly #onRevoked: TenantRevokedHook[] = [];
   readonly #users: UserService;
+  readonly #options: TenantServiceOptions;
 
-  constructor(users: UserService) {
+  constructor(users: UserService, options: TenantServiceOptions) {
     this.#users = users;
+    this.#options = options;
+  }
+
+  async #checkIssuerGroups(em: EntityManager, tenantId: string, issuers: readonly OidcIssuerConfig[], prefix: string): Promise<void> {
+    for (const [i, issuer] of issuers.entries()) {
+      const missing = await this.#options.missingGroups(em, tenantId, issuer.defaultGroupIds);
+      if (missing.length) throw notFound("GROUP_NOT_FOUND", `${prefix}oidc_issuers[${i}].default_group_ids: no group ${missing[0]} in this tenant`);
+    }
   }
 
   /** Registers work that must happen in the same transaction as every tenant creation. */
@@ -100,6 +156,7 @@ export class TenantService {
   ): Promise<{ tenant: TenantRecord; admin?: User }> {
     const v = new Violations();
     checkTenantFields(fields, v);
+    checkOidcIssuers(fields.oidcIssuers, this.#options.oidcAllowHttpLoopback, v, "tenant.");
     // Hash the admin password (argon2, ~30 ms) before opening the transaction.
     const preparedAdmin: PreparedUser | undefined = admin ? await this.#users.prepareNewUser(admin, v, { prefix: "admin.", password: "admin.password" }) : undefined;
     v.throwIfAny();
@@ -111,7 +168,9 @@ export class TenantService {
           displayName: fields.displayName,
           disabled: fields.disabled,
           selfRegistrationEnabled: fields.selfRegistrationEnabled,
+          oidcIssuers: normalizeIssuers(fields.oidcIssuers),
         });
+        await this.#checkIssuerGroups(tem, tenant.id, fields.oidcIssuers, "tenant.");
         for (const domain of fields.domains) tem.create(TenantDomainEntity, { domain, tenant });
         const adminUser = preparedAdmin ? tem.create(UserEntity, { ...preparedAdmin, tenant }) : undefined;
         await tem.flush();
@@ -135,6 +194,27 @@ export class TenantService {
     const tenant = await em.findOne(TenantEntity, where);
     if (!tenant) throw notFound("TENANT_NOT_FOUND", "tenant not found");
     return tenant;
+  }
+
+  /**
+   * The tenant whose domains hold the host of a Minecraft server address
+   * (Argus namespaces): case-insensitive, the port ignored (a domain listed
+   * with the very port asked wins over one with another port), a trailing dot
+   * and anything after a NUL (Forge's handshake markers) dropped. Null when
+   * no tenant has it.
+   */
+  async findTenantByServerAddress(em: EntityManager, address: string): Promise<Tenant | null> {
+    const cleaned = address.split("\u0000")[0]!.trim().toLowerCase();
+    const match = /^([a-z0-9.-]{1,253}?)\.?(?::(\d{1,5}))?$/.exec(cleaned);
+    if (!match) return null;
+    const [, host, port] = match;
+    const rows = await em.find(
+      TenantDomainEntity,
+      { $or: [{ domain: host! }, { domain: { $like: `${host!.replace(/[\\%_]/g, "\\$&")}:%` } }] },
+      { populate: ["tenant"], orderBy: { domain: "asc" }, limit: 20 },
+    );
+    const best = rows.find((r) => port && r.domain === `${host}:${port}`) ?? rows.find((r) => r.domain === host) ?? rows[0];
+    return best ? (best.tenant as Tenant) : null;
   }
 
   /** Resolves "name or UUID" as users type it. */
@@ -178,6 +258,7 @@ export class TenantService {
       },
       v,
     );
+    if (fields.has("oidc_issuers")) checkOidcIssuers(patch.oidcIssuers, this.#options.oidcAllowHttpLoopback, v, "tenant.");
     v.throwIfAny();
     try {
       return await em.transactional(async (tem) => {
@@ -190,6 +271,10 @@ export class TenantService {
         const disabling = fields.has("disabled") && patch.disabled && !tenant.disabled;
         if (fields.has("disabled")) tenant.disabled = patch.disabled;
         if (fields.has("self_registration_enabled")) tenant.selfRegistrationEnabled = patch.selfRegistrationEnabled;
+        if (fields.has("oidc_issuers")) {
+          await this.#checkIssuerGroups(tem, tenant.id, patch.oidcIssuers, "tenant.");
+          tenant.oidcIssuers = normalizeIssuers(patch.oidcIssuers);
+        }
         if (fields.has("domains")) {
           await tem.nativeDelete(TenantDomainEntity, { tenant });
           for (const domain of patch.domains) tem.create(TenantDomainEntity, { domain, tenant });

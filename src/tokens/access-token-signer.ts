@@ -35,6 +35,8 @@ export interface AccessTokenSubject {
   audience: string;
   kind: "user" | "service";
   username: string;
+  /** The subject part of `upn` when it is not `sub` (remote logins: the external id). */
+  upnSubject?: string;
 }
 
 export class AccessTokenSigner {
@@ -60,7 +62,7 @@ export class AccessTokenSigner {
       tid: c.tid,
       sid: c.sid,
       scope: c.elected.join(" "),
-      upn: `${c.sub}@${c.tenantName}`,
+      upn: `${c.upnSubject ?? c.sub}@${c.tenantName}`,
       knd: c.kind,
       ...(c.username ? { preferred_username: c.username } : {}),
     };

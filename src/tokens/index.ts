@@ -1,5 +1,5 @@
 // Tokens: what the rest of the code may use. createTokens wires the flows
-// (password login, refresh rotation, verification, the session store) over
+// (password and remote logins, refresh rotation, verification, the session store) over
 // one key store and session cache, and follows the revocation feed.
 import type { Logger } from "pino";
 import type { Database } from "../db/orm.ts";
@@ -8,6 +8,7 @@ import { AccessTokenSigner, type TokenSettings } from "./access-token-signer.ts"
 import { KeyStore } from "./keys.ts";
 import { PasswordLogin, type LoginDeps } from "./password-login.ts";
 import { RefreshRotation } from "./refresh-rotation.ts";
+import { RemoteLogin, type RemoteLoginDeps } from "./remote-login.ts";
 import { SessionCache } from "./session-cache.ts";
 import { SessionStore } from "./session-store.ts";
 import { TokenVerification } from "./verification.ts";
@@ -15,6 +16,7 @@ import { TokenVerification } from "./verification.ts";
 export type { Principal } from "./principal.ts";
 export type { TokenSet, TokenSettings } from "./access-token-signer.ts";
 export type { LoginDeps } from "./password-login.ts";
+export type { RemoteLoginDeps } from "./remote-login.ts";
 export { electPermissions } from "./password-login.ts";
 export { MAX_JWT_LENGTH } from "./jwt.ts";
 export { loadOrCreateMasterKey } from "./master-key.ts";
@@ -29,6 +31,7 @@ export interface TokensOptions {
   publishLeadSeconds: number;
   feed: RevocationFeed;
   login: LoginDeps;
+  remote: RemoteLoginDeps;
   log: Logger;
 }
 
@@ -36,6 +39,8 @@ export interface Tokens {
   keys: KeyStore;
   sessions: SessionStore;
   login: PasswordLogin;
+  /** Minecraft and OpenID Connect logins. */
+  remote: RemoteLogin;
   refresh: RefreshRotation;
   verification: TokenVerification;
   /** Rotates the signing key whenever the newest is older than `intervalSeconds`, and otherwise reloads the key set (checked every minute); returns the stop function. */
@@ -79,6 +84,7 @@ export async function createTokens(orm: Database, options: TokensOptions): Promi
     keys,
     sessions,
     login: new PasswordLogin(signer, sessions, options.login, settings.audience),
+    remote: new RemoteLogin(signer, sessions, options.remote, settings.audience),
     refresh: new RefreshRotation(signer, sessions, settings),
     verification: new TokenVerification(keys, cache, settings),
     scheduleKeyRotation(intervalSeconds) {

@@ -144,7 +144,7 @@ export function checkRequested(requested: string[], field: string, v: Violations
   checkPatternList(requested, MAX_REQUESTED, field, v);
 }
 
-function checkAudience(audience: string, v: Violations): void {
+export function checkAudience(audience: string, v: Violations): void {
   if (audience.length > 255 || /\s/.test(audience)) v.add("audience", "must be at most 255 characters without spaces");
 }
 

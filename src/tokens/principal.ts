@@ -12,6 +12,8 @@ export interface Principal {
   sessionId: string;
   /** Username; empty for services. */
   username: string;
+  /** User principal name as the token says: `<user id or external id>@<tenant name>` (Argus). */
+  upn: string;
   /** Permissions granted now ∩ elected in the token. */
   permissions: readonly string[];
   /** Elected permission patterns from the token's `scope`. */

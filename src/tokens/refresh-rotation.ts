@@ -74,7 +74,7 @@ export class RefreshRotation {
       await tem.flush();
       return {
         set: {
-          ...this.#signer.sign({ sub: user.id, tid: session.tenant.id, tenantName: session.tenant.name, sid: session.id, elected, audience: session.audience, kind: "user", username: user.username }),
+          ...this.#signer.sign({ sub: user.id, tid: session.tenant.id, tenantName: session.tenant.name, sid: session.id, elected, audience: session.audience, kind: "user", username: user.username, upnSubject: session.upnSubject ?? undefined }),
           refreshToken,
           refreshExpiresAt,
           sessionId: session.id,

@@ -23,8 +23,13 @@ export interface NewSession {
   sessionId: string;
   tenantId: string;
   user: Pick<User, "id" | "username">;
-  /** The password hash the login verified: the session starts only if it is still the user's. */
-  passwordHash: string;
+  /**
+   * The password hash the login verified: the session starts only if it is
+   * still the user's. Null for a remote login (no password was checked).
+   */
+  passwordHash: string | null;
+  /** The subject part of the tokens' `upn` when it is not the user id (remote logins). */
+  upnSubject?: string;
   elected: string[];
   audience: string;
   peer: string;
@@ -57,16 +62,16 @@ export class SessionStore {
     const result = await em.getConnection().execute<{ affectedRows?: number }>(
       `with owner as (
          select u.id from users u join tenants t on t.id = u.tenant_id
-          where u.id = ? and t.id = ? and not u.disabled and not t.disabled and u.password_hash = ?
+          where u.id = ? and t.id = ? and not u.disabled and not t.disabled and ${s.passwordHash === null ? "? is null" : "u.password_hash = ?"}
           for share of u, t),
        session as (
-         insert into sessions (id, tenant_id, user_id, kind, subject, elected, audience, client_address,
+         insert into sessions (id, tenant_id, user_id, kind, subject, elected, audience, client_address, upn_subject,
                                created_at, refreshed_at, expires_at, absolute_expires_at)
-         select ?, ?, owner.id, 'user', owner.id, ?, ?, ?, ?, ?, ?, ? from owner returning id)
+         select ?, ?, owner.id, 'user', owner.id, ?, ?, ?, ?, ?, ?, ?, ? from owner returning id)
        insert into refresh_tokens (hash, session_id, created_at, expires_at) select ?, id, ?, ? from session`,
       [
         s.user.id, s.tenantId, s.passwordHash,
-        sessionId, s.tenantId, JSON.stringify(s.elected), s.audience, s.peer.slice(0, 128),
+        sessionId, s.tenantId, JSON.stringify(s.elected), s.audience, s.peer.slice(0, 128), s.upnSubject ?? null,
         now, now, refreshExpiresAt, new Date(now.getTime() + this.#settings.refreshTokenAbsoluteTtlSeconds * 1000),
         hashRefreshToken(refreshToken), now, refreshExpiresAt,
       ],

@@ -39,6 +39,8 @@ export const SessionEntity = defineEntity({
     elected: p.json<string[]>(),
     audience: p.string().length(255),
     clientAddress: p.string().length(128).default(""),
+    /** The subject part of the tokens' `upn` when it is not the user id (remote logins: the external id). */
+    upnSubject: p.string().length(255).nullable(),
     createdAt: p.datetime().onCreate(() => new Date()),
     refreshedAt: p.datetime().onCreate(() => new Date()),
     /** Sliding expiry, pushed forward by each refresh up to absoluteExpiresAt. */

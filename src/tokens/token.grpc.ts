@@ -48,7 +48,7 @@ function buildPrincipalMessage(p: Principal): PrincipalMessage {
     sessionId: p.sessionId,
     permissions: [...p.permissions],
     expireTime: p.expiresAt,
-    upn: `${p.subject}@${p.tenantName}`,
+    upn: p.upn,
     username: p.username,
     region: undefined,
     audience: [...p.audience],
@@ -73,13 +73,35 @@ export function issueServiceImpl(tokens: Tokens): ServiceImplementation<typeof I
   return {
     async issueToken(request, context) {
       const credential = request.credential;
-      if (!credential) throw invalidInput([{ field: "credential", description: "set one of password, minecraft, service_assertion" }]);
+      if (!credential) throw invalidInput([{ field: "credential", description: "set one of password, minecraft, oidc, service_assertion" }]);
       switch (credential.$case) {
         case "password": {
           const set = await tokens.login.issue(context.em, {
             tenant: credential.value.tenant,
             username: credential.value.username,
             password: credential.value.password,
+            requested: request.requestedPermissions,
+            audience: request.audience,
+            peer: context.peer,
+          });
+          return { ...tokenResponse(set), principalKind: kindOf(set.kind) };
+        }
+        case "minecraft": {
+          const set = await tokens.remote.minecraft(context.em, {
+            username: credential.value.username,
+            serverHash: credential.value.serverHash,
+            serverAddress: credential.value.serverAddress,
+            requested: request.requestedPermissions,
+            audience: request.audience,
+            peer: context.peer,
+          });
+          return { ...tokenResponse(set), principalKind: kindOf(set.kind) };
+        }
+        case "oidc": {
+          const set = await tokens.remote.oidc(context.em, {
+            tenant: credential.value.tenant,
+            idToken: credential.value.idToken,
+            nonce: credential.value.nonce,
             requested: request.requestedPermissions,
             audience: request.audience,
             peer: context.peer,

@@ -86,6 +86,7 @@ function principalFrom(claims: AccessClaims, token: string, state: SessionState)
     tenantName: state.tenantName,
     sessionId: claims.sid,
     username: state.username,
+    upn: claims.upn,
     permissions: intersectPatterns(state.granted, elected),
     elected,
     expiresAt: new Date(claims.exp * 1000),

@@ -28,3 +28,24 @@ export const UserEntity = defineEntity({
   ],
 });
 export type User = InferEntity<typeof UserEntity>;
+
+/**
+ * A user's identity at a remote authentication system: the Minecraft UUID
+ * (issuer "minecraft") or an OpenID Connect issuer's `sub`. A remote login
+ * finds its user by (tenant, issuer, subject), never by the changeable name.
+ */
+export const ExternalIdentityEntity = defineEntity({
+  name: "ExternalIdentity",
+  tableName: "external_identities",
+  properties: {
+    tenant: () => p.manyToOne(TenantEntity).primary().deleteRule("cascade"),
+    issuer: p.string().length(255).primary(),
+    subject: p.string().length(255).primary(),
+    user: () => p.manyToOne(UserEntity).unique().deleteRule("cascade"),
+    /** The name the remote system gave at the last login. */
+    name: p.string().length(255),
+    createdAt: p.datetime().onCreate(() => new Date()),
+    lastLoginAt: p.datetime().onCreate(() => new Date()),
+  },
+});
+export type ExternalIdentity = InferEntity<typeof ExternalIdentityEntity>;

@@ -5,7 +5,8 @@ import { isUniqueViolation, violatedUniqueConstraint } from "../db/errors.ts";
 import { nextPageToken, readPage, type PageRequest } from "../shared/pagination.ts";
 import { checkMaxLength, checkPattern, checkUuid, EMAIL, foldKey, USERNAME, UUID, readUpdateMask } from "../shared/validation.ts";
 import { TenantEntity, type Tenant } from "../tenants/index.ts";
-import { UserEntity, type User } from "./user.entity.ts";
+import { createHash } from "node:crypto";
+import { ExternalIdentityEntity, UserEntity, type User } from "./user.entity.ts";
 import type { PasswordHasher, PasswordPolicy } from "./password.ts";
 import { RateLimit, throttleKey, type LoginThrottle } from "../throttling/index.ts";
 
@@ -79,6 +80,33 @@ function duplicateUser(error: unknown): never {
   throw error;
 }
 
+/** A user's identity at a remote authentication system, as a verified remote login gives it. */
+export interface ExternalIdentityInput {
+  /** "minecraft", or an OpenID Connect issuer URL. */
+  issuer: string;
+  /** The stable id there: a Minecraft UUID, an OpenID Connect `sub`. */
+  subject: string;
+  /** The current, changeable name there. */
+  name: string;
+  /** What follows '@' in the username: "minecraft", the issuer's host. */
+  usernameSuffix: string;
+}
+
+/**
+ * The username of a remote user: `<name>@<suffix>`, at most 64 characters.
+ * Password users' usernames cannot contain '@', so the two never collide.
+ * When another remote user holds the name (a Minecraft name that changed
+ * hands, say), a short hash of the identity makes it unique.
+ */
+function externalUsername(identity: ExternalIdentityInput, disambiguate: boolean): string {
+  const suffix = `@${identity.usernameSuffix}`.slice(0, 40);
+  const tag = disambiguate ? `~${createHash("sha256").update(`${identity.issuer}\u0000${identity.subject}`).digest("hex").slice(0, 8)}` : "";
+  const chars = [...identity.name.replace(/[\s\p{C}]/gu, "")].slice(0, 64 - suffix.length - tag.length);
+  // The case-folded key has a 64-character column too, and folding can lengthen a name (ß → ss).
+  while (chars.length > 0 && foldKey(`${chars.join("")}${tag}${suffix}`).length > 64) chars.pop();
+  return `${chars.join("") || "user"}${tag}${suffix}`;
+}
+
 export class UserService {
   readonly #hooks: UserHooks[] = [];
   readonly #deps: UserServiceDeps;
@@ -135,6 +163,68 @@ export class UserService {
     const prepared = await this.prepareNewUser(input, v, { prefix: "user.", password: "password" });
     v.throwIfAny();
     return this.#insert(em, await this.#requireTenant(em, tenantId), prepared!);
+  }
+
+  /**
+   * The user of a verified remote login, found by (tenant, issuer, subject),
+   * never by name. Created at the first login (with the creation hooks: the
+   * tenant's default groups; `onCreated` adds more in the same transaction);
+   * renamed when the remote name changed. Two first logins at once create one
+   * user: the loser of the insert race finds the winner's.
+   */
+  async provisionExternal(
+    em: EntityManager,
+    tenant: Tenant,
+    identity: ExternalIdentityInput,
+    onCreated?: (em: EntityManager, user: User) => Promise<void>,
+  ): Promise<User> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await em.transactional(async (tem) => {
+          const key = { tenant: tenant.id, issuer: identity.issuer, subject: identity.subject };
+          const known = await tem.findOne(ExternalIdentityEntity, key, { populate: ["user"] });
+          const now = new Date();
+          if (known) {
+            const user = known.user as User;
+            known.lastLoginAt = now;
+            if (known.name !== identity.name) {
+              known.name = identity.name;
+              user.username = await this.#freeExternalUsername(tem, tenant.id, identity, user.id);
+              user.usernameKey = foldKey(user.username);
+              user.updatedAt = now;
+            }
+            await tem.flush();
+            return user;
+          }
+          const username = await this.#freeExternalUsername(tem, tenant.id, identity);
+          const user = tem.create(UserEntity, {
+            id: crypto.randomUUID(),
+            tenant,
+            username,
+            usernameKey: foldKey(username),
+            email: null,
+            emailKey: null,
+            displayName: identity.name.slice(0, 200),
+            passwordHash: null,
+          });
+          tem.create(ExternalIdentityEntity, { ...key, tenant, user, name: identity.name.slice(0, 255) });
+          await tem.flush();
+          for (const hooks of this.#hooks) await hooks.created?.(tem, user);
+          await onCreated?.(tem, user);
+          await tem.flush();
+          return user;
+        });
+      } catch (error) {
+        if (attempt === 0 && isUniqueViolation(error)) continue;
+        throw error;
+      }
+    }
+  }
+
+  async #freeExternalUsername(em: EntityManager, tenantId: string, identity: ExternalIdentityInput, ownId?: string): Promise<string> {
+    const wanted = externalUsername(identity, false);
+    const holder = await em.findOne(UserEntity, { tenant: tenantId, usernameKey: foldKey(wanted) }, { fields: ["id"] });
+    return !holder || holder.id === ownId ? wanted : externalUsername(identity, true);
   }
 
   /** Runs the tenant-creation path's hooks for a user created inside that transaction. */

@@ -37,6 +37,7 @@ function principal(overrides: Partial<Principal> = {}): Principal {
     tenantName: "acme",
     sessionId: "cccccccc-cccc-4ccc-8ccc-cccccccccccc",
     username: "alice",
+    upn: `${ME}@acme`,
     permissions: [],
     elected: [],
     expiresAt: new Date("2030-01-01T00:00:00Z"),

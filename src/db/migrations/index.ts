@@ -4,9 +4,12 @@ import type { MigrationObject } from "@mikro-orm/core";
 import { Migration20261125000627 } from "./Migration20261125000627.ts";
 import { Migration20261125080838 } from "./Migration20261125080838.ts";
 import { Migration20261202012159 } from "./Migration20261202012159.ts";
+import { Migration20261202075201 } from "./Migration20261202075201.ts";
 
 export const migrationsList: MigrationObject[] = [
   { name: "Migration20261125000627", class: Migration20261125000627 },
   { name: "Migration20261125080838", class: Migration20261125080838 },
   { name: "Migration20261202012159", class: Migration20261202012159 },
+  // Remote logins: external identities, tenants' OpenID Connect issuers, the sessions' UPN subject.
+  { name: "Migration20261202075201", class: Migration20261202075201 },
 ];

@@ -25,16 +25,62 @@ export interface PasswordCredential {
 }
 
 /**
- * MinecraftCredential logs a player in through Mojang's `hasJoined` (Argus).
- * The tenant is the one whose `domains` contain `server_address`.
+ * MinecraftCredential logs a player in through the session server's
+ * `hasJoined` (Argus; TESSERA_MINECRAFT_SESSION_URL, Mojang's by default).
+ * The tenant is the one whose `domains` contain `server_address` (compared
+ * case-insensitively, port ignored). The player is a user of that tenant
+ * keyed by its Minecraft UUID, created at its first login (joining the
+ * tenant's default groups) with the username `<profile name>@minecraft`,
+ * which no password user can have; a changed profile name is taken over at
+ * the next login. Tokens carry `upn` `<uuid>@<tenant name>`.
+ *
+ * Error reasons: INVALID_INPUT, TENANT_NOT_FOUND, INVALID_CREDENTIALS (not
+ * joined, or the session server's answer is malformed or names another
+ * player), USER_DISABLED, TENANT_DISABLED, PERMISSION_NOT_GRANTED,
+ * TOO_MANY_ATTEMPTS, UPSTREAM_UNAVAILABLE.
  */
 export interface MinecraftCredential {
-  /** The Minecraft profile name. */
+  /** The Minecraft profile name: 1-16 letters, digits and '_'. */
   username: string;
-  /** The one-time server hash the client sent to Mojang's `join`. */
+  /**
+   * The server hash the client sent to the session server's `join`
+   * (Minecraft's signed hexadecimal SHA-1 digest).
+   */
   serverHash: string;
-  /** The server address the player connects to; selects the tenant. */
+  /**
+   * The server address the player connects to (`host` or `host:port`);
+   * selects the tenant.
+   */
   serverAddress: string;
+}
+
+/**
+ * OidcCredential logs a user in with an ID token from an OpenID Connect
+ * issuer the tenant trusts (Tenant.oidc_issuers). The token is verified
+ * against the issuer's discovery document and JWKS: signature (asymmetric
+ * algorithms only), `iss`, `aud` (must contain the client id, and nothing
+ * the tenant did not allow), `azp` (when several audiences), `exp`, `iat`
+ * and `nonce`. The user is keyed by (issuer, `sub`), created at its first
+ * login (joining the tenant's default groups and the issuer's
+ * `default_group_ids`) and renamed when the mapped claim changes; its
+ * username is `<claim value>@<issuer host>`, which no password user can
+ * have.
+ *
+ * Error reasons: INVALID_INPUT, INVALID_CREDENTIALS (the token does not
+ * verify, or comes from an issuer the tenant does not trust, or no such
+ * tenant: told apart no more than a wrong password), USER_DISABLED, TENANT_DISABLED, PERMISSION_NOT_GRANTED,
+ * TOO_MANY_ATTEMPTS, UPSTREAM_UNAVAILABLE (discovery or JWKS unreachable).
+ */
+export interface OidcCredential {
+  /** The tenant, by name or UUID. */
+  tenant: string;
+  /** The ID token (a compact JWS) the issuer gave the client. */
+  idToken: string;
+  /**
+   * The nonce of the client's authentication request. When set, the ID
+   * token's `nonce` must equal it; an ID token that carries a nonce needs it.
+   */
+  nonce: string;
 }
 
 /**
@@ -59,6 +105,9 @@ export interface IssueTokenRequest {
     | //
     /** Registry-verified service assertion. */
     { $case: "serviceAssertion"; value: ServiceAssertionCredential }
+    | //
+    /** An ID token of an OpenID Connect issuer the tenant trusts. */
+    { $case: "oidc"; value: OidcCredential }
     | undefined;
   /**
    * Elect a subset of the granted permissions (exact codenames or `*`
@@ -341,6 +390,85 @@ export const MinecraftCredential: MessageFns<MinecraftCredential> = {
   },
 };
 
+function createBaseOidcCredential(): OidcCredential {
+  return { tenant: "", idToken: "", nonce: "" };
+}
+
+export const OidcCredential: MessageFns<OidcCredential> = {
+  encode(message: OidcCredential, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.tenant !== "") {
+      writer.uint32(10).string(message.tenant);
+    }
+    if (message.idToken !== "") {
+      writer.uint32(18).string(message.idToken);
+    }
+    if (message.nonce !== "") {
+      writer.uint32(26).string(message.nonce);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): OidcCredential {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseOidcCredential();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.tenant = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.idToken = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.nonce = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<OidcCredential>): OidcCredential {
+    return OidcCredential.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<OidcCredential>): OidcCredential {
+    const message = createBaseOidcCredential();
+    message.tenant = object.tenant ?? "";
+    message.idToken = object.idToken ?? "";
+    message.nonce = object.nonce ?? "";
+    return message;
+  },
+};
+
 function createBaseServiceAssertionCredential(): ServiceAssertionCredential {
   return { assertion: "" };
 }
@@ -412,6 +540,9 @@ export const IssueTokenRequest: MessageFns<IssueTokenRequest> = {
       case "serviceAssertion":
         ServiceAssertionCredential.encode(message.credential.value, writer.uint32(26).fork()).join();
         break;
+      case "oidc":
+        OidcCredential.encode(message.credential.value, writer.uint32(50).fork()).join();
+        break;
     }
     for (const v of message.requestedPermissions) {
       writer.uint32(34).string(v!);
@@ -460,6 +591,14 @@ export const IssueTokenRequest: MessageFns<IssueTokenRequest> = {
               $case: "serviceAssertion",
               value: ServiceAssertionCredential.decode(reader, reader.uint32()),
             };
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.credential = { $case: "oidc", value: OidcCredential.decode(reader, reader.uint32()) };
             continue;
           }
           case 4: {
@@ -514,6 +653,12 @@ export const IssueTokenRequest: MessageFns<IssueTokenRequest> = {
             $case: "serviceAssertion",
             value: ServiceAssertionCredential.fromPartial(object.credential.value),
           };
+        }
+        break;
+      }
+      case "oidc": {
+        if (object.credential?.value !== undefined && object.credential?.value !== null) {
+          message.credential = { $case: "oidc", value: OidcCredential.fromPartial(object.credential.value) };
         }
         break;
       }
@@ -1349,14 +1494,20 @@ export const IssueServiceDefinition = {
      * `scope`; all granted permissions when empty.
      *
      * Required permission: none (public).
-     * Only the password credential is enabled so far; the others answer
-     * INVALID_INPUT until their issues land.
+     * The password, minecraft and oidc credentials are enabled;
+     * service_assertion answers INVALID_INPUT until the registry lands.
+     * Remote systems (the Minecraft session server, OpenID Connect issuers)
+     * are called only here, never for a refresh.
      *
      * Error reasons: INVALID_INPUT, INVALID_CREDENTIALS (unknown user or wrong
-     * password, indistinguishable), USER_DISABLED, TENANT_DISABLED,
-     * PERMISSION_NOT_GRANTED (an elected permission is not granted),
-     * TOO_MANY_ATTEMPTS (with google.rpc.RetryInfo), TOKEN_INVALID,
-     * REGISTRY_NOT_ALLOWED, ASSERTION_REPLAYED, UPSTREAM_UNAVAILABLE.
+     * password, indistinguishable; a player who has not joined; an ID token
+     * that does not verify), USER_DISABLED, TENANT_DISABLED, TENANT_NOT_FOUND
+     * (minecraft: no tenant has the server address among its domains),
+     * PERMISSION_NOT_GRANTED (an elected
+     * permission is not granted), TOO_MANY_ATTEMPTS (with
+     * google.rpc.RetryInfo), UPSTREAM_UNAVAILABLE (the remote system timed
+     * out, failed or is overloaded; with google.rpc.RetryInfo), TOKEN_INVALID,
+     * REGISTRY_NOT_ALLOWED, ASSERTION_REPLAYED.
      */
     issueToken: {
       name: "IssueToken",
@@ -1677,14 +1828,20 @@ export interface IssueServiceImplementation<CallContextExt = {}> {
    * `scope`; all granted permissions when empty.
    *
    * Required permission: none (public).
-   * Only the password credential is enabled so far; the others answer
-   * INVALID_INPUT until their issues land.
+   * The password, minecraft and oidc credentials are enabled;
+   * service_assertion answers INVALID_INPUT until the registry lands.
+   * Remote systems (the Minecraft session server, OpenID Connect issuers)
+   * are called only here, never for a refresh.
    *
    * Error reasons: INVALID_INPUT, INVALID_CREDENTIALS (unknown user or wrong
-   * password, indistinguishable), USER_DISABLED, TENANT_DISABLED,
-   * PERMISSION_NOT_GRANTED (an elected permission is not granted),
-   * TOO_MANY_ATTEMPTS (with google.rpc.RetryInfo), TOKEN_INVALID,
-   * REGISTRY_NOT_ALLOWED, ASSERTION_REPLAYED, UPSTREAM_UNAVAILABLE.
+   * password, indistinguishable; a player who has not joined; an ID token
+   * that does not verify), USER_DISABLED, TENANT_DISABLED, TENANT_NOT_FOUND
+   * (minecraft: no tenant has the server address among its domains),
+   * PERMISSION_NOT_GRANTED (an elected
+   * permission is not granted), TOO_MANY_ATTEMPTS (with
+   * google.rpc.RetryInfo), UPSTREAM_UNAVAILABLE (the remote system timed
+   * out, failed or is overloaded; with google.rpc.RetryInfo), TOKEN_INVALID,
+   * REGISTRY_NOT_ALLOWED, ASSERTION_REPLAYED.
    */
   issueToken(
     request: IssueTokenRequest,
@@ -1753,14 +1910,20 @@ export interface IssueServiceClient<CallOptionsExt = {}> {
    * `scope`; all granted permissions when empty.
    *
    * Required permission: none (public).
-   * Only the password credential is enabled so far; the others answer
-   * INVALID_INPUT until their issues land.
+   * The password, minecraft and oidc credentials are enabled;
+   * service_assertion answers INVALID_INPUT until the registry lands.
+   * Remote systems (the Minecraft session server, OpenID Connect issuers)
+   * are called only here, never for a refresh.
    *
    * Error reasons: INVALID_INPUT, INVALID_CREDENTIALS (unknown user or wrong
-   * password, indistinguishable), USER_DISABLED, TENANT_DISABLED,
-   * PERMISSION_NOT_GRANTED (an elected permission is not granted),
-   * TOO_MANY_ATTEMPTS (with google.rpc.RetryInfo), TOKEN_INVALID,
-   * REGISTRY_NOT_ALLOWED, ASSERTION_REPLAYED, UPSTREAM_UNAVAILABLE.
+   * password, indistinguishable; a player who has not joined; an ID token
+   * that does not verify), USER_DISABLED, TENANT_DISABLED, TENANT_NOT_FOUND
+   * (minecraft: no tenant has the server address among its domains),
+   * PERMISSION_NOT_GRANTED (an elected
+   * permission is not granted), TOO_MANY_ATTEMPTS (with
+   * google.rpc.RetryInfo), UPSTREAM_UNAVAILABLE (the remote system timed
+   * out, failed or is overloaded; with google.rpc.RetryInfo), TOKEN_INVALID,
+   * REGISTRY_NOT_ALLOWED, ASSERTION_REPLAYED.
    */
   issueToken(
     request: DeepPartial<IssueTokenRequest>,

@@ -37,7 +37,42 @@ export interface Tenant {
     | Date
     | undefined;
   /** Last update time. Output only. */
-  updateTime: Date | undefined;
+  updateTime:
+    | Date
+    | undefined;
+  /**
+   * OpenID Connect issuers whose ID tokens log users in to this tenant (the
+   * `oidc` credential of IssueService.IssueToken), at most 10.
+   */
+  oidcIssuers: OidcIssuer[];
+}
+
+/** OidcIssuer is an OpenID Connect issuer a tenant trusts. */
+export interface OidcIssuer {
+  /**
+   * The issuer identifier, exactly as its ID tokens' `iss`: an https URL
+   * (http only for loopback hosts when TESSERA_OIDC_ALLOW_HTTP_LOOPBACK is
+   * on). Its discovery document is `<issuer>/.well-known/openid-configuration`.
+   * Unique within the tenant.
+   */
+  issuer: string;
+  /** Tessera's client id at the issuer: ID tokens must name it in `aud`. */
+  clientId: string;
+  /**
+   * Further audiences an ID token may carry besides `client_id`; a token
+   * naming any other audience is refused.
+   */
+  allowedAudiences: string[];
+  /**
+   * The claim whose value names the user (`<value>@<issuer host>`):
+   * `preferred_username` when empty; `sub` when the claim is missing.
+   */
+  usernameClaim: string;
+  /**
+   * Groups of the tenant (UUIDs) that users from this issuer join at their
+   * first login, besides the tenant's default groups.
+   */
+  defaultGroupIds: string[];
 }
 
 /** InitialAdmin describes the first administrator of a new tenant. */
@@ -113,7 +148,7 @@ export interface UpdateTenantRequest {
     | undefined;
   /**
    * Fields to update: name, display_name, domains, disabled,
-   * self_registration_enabled. Required.
+   * self_registration_enabled, oidc_issuers. Required.
    */
   updateMask: string[] | undefined;
 }
@@ -144,6 +179,7 @@ function createBaseTenant(): Tenant {
     selfRegistrationEnabled: false,
     createTime: undefined,
     updateTime: undefined,
+    oidcIssuers: [],
   };
 }
 
@@ -172,6 +208,9 @@ export const Tenant: MessageFns<Tenant> = {
     }
     if (message.updateTime !== undefined) {
       Timestamp.encode(toTimestamp(message.updateTime), writer.uint32(66).fork()).join();
+    }
+    for (const v of message.oidcIssuers) {
+      OidcIssuer.encode(v!, writer.uint32(74).fork()).join();
     }
     return writer;
   },
@@ -253,6 +292,14 @@ export const Tenant: MessageFns<Tenant> = {
             message.updateTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.oidcIssuers.push(OidcIssuer.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -278,6 +325,110 @@ export const Tenant: MessageFns<Tenant> = {
     message.selfRegistrationEnabled = object.selfRegistrationEnabled ?? false;
     message.createTime = object.createTime ?? undefined;
     message.updateTime = object.updateTime ?? undefined;
+    message.oidcIssuers = object.oidcIssuers?.map((e) => OidcIssuer.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseOidcIssuer(): OidcIssuer {
+  return { issuer: "", clientId: "", allowedAudiences: [], usernameClaim: "", defaultGroupIds: [] };
+}
+
+export const OidcIssuer: MessageFns<OidcIssuer> = {
+  encode(message: OidcIssuer, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.issuer !== "") {
+      writer.uint32(10).string(message.issuer);
+    }
+    if (message.clientId !== "") {
+      writer.uint32(18).string(message.clientId);
+    }
+    for (const v of message.allowedAudiences) {
+      writer.uint32(26).string(v!);
+    }
+    if (message.usernameClaim !== "") {
+      writer.uint32(34).string(message.usernameClaim);
+    }
+    for (const v of message.defaultGroupIds) {
+      writer.uint32(42).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): OidcIssuer {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseOidcIssuer();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.issuer = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.clientId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.allowedAudiences.push(reader.string());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.usernameClaim = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.defaultGroupIds.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<OidcIssuer>): OidcIssuer {
+    return OidcIssuer.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<OidcIssuer>): OidcIssuer {
+    const message = createBaseOidcIssuer();
+    message.issuer = object.issuer ?? "";
+    message.clientId = object.clientId ?? "";
+    message.allowedAudiences = object.allowedAudiences?.map((e) => e) || [];
+    message.usernameClaim = object.usernameClaim ?? "";
+    message.defaultGroupIds = object.defaultGroupIds?.map((e) => e) || [];
     return message;
   },
 };
@@ -1159,10 +1310,12 @@ export const TenantServiceDefinition = {
     },
     /**
      * UpdateTenant changes the fields named in `update_mask` (AIP-134):
-     * name, display_name, domains, disabled, self_registration_enabled.
+     * name, display_name, domains, disabled, self_registration_enabled,
+     * oidc_issuers (replaced as a whole).
      *
      * Required permission: identity.tenants.update.
-     * Error reasons: INVALID_INPUT, TENANT_NOT_FOUND, ALREADY_EXISTS,
+     * Error reasons: INVALID_INPUT, TENANT_NOT_FOUND, GROUP_NOT_FOUND (an
+     * issuer's default group is not a group of the tenant), ALREADY_EXISTS,
      * PROTECTED_RESOURCE (disabling or renaming the system tenant),
      * PERMISSION_DENIED.
      */
@@ -1299,10 +1452,12 @@ export interface TenantServiceImplementation<CallContextExt = {}> {
   ): Promise<DeepPartial<ListTenantsResponse>>;
   /**
    * UpdateTenant changes the fields named in `update_mask` (AIP-134):
-   * name, display_name, domains, disabled, self_registration_enabled.
+   * name, display_name, domains, disabled, self_registration_enabled,
+   * oidc_issuers (replaced as a whole).
    *
    * Required permission: identity.tenants.update.
-   * Error reasons: INVALID_INPUT, TENANT_NOT_FOUND, ALREADY_EXISTS,
+   * Error reasons: INVALID_INPUT, TENANT_NOT_FOUND, GROUP_NOT_FOUND (an
+   * issuer's default group is not a group of the tenant), ALREADY_EXISTS,
    * PROTECTED_RESOURCE (disabling or renaming the system tenant),
    * PERMISSION_DENIED.
    */
@@ -1358,10 +1513,12 @@ export interface TenantServiceClient<CallOptionsExt = {}> {
   ): Promise<ListTenantsResponse>;
   /**
    * UpdateTenant changes the fields named in `update_mask` (AIP-134):
-   * name, display_name, domains, disabled, self_registration_enabled.
+   * name, display_name, domains, disabled, self_registration_enabled,
+   * oidc_issuers (replaced as a whole).
    *
    * Required permission: identity.tenants.update.
-   * Error reasons: INVALID_INPUT, TENANT_NOT_FOUND, ALREADY_EXISTS,
+   * Error reasons: INVALID_INPUT, TENANT_NOT_FOUND, GROUP_NOT_FOUND (an
+   * issuer's default group is not a group of the tenant), ALREADY_EXISTS,
    * PROTECTED_RESOURCE (disabling or renaming the system tenant),
    * PERMISSION_DENIED.
    */

@@ -9,18 +9,20 @@ from typing import ClassVar as _ClassVar, Iterable as _Iterable, Mapping as _Map
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class IssueTokenRequest(_message.Message):
-    __slots__ = ["audience", "minecraft", "password", "requested_permissions", "service_assertion"]
+    __slots__ = ["audience", "minecraft", "oidc", "password", "requested_permissions", "service_assertion"]
     AUDIENCE_FIELD_NUMBER: _ClassVar[int]
     MINECRAFT_FIELD_NUMBER: _ClassVar[int]
+    OIDC_FIELD_NUMBER: _ClassVar[int]
     PASSWORD_FIELD_NUMBER: _ClassVar[int]
     REQUESTED_PERMISSIONS_FIELD_NUMBER: _ClassVar[int]
     SERVICE_ASSERTION_FIELD_NUMBER: _ClassVar[int]
     audience: str
     minecraft: MinecraftCredential
+    oidc: OidcCredential
     password: PasswordCredential
     requested_permissions: _containers.RepeatedScalarFieldContainer[str]
     service_assertion: ServiceAssertionCredential
-    def __init__(self, password: _Optional[_Union[PasswordCredential, _Mapping]] = ..., minecraft: _Optional[_Union[MinecraftCredential, _Mapping]] = ..., service_assertion: _Optional[_Union[ServiceAssertionCredential, _Mapping]] = ..., requested_permissions: _Optional[_Iterable[str]] = ..., audience: _Optional[str] = ...) -> None: ...
+    def __init__(self, password: _Optional[_Union[PasswordCredential, _Mapping]] = ..., minecraft: _Optional[_Union[MinecraftCredential, _Mapping]] = ..., service_assertion: _Optional[_Union[ServiceAssertionCredential, _Mapping]] = ..., oidc: _Optional[_Union[OidcCredential, _Mapping]] = ..., requested_permissions: _Optional[_Iterable[str]] = ..., audience: _Optional[str] = ...) -> None: ...
 
 class IssueTokenResponse(_message.Message):
     __slots__ = ["access_token", "expire_time", "granted_permissions", "principal_kind", "refresh_expire_time", "refresh_token", "session_id", "token_type"]
@@ -71,6 +73,16 @@ class MinecraftCredential(_message.Message):
     server_hash: str
     username: str
     def __init__(self, username: _Optional[str] = ..., server_hash: _Optional[str] = ..., server_address: _Optional[str] = ...) -> None: ...
+
+class OidcCredential(_message.Message):
+    __slots__ = ["id_token", "nonce", "tenant"]
+    ID_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    NONCE_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    id_token: str
+    nonce: str
+    tenant: str
+    def __init__(self, tenant: _Optional[str] = ..., id_token: _Optional[str] = ..., nonce: _Optional[str] = ...) -> None: ...
 
 class PasswordCredential(_message.Message):
     __slots__ = ["password", "tenant", "username"]

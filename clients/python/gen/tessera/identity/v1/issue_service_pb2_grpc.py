@@ -56,14 +56,20 @@ class IssueServiceServicer(object):
         `scope`; all granted permissions when empty.
 
         Required permission: none (public).
-        Only the password credential is enabled so far; the others answer
-        INVALID_INPUT until their issues land.
+        The password, minecraft and oidc credentials are enabled;
+        service_assertion answers INVALID_INPUT until the registry lands.
+        Remote systems (the Minecraft session server, OpenID Connect issuers)
+        are called only here, never for a refresh.
 
         Error reasons: INVALID_INPUT, INVALID_CREDENTIALS (unknown user or wrong
-        password, indistinguishable), USER_DISABLED, TENANT_DISABLED,
-        PERMISSION_NOT_GRANTED (an elected permission is not granted),
-        TOO_MANY_ATTEMPTS (with google.rpc.RetryInfo), TOKEN_INVALID,
-        REGISTRY_NOT_ALLOWED, ASSERTION_REPLAYED, UPSTREAM_UNAVAILABLE.
+        password, indistinguishable; a player who has not joined; an ID token
+        that does not verify), USER_DISABLED, TENANT_DISABLED, TENANT_NOT_FOUND
+        (minecraft: no tenant has the server address among its domains),
+        PERMISSION_NOT_GRANTED (an elected
+        permission is not granted), TOO_MANY_ATTEMPTS (with
+        google.rpc.RetryInfo), UPSTREAM_UNAVAILABLE (the remote system timed
+        out, failed or is overloaded; with google.rpc.RetryInfo), TOKEN_INVALID,
+        REGISTRY_NOT_ALLOWED, ASSERTION_REPLAYED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

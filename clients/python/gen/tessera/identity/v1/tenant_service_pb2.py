@@ -17,7 +17,7 @@ from tessera.identity.v1 import options_pb2 as tessera_dot_identity_dot_v1_dot_o
 from tessera.identity.v1 import user_service_pb2 as tessera_dot_identity_dot_v1_dot_user__service__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(tessera/identity/v1/tenant_service.proto\x12\x13tessera.identity.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a!tessera/identity/v1/options.proto\x1a&tessera/identity/v1/user_service.proto\"\xdf\x02\n\x06Tenant\x12\x16\n\x02id\x18\x01 \x01(\tB\x06\xa2\x9f\x19\x02\x08$R\x02id\x12\x1a\n\x04name\x18\x02 \x01(\tB\x06\xa2\x9f\x19\x02\x08?R\x04name\x12*\n\x0c\x64isplay_name\x18\x03 \x01(\tB\x07\xa2\x9f\x19\x03\x08\xc8\x01R\x0b\x64isplayName\x12#\n\x07\x64omains\x18\x04 \x03(\tB\t\xa2\x9f\x19\x05\x08\x84\x02\x10\x64R\x07\x64omains\x12\x1a\n\x08\x64isabled\x18\x05 \x01(\x08R\x08\x64isabled\x12:\n\x19self_registration_enabled\x18\x06 \x01(\x08R\x17selfRegistrationEnabled\x12;\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\ncreateTime\x12;\n\x0bupdate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nupdateTime\"v\n\x0cInitialAdmin\x12\"\n\x08username\x18\x01 \x01(\tB\x06\xa2\x9f\x19\x02\x08@R\x08username\x12\x1d\n\x05\x65mail\x18\x02 \x01(\tB\x07\xa2\x9f\x19\x03\x08\xfe\x01R\x05\x65mail\x12#\n\x08password\x18\x03 \x01(\tB\x07\xa2\x9f\x19\x03\x08\x80\x08R\x08password\"\x83\x01\n\x13\x43reateTenantRequest\x12\x33\n\x06tenant\x18\x01 \x01(\x0b\x32\x1b.tessera.identity.v1.TenantR\x06tenant\x12\x37\n\x05\x61\x64min\x18\x02 \x01(\x0b\x32!.tessera.identity.v1.InitialAdminR\x05\x61\x64min\"|\n\x14\x43reateTenantResponse\x12\x33\n\x06tenant\x18\x01 \x01(\x0b\x32\x1b.tessera.identity.v1.TenantR\x06tenant\x12/\n\x05\x61\x64min\x18\x02 \x01(\x0b\x32\x19.tessera.identity.v1.UserR\x05\x61\x64min\"F\n\x10GetTenantRequest\x12\x16\n\x02id\x18\x01 \x01(\tB\x06\xa2\x9f\x19\x02\x08$R\x02id\x12\x1a\n\x04name\x18\x02 \x01(\tB\x06\xa2\x9f\x19\x02\x08?R\x04name\"H\n\x11GetTenantResponse\x12\x33\n\x06tenant\x18\x01 \x01(\x0b\x32\x1b.tessera.identity.v1.TenantR\x06tenant\"\x82\x01\n\x12ListTenantsRequest\x12\x1b\n\tpage_size\x18\x01 \x01(\x05R\x08pageSize\x12&\n\npage_token\x18\x02 \x01(\tB\x07\xa2\x9f\x19\x03\x08\x80\x08R\tpageToken\x12\'\n\x0bname_prefix\x18\x03 \x01(\tB\x06\xa2\x9f\x19\x02\x08?R\nnamePrefix\"t\n\x13ListTenantsResponse\x12\x35\n\x07tenants\x18\x01 \x03(\x0b\x32\x1b.tessera.identity.v1.TenantR\x07tenants\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x91\x01\n\x13UpdateTenantRequest\x12\x33\n\x06tenant\x18\x01 \x01(\x0b\x32\x1b.tessera.identity.v1.TenantR\x06tenant\x12\x45\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskB\x08\xa2\x9f\x19\x04\x08@\x10\nR\nupdateMask\"K\n\x14UpdateTenantResponse\x12\x33\n\x06tenant\x18\x01 \x01(\x0b\x32\x1b.tessera.identity.v1.TenantR\x06tenant\"-\n\x13\x44\x65leteTenantRequest\x12\x16\n\x02id\x18\x01 \x01(\tB\x06\xa2\x9f\x19\x02\x08$R\x02id\"\x16\n\x14\x44\x65leteTenantResponse2\xa8\x05\n\rTenantService\x12\x88\x01\n\x0c\x43reateTenant\x12(.tessera.identity.v1.CreateTenantRequest\x1a).tessera.identity.v1.CreateTenantResponse\"#\xaa\x9f\x19\x1f\x08\x03\x12\x17identity.tenants.create \x01(\x01\x12x\n\tGetTenant\x12%.tessera.identity.v1.GetTenantRequest\x1a&.tessera.identity.v1.GetTenantResponse\"\x1c\xaa\x9f\x19\x18\x08\x03\x12\x14identity.tenants.get\x12\x81\x01\n\x0bListTenants\x12\'.tessera.identity.v1.ListTenantsRequest\x1a(.tessera.identity.v1.ListTenantsResponse\"\x1f\xaa\x9f\x19\x1b\x08\x03\x12\x15identity.tenants.list \x01\x12\x84\x01\n\x0cUpdateTenant\x12(.tessera.identity.v1.UpdateTenantRequest\x1a).tessera.identity.v1.UpdateTenantResponse\"\x1f\xaa\x9f\x19\x1b\x08\x03\x12\x17identity.tenants.update\x12\x86\x01\n\x0c\x44\x65leteTenant\x12(.tessera.identity.v1.DeleteTenantRequest\x1a).tessera.identity.v1.DeleteTenantResponse\"!\xaa\x9f\x19\x1d\x08\x03\x12\x17identity.tenants.delete \x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(tessera/identity/v1/tenant_service.proto\x12\x13tessera.identity.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a!tessera/identity/v1/options.proto\x1a&tessera/identity/v1/user_service.proto\"\xab\x03\n\x06Tenant\x12\x16\n\x02id\x18\x01 \x01(\tB\x06\xa2\x9f\x19\x02\x08$R\x02id\x12\x1a\n\x04name\x18\x02 \x01(\tB\x06\xa2\x9f\x19\x02\x08?R\x04name\x12*\n\x0c\x64isplay_name\x18\x03 \x01(\tB\x07\xa2\x9f\x19\x03\x08\xc8\x01R\x0b\x64isplayName\x12#\n\x07\x64omains\x18\x04 \x03(\tB\t\xa2\x9f\x19\x05\x08\x84\x02\x10\x64R\x07\x64omains\x12\x1a\n\x08\x64isabled\x18\x05 \x01(\x08R\x08\x64isabled\x12:\n\x19self_registration_enabled\x18\x06 \x01(\x08R\x17selfRegistrationEnabled\x12;\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\ncreateTime\x12;\n\x0bupdate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nupdateTime\x12J\n\x0coidc_issuers\x18\t \x03(\x0b\x32\x1f.tessera.identity.v1.OidcIssuerB\x06\xa2\x9f\x19\x02\x10\nR\x0boidcIssuers\"\xf0\x01\n\nOidcIssuer\x12\x1f\n\x06issuer\x18\x01 \x01(\tB\x07\xa2\x9f\x19\x03\x08\xff\x01R\x06issuer\x12$\n\tclient_id\x18\x02 \x01(\tB\x07\xa2\x9f\x19\x03\x08\xff\x01R\x08\x63lientId\x12\x36\n\x11\x61llowed_audiences\x18\x03 \x03(\tB\t\xa2\x9f\x19\x05\x08\xff\x01\x10\nR\x10\x61llowedAudiences\x12-\n\x0eusername_claim\x18\x04 \x01(\tB\x06\xa2\x9f\x19\x02\x08@R\rusernameClaim\x12\x34\n\x11\x64\x65\x66\x61ult_group_ids\x18\x05 \x03(\tB\x08\xa2\x9f\x19\x04\x08$\x10\x14R\x0f\x64\x65\x66\x61ultGroupIds\"v\n\x0cInitialAdmin\x12\"\n\x08username\x18\x01 \x01(\tB\x06\xa2\x9f\x19\x02\x08@R\x08username\x12\x1d\n\x05\x65mail\x18\x02 \x01(\tB\x07\xa2\x9f\x19\x03\x08\xfe\x01R\x05\x65mail\x12#\n\x08password\x18\x03 \x01(\tB\x07\xa2\x9f\x19\x03\x08\x80\x08R\x08password\"\x83\x01\n\x13\x43reateTenantRequest\x12\x33\n\x06tenant\x18\x01 \x01(\x0b\x32\x1b.tessera.identity.v1.TenantR\x06tenant\x12\x37\n\x05\x61\x64min\x18\x02 \x01(\x0b\x32!.tessera.identity.v1.InitialAdminR\x05\x61\x64min\"|\n\x14\x43reateTenantResponse\x12\x33\n\x06tenant\x18\x01 \x01(\x0b\x32\x1b.tessera.identity.v1.TenantR\x06tenant\x12/\n\x05\x61\x64min\x18\x02 \x01(\x0b\x32\x19.tessera.identity.v1.UserR\x05\x61\x64min\"F\n\x10GetTenantRequest\x12\x16\n\x02id\x18\x01 \x01(\tB\x06\xa2\x9f\x19\x02\x08$R\x02id\x12\x1a\n\x04name\x18\x02 \x01(\tB\x06\xa2\x9f\x19\x02\x08?R\x04name\"H\n\x11GetTenantResponse\x12\x33\n\x06tenant\x18\x01 \x01(\x0b\x32\x1b.tessera.identity.v1.TenantR\x06tenant\"\x82\x01\n\x12ListTenantsRequest\x12\x1b\n\tpage_size\x18\x01 \x01(\x05R\x08pageSize\x12&\n\npage_token\x18\x02 \x01(\tB\x07\xa2\x9f\x19\x03\x08\x80\x08R\tpageToken\x12\'\n\x0bname_prefix\x18\x03 \x01(\tB\x06\xa2\x9f\x19\x02\x08?R\nnamePrefix\"t\n\x13ListTenantsResponse\x12\x35\n\x07tenants\x18\x01 \x03(\x0b\x32\x1b.tessera.identity.v1.TenantR\x07tenants\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x91\x01\n\x13UpdateTenantRequest\x12\x33\n\x06tenant\x18\x01 \x01(\x0b\x32\x1b.tessera.identity.v1.TenantR\x06tenant\x12\x45\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskB\x08\xa2\x9f\x19\x04\x08@\x10\nR\nupdateMask\"K\n\x14UpdateTenantResponse\x12\x33\n\x06tenant\x18\x01 \x01(\x0b\x32\x1b.tessera.identity.v1.TenantR\x06tenant\"-\n\x13\x44\x65leteTenantRequest\x12\x16\n\x02id\x18\x01 \x01(\tB\x06\xa2\x9f\x19\x02\x08$R\x02id\"\x16\n\x14\x44\x65leteTenantResponse2\xa8\x05\n\rTenantService\x12\x88\x01\n\x0c\x43reateTenant\x12(.tessera.identity.v1.CreateTenantRequest\x1a).tessera.identity.v1.CreateTenantResponse\"#\xaa\x9f\x19\x1f\x08\x03\x12\x17identity.tenants.create \x01(\x01\x12x\n\tGetTenant\x12%.tessera.identity.v1.GetTenantRequest\x1a&.tessera.identity.v1.GetTenantResponse\"\x1c\xaa\x9f\x19\x18\x08\x03\x12\x14identity.tenants.get\x12\x81\x01\n\x0bListTenants\x12\'.tessera.identity.v1.ListTenantsRequest\x1a(.tessera.identity.v1.ListTenantsResponse\"\x1f\xaa\x9f\x19\x1b\x08\x03\x12\x15identity.tenants.list \x01\x12\x84\x01\n\x0cUpdateTenant\x12(.tessera.identity.v1.UpdateTenantRequest\x1a).tessera.identity.v1.UpdateTenantResponse\"\x1f\xaa\x9f\x19\x1b\x08\x03\x12\x17identity.tenants.update\x12\x86\x01\n\x0c\x44\x65leteTenant\x12(.tessera.identity.v1.DeleteTenantRequest\x1a).tessera.identity.v1.DeleteTenantResponse\"!\xaa\x9f\x19\x1d\x08\x03\x12\x17identity.tenants.delete \x01\x62\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tessera.identity.v1.tenant_service_pb2', globals())
@@ -32,6 +32,18 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   _TENANT.fields_by_name['display_name']._serialized_options = b'\242\237\031\003\010\310\001'
   _TENANT.fields_by_name['domains']._options = None
   _TENANT.fields_by_name['domains']._serialized_options = b'\242\237\031\005\010\204\002\020d'
+  _TENANT.fields_by_name['oidc_issuers']._options = None
+  _TENANT.fields_by_name['oidc_issuers']._serialized_options = b'\242\237\031\002\020\n'
+  _OIDCISSUER.fields_by_name['issuer']._options = None
+  _OIDCISSUER.fields_by_name['issuer']._serialized_options = b'\242\237\031\003\010\377\001'
+  _OIDCISSUER.fields_by_name['client_id']._options = None
+  _OIDCISSUER.fields_by_name['client_id']._serialized_options = b'\242\237\031\003\010\377\001'
+  _OIDCISSUER.fields_by_name['allowed_audiences']._options = None
+  _OIDCISSUER.fields_by_name['allowed_audiences']._serialized_options = b'\242\237\031\005\010\377\001\020\n'
+  _OIDCISSUER.fields_by_name['username_claim']._options = None
+  _OIDCISSUER.fields_by_name['username_claim']._serialized_options = b'\242\237\031\002\010@'
+  _OIDCISSUER.fields_by_name['default_group_ids']._options = None
+  _OIDCISSUER.fields_by_name['default_group_ids']._serialized_options = b'\242\237\031\004\010$\020\024'
   _INITIALADMIN.fields_by_name['username']._options = None
   _INITIALADMIN.fields_by_name['username']._serialized_options = b'\242\237\031\002\010@'
   _INITIALADMIN.fields_by_name['email']._options = None
@@ -61,29 +73,31 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   _TENANTSERVICE.methods_by_name['DeleteTenant']._options = None
   _TENANTSERVICE.methods_by_name['DeleteTenant']._serialized_options = b'\252\237\031\035\010\003\022\027identity.tenants.delete \001'
   _TENANT._serialized_start=208
-  _TENANT._serialized_end=559
-  _INITIALADMIN._serialized_start=561
-  _INITIALADMIN._serialized_end=679
-  _CREATETENANTREQUEST._serialized_start=682
-  _CREATETENANTREQUEST._serialized_end=813
-  _CREATETENANTRESPONSE._serialized_start=815
-  _CREATETENANTRESPONSE._serialized_end=939
-  _GETTENANTREQUEST._serialized_start=941
-  _GETTENANTREQUEST._serialized_end=1011
-  _GETTENANTRESPONSE._serialized_start=1013
-  _GETTENANTRESPONSE._serialized_end=1085
-  _LISTTENANTSREQUEST._serialized_start=1088
-  _LISTTENANTSREQUEST._serialized_end=1218
-  _LISTTENANTSRESPONSE._serialized_start=1220
-  _LISTTENANTSRESPONSE._serialized_end=1336
-  _UPDATETENANTREQUEST._serialized_start=1339
-  _UPDATETENANTREQUEST._serialized_end=1484
-  _UPDATETENANTRESPONSE._serialized_start=1486
-  _UPDATETENANTRESPONSE._serialized_end=1561
-  _DELETETENANTREQUEST._serialized_start=1563
-  _DELETETENANTREQUEST._serialized_end=1608
-  _DELETETENANTRESPONSE._serialized_start=1610
-  _DELETETENANTRESPONSE._serialized_end=1632
-  _TENANTSERVICE._serialized_start=1635
-  _TENANTSERVICE._serialized_end=2315
+  _TENANT._serialized_end=635
+  _OIDCISSUER._serialized_start=638
+  _OIDCISSUER._serialized_end=878
+  _INITIALADMIN._serialized_start=880
+  _INITIALADMIN._serialized_end=998
+  _CREATETENANTREQUEST._serialized_start=1001
+  _CREATETENANTREQUEST._serialized_end=1132
+  _CREATETENANTRESPONSE._serialized_start=1134
+  _CREATETENANTRESPONSE._serialized_end=1258
+  _GETTENANTREQUEST._serialized_start=1260
+  _GETTENANTREQUEST._serialized_end=1330
+  _GETTENANTRESPONSE._serialized_start=1332
+  _GETTENANTRESPONSE._serialized_end=1404
+  _LISTTENANTSREQUEST._serialized_start=1407
+  _LISTTENANTSREQUEST._serialized_end=1537
+  _LISTTENANTSRESPONSE._serialized_start=1539
+  _LISTTENANTSRESPONSE._serialized_end=1655
+  _UPDATETENANTREQUEST._serialized_start=1658
+  _UPDATETENANTREQUEST._serialized_end=1803
+  _UPDATETENANTRESPONSE._serialized_start=1805
+  _UPDATETENANTRESPONSE._serialized_end=1880
+  _DELETETENANTREQUEST._serialized_start=1882
+  _DELETETENANTREQUEST._serialized_end=1927
+  _DELETETENANTRESPONSE._serialized_start=1929
+  _DELETETENANTRESPONSE._serialized_end=1951
+  _TENANTSERVICE._serialized_start=1954
+  _TENANTSERVICE._serialized_end=2634
 # @@protoc_insertion_point(module_scope)

@@ -77,14 +77,29 @@ class ListTenantsResponse(_message.Message):
     tenants: _containers.RepeatedCompositeFieldContainer[Tenant]
     def __init__(self, tenants: _Optional[_Iterable[_Union[Tenant, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
+class OidcIssuer(_message.Message):
+    __slots__ = ["allowed_audiences", "client_id", "default_group_ids", "issuer", "username_claim"]
+    ALLOWED_AUDIENCES_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_GROUP_IDS_FIELD_NUMBER: _ClassVar[int]
+    ISSUER_FIELD_NUMBER: _ClassVar[int]
+    USERNAME_CLAIM_FIELD_NUMBER: _ClassVar[int]
+    allowed_audiences: _containers.RepeatedScalarFieldContainer[str]
+    client_id: str
+    default_group_ids: _containers.RepeatedScalarFieldContainer[str]
+    issuer: str
+    username_claim: str
+    def __init__(self, issuer: _Optional[str] = ..., client_id: _Optional[str] = ..., allowed_audiences: _Optional[_Iterable[str]] = ..., username_claim: _Optional[str] = ..., default_group_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
 class Tenant(_message.Message):
-    __slots__ = ["create_time", "disabled", "display_name", "domains", "id", "name", "self_registration_enabled", "update_time"]
+    __slots__ = ["create_time", "disabled", "display_name", "domains", "id", "name", "oidc_issuers", "self_registration_enabled", "update_time"]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     DISABLED_FIELD_NUMBER: _ClassVar[int]
     DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
     DOMAINS_FIELD_NUMBER: _ClassVar[int]
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
+    OIDC_ISSUERS_FIELD_NUMBER: _ClassVar[int]
     SELF_REGISTRATION_ENABLED_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
     create_time: _timestamp_pb2.Timestamp
@@ -93,9 +108,10 @@ class Tenant(_message.Message):
     domains: _containers.RepeatedScalarFieldContainer[str]
     id: str
     name: str
+    oidc_issuers: _containers.RepeatedCompositeFieldContainer[OidcIssuer]
     self_registration_enabled: bool
     update_time: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., display_name: _Optional[str] = ..., domains: _Optional[_Iterable[str]] = ..., disabled: bool = ..., self_registration_enabled: bool = ..., create_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., display_name: _Optional[str] = ..., domains: _Optional[_Iterable[str]] = ..., disabled: bool = ..., self_registration_enabled: bool = ..., create_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., oidc_issuers: _Optional[_Iterable[_Union[OidcIssuer, _Mapping]]] = ...) -> None: ...
 
 class UpdateTenantRequest(_message.Message):
     __slots__ = ["tenant", "update_mask"]

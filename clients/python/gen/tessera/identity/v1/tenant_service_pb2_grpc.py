@@ -86,10 +86,12 @@ class TenantServiceServicer(object):
 
     def UpdateTenant(self, request, context):
         """UpdateTenant changes the fields named in `update_mask` (AIP-134):
-        name, display_name, domains, disabled, self_registration_enabled.
+        name, display_name, domains, disabled, self_registration_enabled,
+        oidc_issuers (replaced as a whole).
 
         Required permission: identity.tenants.update.
-        Error reasons: INVALID_INPUT, TENANT_NOT_FOUND, ALREADY_EXISTS,
+        Error reasons: INVALID_INPUT, TENANT_NOT_FOUND, GROUP_NOT_FOUND (an
+        issuer's default group is not a group of the tenant), ALREADY_EXISTS,
         PROTECTED_RESOURCE (disabling or renaming the system tenant),
         PERMISSION_DENIED.
         """

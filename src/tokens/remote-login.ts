@@ -1,0 +1,158 @@
+// Login through a remote authentication system (Argus): the Minecraft session
+// server's hasJoined, or an OpenID Connect issuer's ID token. The remote
+// system proves who the user is; from there it is a login like a password
+// login: the user (provisioned at its first login), its grants, the elected
+// permissions, a session. The remote system is never asked again for a
+// refresh: the session's refresh token carries it from here.
+import type { EntityManager } from "@mikro-orm/core";
+import { notFound, TesseraError, unauthenticated, Violations } from "../errors.ts";
+import { MINECRAFT_NAME, MINECRAFT_SERVER_HASH, remoteLoginFailed, type MinecraftSessionServer, type OidcIssuerConfig, type OidcVerifier } from "../federation/index.ts";
+import { grantedPatterns } from "../permissions/index.ts";
+import { foldKey } from "../shared/validation.ts";
+import type { Tenant } from "../tenants/index.ts";
+import { throttleKey, type LoginThrottle } from "../throttling/index.ts";
+import type { ExternalIdentityInput, User } from "../users/index.ts";
+import type { AccessTokenSigner, TokenSet } from "./access-token-signer.ts";
+import { checkAudience, checkRequested, electPermissions } from "./password-login.ts";
+import type { SessionStore } from "./session-store.ts";
+
+/** What remote logins need from the remote systems and the other domains (wired in app.ts). */
+export interface RemoteLoginDeps {
+  throttle: LoginThrottle;
+  minecraft: MinecraftSessionServer;
+  oidc: OidcVerifier;
+  tenantByServerAddress(em: EntityManager, address: string): Promise<Tenant | null>;
+  tenantByNameOrId(em: EntityManager, nameOrId: string): Promise<Tenant | null>;
+  /** The user of a verified identity; created at the first login, joining `groupIds` besides the tenant's default groups. */
+  provision(em: EntityManager, tenant: Tenant, identity: ExternalIdentityInput, groupIds: readonly string[]): Promise<User>;
+}
+
+interface Election {
+  requested: string[];
+  audience: string;
+  peer: string;
+}
+
+export interface MinecraftLoginInput extends Election {
+  username: string;
+  serverHash: string;
+  serverAddress: string;
+}
+
+export interface OidcLoginInput extends Election {
+  tenant: string;
+  idToken: string;
+  nonce: string;
+}
+
+export const MINECRAFT_ISSUER = "minecraft";
+
+export class RemoteLogin {
+  readonly #signer: AccessTokenSigner;
+  readonly #sessions: SessionStore;
+  readonly #deps: RemoteLoginDeps;
+  readonly #defaultAudience: string;
+
+  constructor(signer: AccessTokenSigner, sessions: SessionStore, deps: RemoteLoginDeps, defaultAudience: string) {
+    this.#signer = signer;
+    this.#sessions = sessions;
+    this.#deps = deps;
+    this.#defaultAudience = defaultAudience;
+  }
+
+  async minecraft(em: EntityManager, input: MinecraftLoginInput): Promise<TokenSet> {
+    const v = new Violations();
+    if (!MINECRAFT_NAME.test(input.username)) v.add("minecraft.username", "must be a Minecraft profile name: 1-16 letters, digits and _");
+    if (!MINECRAFT_SERVER_HASH.test(input.serverHash)) v.add("minecraft.server_hash", "must be the server hash sent to join: up to 40 lower-case hexadecimal digits, optionally signed");
+    if (!input.serverAddress.trim()) v.add("minecraft.server_address", "is required");
+    checkElection(input, v);
+    v.throwIfAny();
+
+    const tenant = await this.#deps.tenantByServerAddress(em, input.serverAddress);
+    if (!tenant) throw notFound("TENANT_NOT_FOUND", "no tenant serves this server address");
+    const account = throttleKey("minecraft", tenant.id, foldKey(input.username));
+    let profile: Awaited<ReturnType<MinecraftSessionServer["hasJoined"]>> = null;
+    const ok = await this.#deps.throttle.attempt(account, input.peer, async () => {
+      profile = await this.#deps.minecraft.hasJoined(input.username, input.serverHash);
+      return profile !== null;
+    });
+    if (!ok || !profile) throw remoteLoginFailed("the player has not joined this server (or the session server's answer does not name this player)");
+    const { id, name } = profile as { id: string; name: string };
+    if (tenant.disabled) throw unauthenticated("TENANT_DISABLED", "the tenant is disabled");
+    const user = await this.#deps.provision(em, tenant, { issuer: MINECRAFT_ISSUER, subject: id, name, usernameSuffix: "minecraft" }, []);
+    return this.#issue(em, tenant, user, id, input);
+  }
+
+  async oidc(em: EntityManager, input: OidcLoginInput): Promise<TokenSet> {
+    const v = new Violations();
+    if (!input.tenant) v.add("oidc.tenant", "is required");
+    if (!input.idToken) v.add("oidc.id_token", "is required");
+    checkElection(input, v);
+    v.throwIfAny();
+
+    // An unknown tenant is told apart from an untrusted issuer no more than an unknown user from a wrong password.
+    const tenant = await this.#deps.tenantByNameOrId(em, input.tenant);
+    const trusted: readonly OidcIssuerConfig[] = tenant?.oidcIssuers ?? [];
+    const claimed = unverifiedClaims(input.idToken);
+    const account = throttleKey("oidc", tenant?.id ?? foldKey(input.tenant), claimed.iss, claimed.sub);
+    let failure: TesseraError | undefined;
+    let verified: Awaited<ReturnType<OidcVerifier["verify"]>> | undefined;
+    const ok = await this.#deps.throttle.attempt(account, input.peer, async () => {
+      try {
+        verified = await this.#deps.oidc.verify(input.idToken, trusted, input.nonce);
+        return true;
+      } catch (error) {
+        // A token that does not verify is a failed login; an issuer that cannot be asked is not.
+        if (error instanceof TesseraError && error.reason === "INVALID_CREDENTIALS") {
+          failure = error;
+          return false;
+        }
+        throw error;
+      }
+    });
+    if (!ok || !verified || !tenant) throw failure ?? remoteLoginFailed("the ID token does not verify");
+    const { identity, config } = verified as NonNullable<typeof verified>;
+    if (tenant.disabled) throw unauthenticated("TENANT_DISABLED", "the tenant is disabled");
+    const user = await this.#deps.provision(
+      em,
+      tenant,
+      { issuer: identity.issuer, subject: identity.subject, name: identity.name, usernameSuffix: new URL(identity.issuer).host },
+      config.defaultGroupIds,
+    );
+    return this.#issue(em, tenant, user, undefined, input);
+  }
+
+  async #issue(em: EntityManager, tenant: Tenant, user: User, upnSubject: string | undefined, input: Election): Promise<TokenSet> {
+    if (user.disabled) throw unauthenticated("USER_DISABLED", "the user is disabled");
+    const elected = electPermissions(await grantedPatterns(em, user.id), input.requested);
+    const audience = input.audience || this.#defaultAudience;
+    const sessionId = crypto.randomUUID();
+    const access = this.#signer.sign({ sub: user.id, tid: tenant.id, tenantName: tenant.name, sid: sessionId, elected, audience, kind: "user", username: user.username, upnSubject });
+    const session = await this.#sessions.start(em, {
+      sessionId,
+      tenantId: tenant.id,
+      user,
+      passwordHash: null,
+      upnSubject,
+      elected,
+      audience,
+      peer: input.peer,
+    });
+    return { ...access, refreshToken: session.refreshToken, refreshExpiresAt: session.refreshExpiresAt, sessionId, granted: elected, kind: "user" };
+  }
+}
+
+function checkElection(input: Election, v: Violations): void {
+  checkRequested(input.requested, "requested_permissions", v);
+  checkAudience(input.audience, v);
+}
+
+/** `iss` and `sub` as the token claims them, before verification: only to key the throttle. */
+function unverifiedClaims(idToken: string): { iss: string; sub: string } {
+  try {
+    const payload = JSON.parse(Buffer.from(idToken.split(".")[1] ?? "", "base64url").toString("utf8")) as { iss?: unknown; sub?: unknown };
+    return { iss: typeof payload.iss === "string" ? payload.iss.slice(0, 255) : "", sub: typeof payload.sub === "string" ? payload.sub.slice(0, 255) : "" };
+  } catch {
+    return { iss: "", sub: "" };
+  }
+}
