@@ -194,7 +194,7 @@ describe("IssueToken (minecraft)", () => {
     });
     const slow = await expectFailure(server.clients.issue.issueToken(
       { credential: { $case: "minecraft", value: { username: "Slow", serverHash: SERVER_HASH, serverAddress: "mc.craft.test" } } },
-      { deadline: new Date(Date.now() + 4000) },
+      { signal: AbortSignal.timeout(4000) },
     ), { code: Status.UNAVAILABLE, reason: "UPSTREAM_UNAVAILABLE" });
     expect(slow.extra.some((d) => d.$type === RetryInfo.$type)).toBe(true);
 
@@ -244,5 +244,39 @@ describe("IssueToken (minecraft)", () => {
     expect(calls).toEqual([]);
     // A new login now cannot reach the session server: UNAVAILABLE, not a hang.
     await expectFailure(minecraft("Steve"), { code: Status.UNAVAILABLE, reason: "UPSTREAM_UNAVAILABLE" });
+  });
+});
+
+describe("the README walkthrough", () => {
+  it("maps a server address to a tenant, logs a player in through the dev session server, and refreshes", { timeout: 120_000 }, async () => {
+    const { spawn, execFile } = await import("node:child_process");
+    const { readFileSync } = await import("node:fs");
+    const { promisify } = await import("node:util");
+    const portServer = createServer();
+    portServer.listen(0, "127.0.0.1");
+    await new Promise((resolve) => portServer.once("listening", resolve));
+    const port = (portServer.address() as AddressInfo).port;
+    await new Promise((resolve) => portServer.close(resolve));
+    const standIn = spawn(process.execPath, ["scripts/dev-session-server.ts"], { env: { ...process.env, TESSERA_DEV_SESSION_ADDR: `127.0.0.1:${port}` }, stdio: ["ignore", "pipe", "inherit"] });
+    await new Promise((resolve) => standIn.stdout.once("data", resolve));
+    const walkthrough = await startTestServer({ TESSERA_MINECRAFT_SESSION_URL: `http://127.0.0.1:${port}/session/minecraft` });
+    try {
+      const section = readFileSync("README.md", "utf8").split(/^## Logging in with an external system$/m)[1]!.split(/^## /m)[0]!;
+      const block = [...section.matchAll(/^```sh\n([\s\S]*?)^```$/gm)].map((m) => m[1]!).find((b) => b.includes("dev:session-server"))!;
+      // The test starts the two servers itself; the rest runs as printed, against the test server.
+      const script = block
+        .split("\n")
+        .filter((line) => !line.includes("npm run dev:session-server") && !line.includes("npm start"))
+        .join("\n")
+        .replaceAll("http://127.0.0.1:50051", `http://${walkthrough.address}`);
+      const { stdout } = await promisify(execFile)("/bin/sh", ["-c", `set -e\n${script}`], { env: { ...process.env, TOKEN: walkthrough.adminToken } });
+      const documents = stdout.trim().split(/\n(?=\{)/).map((doc) => JSON.parse(doc) as Record<string, unknown>);
+      expect(documents[0]).toMatchObject({ tenant: { name: "survival", domains: ["mc.example.com"] } });
+      const refreshed = documents.at(-1) as { accessToken: string };
+      expect(decodePart(refreshed.accessToken, 1)).toMatchObject({ preferred_username: "Steve@minecraft", upn: expect.stringMatching(/@survival$/) });
+    } finally {
+      await walkthrough.close();
+      standIn.kill();
+    }
   });
 });
