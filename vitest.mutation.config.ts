@@ -2,10 +2,14 @@ import { defineConfig } from "vitest/config";
 
 // For `npm run test:mutation` (Stryker): the unit tests only. Integration tests
 // start servers and databases, far too slow to run once per mutant, and the
-// mutated modules are covered by unit tests of their own.
+// mutated modules are covered by unit tests of their own. The token-flow unit
+// tests open an in-process PGlite from the migrated template the global setup
+// builds once (test/support/unit-db.ts).
 export default defineConfig({
   test: {
     include: ["test/unit/**/*.test.ts"],
+    globalSetup: ["test/support/global-setup.ts"],
     testTimeout: 30_000,
+    hookTimeout: 60_000,
   },
 });

@@ -83,7 +83,7 @@ export class RefreshRotation {
         },
       };
     });
-    if ("set" in outcome && outcome.set) return outcome.set;
+    if (outcome.set) return outcome.set;
     switch (outcome.error) {
       case "reused":
         throw unauthenticated("REFRESH_TOKEN_INVALID", "refresh token was already used; the session is revoked");
