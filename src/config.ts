@@ -32,6 +32,8 @@ export interface Config {
   accessTokenTtlSeconds: number;
   refreshTokenTtlSeconds: number;
   refreshTokenAbsoluteTtlSeconds: number;
+  /** How long after a rotation a re-presentation of the rotated refresh token gets the same successor; 0 = strict rotation. */
+  refreshGraceSeconds: number;
   keyRotationIntervalSeconds: number;
   /** How long a new signing key is published before it signs. */
   keyPublishLeadSeconds: number;
@@ -223,6 +225,14 @@ function readTrustedProxies(env: Env): BlockList {
   return list;
 }
 
+/** 0 (strict rotation) up to a minute: a stolen token presented within the window gets the successor too. */
+function readRefreshGrace(env: Env): number {
+  if (env.TESSERA_REFRESH_GRACE?.trim() === "0") return 0;
+  const seconds = readDuration(env, "TESSERA_REFRESH_GRACE", "10s");
+  if (seconds > 60) throw new ConfigError("TESSERA_REFRESH_GRACE", "must be at most 60s (0 = strict rotation)");
+  return seconds;
+}
+
 export function loadConfig(env: Env = process.env): Config {
   const logLevel = (env.TESSERA_LOG_LEVEL ?? "info") as Config["logLevel"];
   if (!LOG_LEVELS.includes(logLevel)) {
@@ -269,6 +279,7 @@ export function loadConfig(env: Env = process.env): Config {
     accessTokenTtlSeconds,
     refreshTokenTtlSeconds,
     refreshTokenAbsoluteTtlSeconds,
+    refreshGraceSeconds: readRefreshGrace(env),
     keyRotationIntervalSeconds: readDuration(env, "TESSERA_KEY_ROTATION_INTERVAL", "30d"),
     keyPublishLeadSeconds: readDuration(env, "TESSERA_KEY_PUBLISH_LEAD", "1m"),
     tls: readTls(env),

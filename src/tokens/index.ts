@@ -7,7 +7,7 @@ import { recordRevocation, type RevocationFeed } from "../events/index.ts";
 import { AccessTokenSigner, type TokenSettings } from "./access-token-signer.ts";
 import { KeyStore } from "./keys.ts";
 import { PasswordLogin, type LoginDeps } from "./password-login.ts";
-import { RefreshRotation } from "./refresh-rotation.ts";
+import { RefreshRotation, type RefreshSettings } from "./refresh-rotation.ts";
 import { RemoteLogin, type RemoteLoginDeps } from "./remote-login.ts";
 import { SessionCache } from "./session-cache.ts";
 import { SessionStore } from "./session-store.ts";
@@ -26,7 +26,7 @@ export type { SessionStore } from "./session-store.ts";
 export { RefreshTokenEntity, SessionEntity, SigningKeyEntity } from "./token.entity.ts";
 
 export interface TokensOptions {
-  settings: TokenSettings;
+  settings: RefreshSettings;
   masterKey: Buffer;
   publishLeadSeconds: number;
   feed: RevocationFeed;
@@ -85,7 +85,7 @@ export async function createTokens(orm: Database, options: TokensOptions): Promi
     sessions,
     login: new PasswordLogin(signer, sessions, options.login, settings.audience),
     remote: new RemoteLogin(signer, sessions, options.remote, settings.audience),
-    refresh: new RefreshRotation(signer, sessions, settings),
+    refresh: new RefreshRotation(signer, settings, options.masterKey),
     verification: new TokenVerification(keys, cache, settings),
     scheduleKeyRotation(intervalSeconds) {
       const timer = setInterval(() => {

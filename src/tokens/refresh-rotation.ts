@@ -1,31 +1,94 @@
-// Refresh rotation with reuse detection (OAuth 2.0 Security BCP 4.14): a
-// refresh token is spent by the presentation that wins the conditional
-// UPDATE; every other presentation of a spent token is reuse and revokes the
-// whole session.
+// Refresh rotation with reuse detection (OAuth 2.0 Security BCP 4.14) and a
+// grace window that never logs an honest client out.
+//
+// A refresh token is spent by the presentation that wins the conditional
+// UPDATE. Its successor is not random but derived from it (HMAC under a key
+// sealed from the master key), so nothing secret is stored and a
+// re-presentation of the token just rotated, within the grace window (a retry
+// after a lost response, or concurrent refreshes of one client), gets the very
+// same successor: there is still exactly one live chain. Any other
+// presentation of a spent token (after the window, or of an older token whose
+// successor was spent too) is reuse and revokes the whole session.
+//
+// On the database: one read (the token, its session, user, tenant and grants
+// in one statement) and one write (claim, successor and session update in one
+// statement), instead of a unit of work of some seven statements: refresh is
+// the busiest write path (bench/refresh.ts).
+import { createHmac, hkdfSync } from "node:crypto";
 import type { EntityManager } from "@mikro-orm/core";
+import { recordRevocation } from "../events/index.ts";
 import { permissionDenied, unauthenticated, Violations } from "../errors.ts";
-import { anyCovers, grantedPatterns, intersectPatterns } from "../permissions/index.ts";
+import { anyCovers, intersectPatterns, userGrants } from "../permissions/index.ts";
 import type { AccessTokenSigner, TokenSet, TokenSettings } from "./access-token-signer.ts";
 import { checkRequested } from "./password-login.ts";
-import { hashRefreshToken, newRefreshToken, REFRESH_FORMAT, type SessionStore } from "./session-store.ts";
-import { RefreshTokenEntity } from "./token.entity.ts";
+import { hashRefreshToken, REFRESH_FORMAT } from "./session-store.ts";
+import { SessionEntity } from "./token.entity.ts";
+
+export interface RefreshSettings extends TokenSettings {
+  /** How long after a rotation a re-presentation of the rotated token gets the same successor; 0 = strict. */
+  refreshGraceSeconds: number;
+}
+
+/** A refresh token with what a refresh needs of its session, user, tenant and grants. */
+interface TokenRow {
+  sessionId: string;
+  usedAt: Date | null;
+  expiresAt: Date;
+  revoked: boolean;
+  absoluteExpiresAt: Date;
+  elected: string[];
+  audience: string;
+  upnSubject: string | null;
+  tenantId: string;
+  tenantName: string;
+  tenantDisabled: boolean;
+  userId: string | null;
+  username: string;
+  userDisabled: boolean;
+  groupPatterns: string[];
+}
+
+const READ_TOKEN = `
+  select r.session_id, r.used_at, r.expires_at, s.revoked_at is not null as revoked, s.absolute_expires_at,
+         s.elected, s.audience, s.upn_subject, s.tenant_id, t.name as tenant_name, t.disabled as tenant_disabled,
+         u.id as user_id, u.username, coalesce(u.disabled, true) as user_disabled,
+         coalesce((select jsonb_agg(g.permissions) from group_members m join groups g on g.id = m.group_id where m.user_id = u.id), '[]'::jsonb) as grants
+    from refresh_tokens r
+    join sessions s on s.id = r.session_id
+    join tenants t on t.id = s.tenant_id
+    left join users u on u.id = s.user_id
+   where r.hash = ?`;
+
+/**
+ * Claims the presented token (only if still unused), stores its successor and
+ * slides the session, in one statement: either all of it happens or, when a
+ * concurrent presentation claimed the token first or the session was revoked
+ * meanwhile, nothing but the claim.
+ */
+const ROTATE = `
+  with claimed as (
+    update refresh_tokens set used_at = ? where hash = ? and used_at is null returning session_id),
+  slid as (
+    update sessions set refreshed_at = ?, expires_at = ?, elected = coalesce(?::jsonb, elected)
+     where id in (select session_id from claimed) and revoked_at is null returning id),
+  successor as (
+    insert into refresh_tokens (hash, session_id, created_at, expires_at) select ?, id, ?, ? from slid returning 1)
+  select (select count(*) from claimed)::int as claimed, (select count(*) from successor)::int as stored`;
+
+type Failure = "invalid" | "reused" | "revoked" | "tenant_disabled" | "user_disabled";
 
 export class RefreshRotation {
   readonly #signer: AccessTokenSigner;
-  readonly #sessions: SessionStore;
-  readonly #settings: TokenSettings;
+  readonly #settings: RefreshSettings;
+  readonly #successorKey: Buffer;
 
-  constructor(signer: AccessTokenSigner, sessions: SessionStore, settings: TokenSettings) {
+  constructor(signer: AccessTokenSigner, settings: RefreshSettings, masterKey: Buffer) {
     this.#signer = signer;
-    this.#sessions = sessions;
     this.#settings = settings;
+    this.#successorKey = Buffer.from(hkdfSync("sha256", masterKey, Buffer.alloc(0), "tessera refresh successor v1", 32));
   }
 
-  /**
-   * Rotates a refresh token. The conditional UPDATE makes exactly one of any
-   * number of concurrent presentations win; every other presentation of a used
-   * token is reuse, and revokes the session.
-   */
+  /** Rotates a refresh token; see the file comment for the grace window and reuse. */
   async refresh(em: EntityManager, input: { refreshToken: string; requested: string[] }): Promise<TokenSet> {
     const v = new Violations();
     if (!input.refreshToken) v.add("refresh_token", "is required");
@@ -34,69 +97,134 @@ export class RefreshRotation {
     if (!REFRESH_FORMAT.test(input.refreshToken)) throw unauthenticated("REFRESH_TOKEN_INVALID", "refresh token is invalid");
     const hash = hashRefreshToken(input.refreshToken);
     const now = new Date();
-
-    // Failures are returned from inside the transaction, not thrown: a throw
-    // would roll it back, and a detected reuse must commit the revocation of
-    // the session it makes. The outcome becomes an error after the commit.
-    const outcome = await em.transactional(async (tem) => {
-      const row = await tem.findOne(RefreshTokenEntity, { hash }, { populate: ["session", "session.tenant", "session.user"] });
-      if (!row) return { error: "invalid" as const };
-      const session = row.session;
-      if (session.revokedAt) return { error: "revoked" as const };
-      if (row.usedAt) {
-        this.#sessions.revokeRow(tem, session, "refresh_token_reuse");
-        return { error: "reused" as const };
-      }
-      if (row.expiresAt <= now || session.absoluteExpiresAt <= now) return { error: "invalid" as const };
-      const user = session.user;
-      if (session.tenant.disabled) return { error: "tenant_disabled" as const };
-      if (!user || user.disabled) return { error: "user_disabled" as const };
-      // Narrowing may only shrink the session's elected set; a refused request leaves the token usable.
-      const narrowed = input.requested.length ? input.requested : session.elected;
-      for (const p of narrowed) {
-        if (!anyCovers(session.elected, p)) return { error: "above_session" as const, permission: p };
-      }
-      // The conditional UPDATE is the linearization point: of concurrent presentations exactly one
-      // claims the token; the others lost the race and count as reuse.
-      const claimed = await tem.nativeUpdate(RefreshTokenEntity, { hash, usedAt: null }, { usedAt: now });
-      if (claimed === 0) {
-        this.#sessions.revokeRow(tem, session, "refresh_token_reuse");
-        return { error: "reused" as const };
-      }
-      const granted = await grantedPatterns(tem, user.id);
-      const elected = intersectPatterns(granted, narrowed);
-      const refreshToken = newRefreshToken();
-      const refreshExpiresAt = new Date(Math.min(now.getTime() + this.#settings.refreshTokenTtlSeconds * 1000, session.absoluteExpiresAt.getTime()));
-      tem.create(RefreshTokenEntity, { hash: hashRefreshToken(refreshToken), session, expiresAt: refreshExpiresAt, usedAt: null, createdAt: now });
-      session.refreshedAt = now;
-      session.expiresAt = refreshExpiresAt;
-      if (input.requested.length) session.elected = intersectPatterns(session.elected, input.requested);
-      await tem.flush();
-      return {
-        set: {
-          ...this.#signer.sign({ sub: user.id, tid: session.tenant.id, tenantName: session.tenant.name, sid: session.id, elected, audience: session.audience, kind: "user", username: user.username, upnSubject: session.upnSubject ?? undefined }),
-          refreshToken,
-          refreshExpiresAt,
-          sessionId: session.id,
-          granted: elected,
-          kind: "user" as const,
-        },
-      };
-    });
-    if (outcome.set) return outcome.set;
-    switch (outcome.error) {
-      case "reused":
-        throw unauthenticated("REFRESH_TOKEN_INVALID", "refresh token was already used; the session is revoked");
-      case "revoked":
-        throw unauthenticated("SESSION_REVOKED", "the session is revoked");
-      case "tenant_disabled":
-        throw unauthenticated("TENANT_DISABLED", "the tenant is disabled");
-      case "user_disabled":
-        throw unauthenticated("USER_DISABLED", "the user is disabled");
-      case "above_session":
-        throw permissionDenied(`permission ${outcome.permission} is not elected in this session`, "PERMISSION_NOT_GRANTED");
-      default:
-        throw unauthenticated("REFRESH_TOKEN_INVALID", "refresh token is invalid or expired");
+    const row = await readToken(em, hash);
+    if (!row) fail("invalid");
+    if (row.revoked) fail("revoked");
+    if (row.usedAt) return this.#represented(em, input, row, now);
+    if (row.expiresAt <= now || row.absoluteExpiresAt <= now) fail("invalid");
+    checkOwner(row);
+    // Narrowing may only shrink the session's elected set; a refused request leaves the token usable.
+    const narrowed = input.requested.length ? input.requested : row.elected;
+    for (const p of narrowed) {
+      if (!anyCovers(row.elected, p)) throw permissionDenied(`permission ${p} is not elected in this session`, "PERMISSION_NOT_GRANTED");
     }
+    const successor = this.#successor(input.refreshToken);
+    const refreshExpiresAt = new Date(Math.min(now.getTime() + this.#settings.refreshTokenTtlSeconds * 1000, row.absoluteExpiresAt.getTime()));
+    const newElected = input.requested.length ? intersectPatterns(row.elected, input.requested) : null;
+    const [result] = await em.getConnection().execute<{ claimed: number; stored: number }[]>(ROTATE, [
+      now, hash,
+      now, refreshExpiresAt, newElected ? JSON.stringify(newElected) : null,
+      hashRefreshToken(successor), now, refreshExpiresAt,
+    ]);
+    if (Number(result?.claimed) === 0) {
+      // The conditional UPDATE is the linearization point: a concurrent presentation claimed the
+      // token first. Within the grace window this one gets the same successor; otherwise it is reuse.
+      const again = await readToken(em, hash);
+      if (!again) fail("invalid");
+      if (!again.usedAt) {
+        // Not claimed, yet not claimable: nothing honest does that; treat it as reuse.
+        await revokeForReuse(em, again);
+        fail("reused");
+      }
+      return this.#represented(em, input, again, new Date());
+    }
+    if (Number(result?.stored) === 0) fail("revoked");
+    return this.#issue(row, successor, refreshExpiresAt, intersectPatterns(userGrants(row.groupPatterns), narrowed));
+  }
+
+  /** A spent token presented again: the same successor within the grace window, else reuse. */
+  async #represented(em: EntityManager, input: { refreshToken: string; requested: string[] }, row: TokenRow, now: Date): Promise<TokenSet> {
+    if (row.revoked) fail("revoked");
+    const grace = this.#settings.refreshGraceSeconds * 1000;
+    if (grace > 0 && row.usedAt && now.getTime() - row.usedAt.getTime() <= grace) {
+      const successor = this.#successor(input.refreshToken);
+      const next = await readToken(em, hashRefreshToken(successor));
+      // Only while the successor is the live end of the chain: once it was spent too, the
+      // presented token is an older one, and its presentation is reuse.
+      if (next && next.sessionId === row.sessionId && !next.usedAt && !next.revoked && next.expiresAt > now) {
+        checkOwner(next);
+        const elected = input.requested.length ? intersectPatterns(next.elected, input.requested) : next.elected;
+        return this.#issue(next, successor, next.expiresAt, intersectPatterns(userGrants(next.groupPatterns), elected));
+      }
+    }
+    await revokeForReuse(em, row);
+    fail("reused");
+  }
+
+  #issue(row: TokenRow, refreshToken: string, refreshExpiresAt: Date, elected: string[]): TokenSet {
+    return {
+      ...this.#signer.sign({
+        sub: row.userId!,
+        tid: row.tenantId,
+        tenantName: row.tenantName,
+        sid: row.sessionId,
+        elected,
+        audience: row.audience,
+        kind: "user",
+        username: row.username,
+        upnSubject: row.upnSubject ?? undefined,
+      }),
+      refreshToken,
+      refreshExpiresAt,
+      sessionId: row.sessionId,
+      granted: elected,
+      kind: "user",
+    };
+  }
+
+  /** The successor of a refresh token: HMAC-SHA256 under the successor key, in the refresh-token format. */
+  #successor(token: string): string {
+    return `tsr_${createHmac("sha256", this.#successorKey).update(token).digest("base64url")}`;
+  }
+}
+
+function checkOwner(row: TokenRow): void {
+  if (row.tenantDisabled) fail("tenant_disabled");
+  if (!row.userId || row.userDisabled) fail("user_disabled");
+}
+
+async function readToken(em: EntityManager, hash: string): Promise<TokenRow | undefined> {
+  const [r] = await em.getConnection().execute<Record<string, unknown>[]>(READ_TOKEN, [hash]);
+  if (!r) return undefined;
+  const json = <T>(value: unknown): T => (typeof value === "string" ? (JSON.parse(value) as T) : (value as T));
+  return {
+    sessionId: String(r.session_id),
+    usedAt: r.used_at ? new Date(r.used_at as string) : null,
+    expiresAt: new Date(r.expires_at as string),
+    revoked: Boolean(r.revoked),
+    absoluteExpiresAt: new Date(r.absolute_expires_at as string),
+    elected: json<string[]>(r.elected),
+    audience: String(r.audience),
+    upnSubject: (r.upn_subject as string | null) ?? null,
+    tenantId: String(r.tenant_id),
+    tenantName: String(r.tenant_name),
+    tenantDisabled: Boolean(r.tenant_disabled),
+    userId: (r.user_id as string | null) ?? null,
+    username: String(r.username ?? ""),
+    userDisabled: Boolean(r.user_disabled),
+    groupPatterns: json<string[][]>(r.grants).flat(),
+  };
+}
+
+/** Reuse revokes the session (the whole token family), recorded for every replica's verifiers. */
+async function revokeForReuse(em: EntityManager, row: TokenRow): Promise<void> {
+  await em.transactional(async (tem) => {
+    const revoked = await tem.nativeUpdate(SessionEntity, { id: row.sessionId, revokedAt: null }, { revokedAt: new Date(), revokeReason: "refresh_token_reuse" });
+    if (revoked > 0) recordRevocation(tem, { kind: "SESSION_REVOKED", tenantId: row.tenantId, userId: row.userId ?? undefined, sessionId: row.sessionId });
+  });
+}
+
+function fail(failure: Failure): never {
+  switch (failure) {
+    case "reused":
+      throw unauthenticated("REFRESH_TOKEN_INVALID", "refresh token was already used; the session is revoked");
+    case "revoked":
+      throw unauthenticated("SESSION_REVOKED", "the session is revoked");
+    case "tenant_disabled":
+      throw unauthenticated("TENANT_DISABLED", "the tenant is disabled");
+    case "user_disabled":
+      throw unauthenticated("USER_DISABLED", "the user is disabled");
+    default:
+      throw unauthenticated("REFRESH_TOKEN_INVALID", "refresh token is invalid or expired");
   }
 }

@@ -43,7 +43,8 @@ describe.skipIf(missing !== undefined)("Python client (clients/python)", () => {
     await run(PYTHON, ["-m", "venv", "--system-site-packages", join(dir, "venv")]);
     python = join(dir, "venv/bin/python");
     await run(python, ["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-index", "--no-build-isolation", source]);
-    server = await startTestServer();
+    // Strict rotation, so that presenting a used refresh token again shows an error reason.
+    server = await startTestServer({ TESSERA_REFRESH_GRACE: "0" });
   });
   afterAll(async () => {
     await server?.close();

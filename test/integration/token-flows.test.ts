@@ -81,8 +81,9 @@ async function signWithServerKey(server: TestServer, claims: AccessClaims): Prom
 
 beforeAll(async () => {
   [capped, plain] = await Promise.all([
-    startTestServer({ TESSERA_REFRESH_TOKEN_TTL: "2s", TESSERA_REFRESH_TOKEN_ABSOLUTE_TTL: "4s" }),
-    startTestServer({ TESSERA_PASSWORD_HASH_CONCURRENCY: "1" }),
+    // Strict rotation (no grace window): every re-presentation is reuse. The grace window has its own tests (refresh-grace.test.ts).
+    startTestServer({ TESSERA_REFRESH_TOKEN_TTL: "2s", TESSERA_REFRESH_TOKEN_ABSOLUTE_TTL: "4s", TESSERA_REFRESH_GRACE: "0" }),
+    startTestServer({ TESSERA_PASSWORD_HASH_CONCURRENCY: "1", TESSERA_REFRESH_GRACE: "0" }),
   ]);
   await Promise.all([seed(capped, ["alice"]), seed(plain, ["alice", "bob", "carol", "racer", "filler"])]);
 });

@@ -11,7 +11,8 @@ let admin: TestServer["clients"];
 let tenantId: string;
 
 beforeAll(async () => {
-  server = await startTestServer({ TESSERA_KEY_PUBLISH_LEAD: "1s" });
+  // Strict rotation (no grace window); the grace window has its own tests (refresh-grace.test.ts).
+  server = await startTestServer({ TESSERA_KEY_PUBLISH_LEAD: "1s", TESSERA_REFRESH_GRACE: "0" });
   admin = server.as(server.adminToken);
   tenantId = (await admin.tenants.createTenant({ tenant: { name: "club" }, admin: { username: "chair", password: "chair-password" } })).tenant!.id;
   for (const username of ["member", "other"]) await admin.users.createUser({ tenantId, user: { username }, password: `${username}-password` });

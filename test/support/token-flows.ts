@@ -7,14 +7,16 @@
 import { vi } from "vitest";
 import { AccessTokenSigner, type TokenSettings } from "../../src/tokens/access-token-signer.ts";
 import { KeyStore } from "../../src/tokens/keys.ts";
-import { RefreshRotation } from "../../src/tokens/refresh-rotation.ts";
+import { RefreshRotation, type RefreshSettings } from "../../src/tokens/refresh-rotation.ts";
 import { SessionCache } from "../../src/tokens/session-cache.ts";
 import { hashRefreshToken, SessionStore } from "../../src/tokens/session-store.ts";
 import { RefreshTokenEntity, SessionEntity } from "../../src/tokens/token.entity.ts";
 import { TokenVerification } from "../../src/tokens/verification.ts";
 import type { Account, UnitDatabase } from "./unit-db.ts";
 
-export const SETTINGS: TokenSettings = {
+export const SETTINGS: RefreshSettings = {
+  // Strict rotation unless a test asks for the grace window.
+  refreshGraceSeconds: 0,
   issuer: "https://tessera.test",
   audience: "tessera",
   accessTokenTtlSeconds: 300,
@@ -35,7 +37,7 @@ export interface Login {
 
 export type TokenFlows = Awaited<ReturnType<typeof tokenFlows>>;
 
-export async function tokenFlows(db: UnitDatabase, settings: TokenSettings = SETTINGS) {
+export async function tokenFlows(db: UnitDatabase, settings: RefreshSettings = SETTINGS) {
   const keys = new KeyStore({ masterKey: MASTER_KEY, accessTokenTtlSeconds: settings.accessTokenTtlSeconds, publishLeadSeconds: 0 });
   await keys.init(db.em());
   const signer = new AccessTokenSigner(keys, settings);
@@ -46,7 +48,7 @@ export async function tokenFlows(db: UnitDatabase, settings: TokenSettings = SET
     signer,
     sessions,
     cache,
-    rotation: new RefreshRotation(signer, sessions, settings),
+    rotation: new RefreshRotation(signer, settings, MASTER_KEY),
     verification: new TokenVerification(keys, cache, settings),
     /** A password login's session for `account`, electing `elected`. */
     async login(account: Account, elected: string[], options: { audience?: string; upnSubject?: string } = {}): Promise<Login> {

@@ -437,3 +437,60 @@ describe("RefreshRotation.refresh: reuse detection", () => {
     expect((await refresh(flows, bystander.refreshToken)).sessionId).toBe(bystander.sessionId);
   });
 });
+
+describe("RefreshRotation.refresh: grace window", () => {
+  const GRACE = { ...SETTINGS, refreshGraceSeconds: 5 };
+
+  it("gives a re-presentation within the window the same successor, with the session's current election", async () => {
+    const flows = await tokenFlows(db, GRACE);
+    const account = await createAccount(db, GRANTS);
+    const t0 = freezeClock();
+    const login = await flows.login(account, GRANTS);
+    const first = await refresh(flows, login.refreshToken, ["game.stats.read"]);
+    freezeClock(t0 + 5 * SECOND);
+    const retry = await refresh(flows, login.refreshToken, ["game.stats.read"]);
+    expect(retry.refreshToken).toBe(first.refreshToken);
+    expect(retry.refreshExpiresAt).toEqual(first.refreshExpiresAt);
+    expect(retry.granted).toEqual(["game.stats.read"]);
+    expect(decodePart(retry.accessToken, 1)).toMatchObject({ sub: account.userId, sid: login.sessionId, scope: "game.stats.read" });
+    await expectLive(login.sessionId);
+    // One live chain: the successor rotates once more.
+    await refresh(flows, retry.refreshToken);
+  });
+
+  it("treats a re-presentation just after the window as reuse", async () => {
+    const flows = await tokenFlows(db, GRACE);
+    const account = await createAccount(db, GRANTS);
+    const t0 = freezeClock();
+    const login = await flows.login(account, GRANTS);
+    await refresh(flows, login.refreshToken);
+    freezeClock(t0 + 5 * SECOND + 1);
+    expect(await grpcRefusal(refresh(flows, login.refreshToken))).toEqual(REUSED);
+    await expectRevokedForReuse(login.sessionId);
+  });
+
+  it("treats an older token as reuse once its successor is spent, within the window", async () => {
+    const flows = await tokenFlows(db, GRACE);
+    const account = await createAccount(db, GRANTS);
+    freezeClock();
+    const login = await flows.login(account, GRANTS);
+    const second = await refresh(flows, login.refreshToken);
+    await refresh(flows, second.refreshToken);
+    expect(await grpcRefusal(refresh(flows, login.refreshToken))).toEqual(REUSED);
+    await expectRevokedForReuse(login.sessionId);
+  });
+
+  it("refuses a re-presentation for a disabled user or a revoked session", async () => {
+    const flows = await tokenFlows(db, GRACE);
+    const account = await createAccount(db, GRANTS);
+    const login = await flows.login(account, GRANTS);
+    await refresh(flows, login.refreshToken);
+    await disableUser(db, account);
+    expect((await grpcRefusal(refresh(flows, login.refreshToken))).reason).toBe("USER_DISABLED");
+    const other = await createAccount(db, GRANTS);
+    const second = await flows.login(other, GRANTS);
+    await refresh(flows, second.refreshToken);
+    await db.em().nativeUpdate(SessionEntity, { id: second.sessionId }, { revokedAt: new Date() });
+    expect(await grpcRefusal(refresh(flows, second.refreshToken))).toEqual(REVOKED);
+  });
+});

@@ -248,7 +248,7 @@ export const RefreshResponse: MessageFns<RefreshResponse> = {
 /**
  * RefreshService renews a user's tokens without the credential (Argus
  * refresh path, OpenMatchmaking /refresh). Refresh tokens rotate on every
- * use and reuse is detected.
+ * use, with a short grace window for retries, and reuse is detected.
  */
 export type RefreshServiceDefinition = typeof RefreshServiceDefinition;
 export const RefreshServiceDefinition = {
@@ -257,13 +257,17 @@ export const RefreshServiceDefinition = {
   methods: {
     /**
      * Refresh exchanges a refresh token for a new access token and a new
-     * refresh token; the presented one dies. Presenting an already-used
-     * refresh token revokes the whole session (reuse detection). Of concurrent
-     * refreshes with one token exactly one succeeds; the others are
-     * presentations of a used token and so also revoke the session (OAuth 2.0
-     * Security BCP: a race is indistinguishable from theft). Permissions are
-     * recomputed from current grants, never above the session's elected set; a
-     * refused narrowing leaves the refresh token usable.
+     * refresh token; the presented one is spent. Within the grace window after
+     * a rotation (TESSERA_REFRESH_GRACE, 10 s by default, 0 = strict), a
+     * re-presentation of the token just rotated (a retry after a lost
+     * response, or concurrent refreshes by one client) returns the same
+     * successor refresh token, with a fresh access token: there is still
+     * exactly one live chain and no honest client is logged out. Any other
+     * presentation of a spent token (after the window, or of an older token
+     * whose successor is spent too) is reuse and revokes the whole session
+     * (OAuth 2.0 Security BCP). Permissions are recomputed from current
+     * grants, never above the session's elected set; a refused narrowing
+     * leaves the refresh token usable.
      *
      * Required permission: none (public; the refresh token is the credential).
      * Error reasons: INVALID_INPUT, REFRESH_TOKEN_INVALID, SESSION_REVOKED,
@@ -284,13 +288,17 @@ export const RefreshServiceDefinition = {
 export interface RefreshServiceImplementation<CallContextExt = {}> {
   /**
    * Refresh exchanges a refresh token for a new access token and a new
-   * refresh token; the presented one dies. Presenting an already-used
-   * refresh token revokes the whole session (reuse detection). Of concurrent
-   * refreshes with one token exactly one succeeds; the others are
-   * presentations of a used token and so also revoke the session (OAuth 2.0
-   * Security BCP: a race is indistinguishable from theft). Permissions are
-   * recomputed from current grants, never above the session's elected set; a
-   * refused narrowing leaves the refresh token usable.
+   * refresh token; the presented one is spent. Within the grace window after
+   * a rotation (TESSERA_REFRESH_GRACE, 10 s by default, 0 = strict), a
+   * re-presentation of the token just rotated (a retry after a lost
+   * response, or concurrent refreshes by one client) returns the same
+   * successor refresh token, with a fresh access token: there is still
+   * exactly one live chain and no honest client is logged out. Any other
+   * presentation of a spent token (after the window, or of an older token
+   * whose successor is spent too) is reuse and revokes the whole session
+   * (OAuth 2.0 Security BCP). Permissions are recomputed from current
+   * grants, never above the session's elected set; a refused narrowing
+   * leaves the refresh token usable.
    *
    * Required permission: none (public; the refresh token is the credential).
    * Error reasons: INVALID_INPUT, REFRESH_TOKEN_INVALID, SESSION_REVOKED,
@@ -303,13 +311,17 @@ export interface RefreshServiceImplementation<CallContextExt = {}> {
 export interface RefreshServiceClient<CallOptionsExt = {}> {
   /**
    * Refresh exchanges a refresh token for a new access token and a new
-   * refresh token; the presented one dies. Presenting an already-used
-   * refresh token revokes the whole session (reuse detection). Of concurrent
-   * refreshes with one token exactly one succeeds; the others are
-   * presentations of a used token and so also revoke the session (OAuth 2.0
-   * Security BCP: a race is indistinguishable from theft). Permissions are
-   * recomputed from current grants, never above the session's elected set; a
-   * refused narrowing leaves the refresh token usable.
+   * refresh token; the presented one is spent. Within the grace window after
+   * a rotation (TESSERA_REFRESH_GRACE, 10 s by default, 0 = strict), a
+   * re-presentation of the token just rotated (a retry after a lost
+   * response, or concurrent refreshes by one client) returns the same
+   * successor refresh token, with a fresh access token: there is still
+   * exactly one live chain and no honest client is logged out. Any other
+   * presentation of a spent token (after the window, or of an older token
+   * whose successor is spent too) is reuse and revokes the whole session
+   * (OAuth 2.0 Security BCP). Permissions are recomputed from current
+   * grants, never above the session's elected set; a refused narrowing
+   * leaves the refresh token usable.
    *
    * Required permission: none (public; the refresh token is the credential).
    * Error reasons: INVALID_INPUT, REFRESH_TOKEN_INVALID, SESSION_REVOKED,
