@@ -127,6 +127,7 @@ export async function startTessera(config: Config, logger: Logger): Promise<Tess
           allowHttpLoopback: config.oidcAllowHttpLoopback,
           refetchCooldownMs: config.oidcRefetchCooldownMs,
           clockToleranceSeconds: config.oidcClockToleranceSeconds,
+          maxTokenAgeSeconds: config.oidcMaxTokenAgeSeconds,
         }),
         tenantByServerAddress: (em, address) => tenants.findTenantByServerAddress(em, address),
         tenantByNameOrId: (em, ref) =>

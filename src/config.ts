@@ -80,6 +80,8 @@ export interface Config {
   oidcRefetchCooldownMs: number;
   /** Tolerated clock difference with issuers for exp and iat. */
   oidcClockToleranceSeconds: number;
+  /** The oldest ID token (by `iat`) a login accepts. */
+  oidcMaxTokenAgeSeconds: number;
 }
 
 export class ConfigError extends Error {
@@ -306,5 +308,6 @@ export function loadConfig(env: Env = process.env): Config {
     oidcAllowHttpLoopback: readBoolean(env, "TESSERA_OIDC_ALLOW_HTTP_LOOPBACK", false),
     oidcRefetchCooldownMs: readMillis(env, "TESSERA_OIDC_REFETCH_COOLDOWN", "30s"),
     oidcClockToleranceSeconds: readDuration(env, "TESSERA_OIDC_CLOCK_TOLERANCE", "30s"),
+    oidcMaxTokenAgeSeconds: readDuration(env, "TESSERA_OIDC_MAX_TOKEN_AGE", "10m"),
   };
 }

@@ -44,7 +44,8 @@ export class MinecraftSessionServer {
     if (response.status === 429 || response.status >= 500) {
       throw upstreamUnavailable(WHAT, retryAfterMs(response.headers.get("retry-after")));
     }
-    if (response.status !== 200) return null;
+    // Anything else (a proxy's 403, a 400 …) says nothing about the player: unavailable, not a failed login.
+    if (response.status !== 200) throw upstreamUnavailable(WHAT, 1000);
     return parseProfile(response.body, username);
   }
 }

@@ -37,6 +37,8 @@ export interface OidcSettings {
   refetchCooldownMs: number;
   /** Tolerated clock difference for exp and iat. */
   clockToleranceSeconds: number;
+  /** Oldest `iat` accepted. */
+  maxTokenAgeSeconds: number;
 }
 
 /** Signature algorithms accepted in ID tokens: asymmetric only (no `none`, no HMAC with a shared secret). */
@@ -96,6 +98,8 @@ export class OidcVerifier {
         algorithms: ALGORITHMS,
         clockTolerance: this.#settings.clockToleranceSeconds,
         requiredClaims: ["iss", "sub", "aud", "exp", "iat"],
+        // An ID token is for logging in now, not a long-lived bearer credential.
+        maxTokenAge: this.#settings.maxTokenAgeSeconds,
       }));
     } catch (error) {
       if (error instanceof TesseraError) throw error;
@@ -103,6 +107,11 @@ export class OidcVerifier {
       throw remoteLoginFailed(`the ID token does not verify (${error instanceof joseErrors.JOSEError ? error.code : "malformed"})`);
     }
     checkAudience(payload, config);
+    // Access tokens and other JWTs of the issuer are not ID tokens.
+    if ((typeof payload.typ === "string" && payload.typ !== "ID") || /at\+jwt$/i.test(String(protectedTyp(idToken)))) {
+      throw remoteLoginFailed("the token is not an ID token");
+    }
+    if (typeof payload.sub !== "string" || !payload.sub) throw remoteLoginFailed("the ID token's sub is not a string");
     const now = Math.floor(Date.now() / 1000);
     if (typeof payload.iat !== "number" || payload.iat > now + this.#settings.clockToleranceSeconds) {
       throw remoteLoginFailed("the ID token was issued in the future");
@@ -161,6 +170,14 @@ export class OidcVerifier {
       cooldownDuration: this.#settings.refetchCooldownMs,
       [customFetch]: this.#http.fetchForJose,
     });
+  }
+}
+
+function protectedTyp(idToken: string): unknown {
+  try {
+    return (JSON.parse(Buffer.from(idToken.split(".")[0] ?? "", "base64url").toString("utf8")) as { typ?: unknown }).typ;
+  } catch {
+    return undefined;
   }
 }
 

@@ -50,7 +50,8 @@ export class RemoteHttp {
     try {
       const response = await fetch(url, {
         dispatcher: this.#agent,
-        headers: { accept: "application/json", ...headers },
+        // No compression: a small compressed body could decode to gigabytes past the size limit.
+        headers: { accept: "application/json", ...headers, "accept-encoding": "identity" },
         redirect: "error",
         signal: AbortSignal.timeout(this.#settings.totalTimeoutMs),
       });
@@ -66,6 +67,8 @@ export class RemoteHttp {
   /** A fetch for jose's createRemoteJWKSet ([customFetch]) with the same bounds. */
   readonly fetchForJose = async (url: string, options: { headers: Headers; method: string; redirect: "manual"; signal: AbortSignal }): Promise<globalThis.Response> => {
     const response = await this.get(url, "the OpenID Connect issuer's JWKS", Object.fromEntries(options.headers.entries()));
+    // An issuer that cannot answer now is unavailable, not a reason to fail (and count) the login.
+    if (response.status !== 200) throw upstreamUnavailable("the OpenID Connect issuer's JWKS", 1000);
     return new Response(response.body, { status: response.status, headers: { "content-type": response.headers.get("content-type") ?? "application/json" } });
   };
 
@@ -74,11 +77,20 @@ export class RemoteHttp {
   }
 }
 
+/** The body as text, counted as it streams (after any decoding): past `maxBytes` the call fails. */
 async function readBounded(response: UndiciResponse, maxBytes: number): Promise<string> {
+  const encoding = response.headers.get("content-encoding");
   const length = Number(response.headers.get("content-length") ?? "0");
-  if (length > maxBytes) {
+  if ((encoding && encoding.toLowerCase() !== "identity") || length > maxBytes) {
     await response.body?.cancel();
-    throw new Error(`response of ${length} bytes is over the ${maxBytes}-byte limit`);
+    throw new Error(encoding ? `response is ${encoding}-encoded though identity was asked for` : `response of ${length} bytes is over the ${maxBytes}-byte limit`);
   }
-  return response.text();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for await (const chunk of response.body ?? []) {
+    size += chunk.byteLength;
+    if (size > maxBytes) throw new Error(`response is over the ${maxBytes}-byte limit`);
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks).toString("utf8");
 }

@@ -213,7 +213,8 @@ export class TenantService {
       { $or: [{ domain: host! }, { domain: { $like: `${host!.replace(/[\\%_]/g, "\\$&")}:%` } }] },
       { populate: ["tenant"], orderBy: { domain: "asc" }, limit: 20 },
     );
-    const best = rows.find((r) => port && r.domain === `${host}:${port}`) ?? rows.find((r) => r.domain === host) ?? rows[0];
+    // Never a domain listed with another port: one tenant must not capture another's logins by listing its host with a port.
+    const best = rows.find((r) => port && r.domain === `${host}:${port}`) ?? rows.find((r) => r.domain === host);
     return best ? (best.tenant as Tenant) : null;
   }
 

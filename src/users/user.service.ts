@@ -5,7 +5,7 @@ import { isUniqueViolation, violatedUniqueConstraint } from "../db/errors.ts";
 import { nextPageToken, readPage, type PageRequest } from "../shared/pagination.ts";
 import { checkMaxLength, checkPattern, checkUuid, EMAIL, foldKey, USERNAME, UUID, readUpdateMask } from "../shared/validation.ts";
 import { TenantEntity, type Tenant } from "../tenants/index.ts";
-import { createHash } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { ExternalIdentityEntity, UserEntity, type User } from "./user.entity.ts";
 import type { PasswordHasher, PasswordPolicy } from "./password.ts";
 import { RateLimit, throttleKey, type LoginThrottle } from "../throttling/index.ts";
@@ -98,10 +98,12 @@ export interface ExternalIdentityInput {
  * When another remote user holds the name (a Minecraft name that changed
  * hands, say), a short hash of the identity makes it unique.
  */
-function externalUsername(identity: ExternalIdentityInput, disambiguate: boolean): string {
+function externalUsername(identity: ExternalIdentityInput, disambiguate?: "identity" | "random"): string {
   const suffix = `@${identity.usernameSuffix}`.slice(0, 40);
-  const tag = disambiguate ? `~${createHash("sha256").update(`${identity.issuer}\u0000${identity.subject}`).digest("hex").slice(0, 8)}` : "";
-  const chars = [...identity.name.replace(/[\s\p{C}]/gu, "")].slice(0, 64 - suffix.length - tag.length);
+  const tagOf = disambiguate === "random" ? randomBytes(4) : createHash("sha256").update(`${identity.issuer}\u0000${identity.subject}`).digest();
+  const tag = disambiguate ? `~${tagOf.toString("hex").slice(0, 8)}` : "";
+  // '~' and '@' are the username's own separators; a remote name does not bring its own.
+  const chars = [...identity.name.replace(/[\s\p{C}~@]/gu, "")].slice(0, 64 - suffix.length - tag.length);
   // The case-folded key has a 64-character column too, and folding can lengthen a name (ß → ss).
   while (chars.length > 0 && foldKey(`${chars.join("")}${tag}${suffix}`).length > 64) chars.pop();
   return `${chars.join("") || "user"}${tag}${suffix}`;
@@ -187,8 +189,8 @@ export class UserService {
           if (known) {
             const user = known.user as User;
             known.lastLoginAt = now;
-            if (known.name !== identity.name) {
-              known.name = identity.name;
+            if (known.name !== identity.name.slice(0, 255)) {
+              known.name = identity.name.slice(0, 255);
               user.username = await this.#freeExternalUsername(tem, tenant.id, identity, user.id);
               user.usernameKey = foldKey(user.username);
               user.updatedAt = now;
@@ -222,9 +224,13 @@ export class UserService {
   }
 
   async #freeExternalUsername(em: EntityManager, tenantId: string, identity: ExternalIdentityInput, ownId?: string): Promise<string> {
-    const wanted = externalUsername(identity, false);
-    const holder = await em.findOne(UserEntity, { tenant: tenantId, usernameKey: foldKey(wanted) }, { fields: ["id"] });
-    return !holder || holder.id === ownId ? wanted : externalUsername(identity, true);
+    // The plain name, else with a tag of the identity, else (the tagged name squatted too) with a random one.
+    for (const tag of [undefined, "identity", "random"] as const) {
+      const wanted = externalUsername(identity, tag);
+      const holder = await em.findOne(UserEntity, { tenant: tenantId, usernameKey: foldKey(wanted) }, { fields: ["id"] });
+      if (!holder || holder.id === ownId) return wanted;
+    }
+    return externalUsername(identity, "random");
   }
 
   /** Runs the tenant-creation path's hooks for a user created inside that transaction. */

@@ -4,6 +4,7 @@
 // mismatched, failing, and gone.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
+import { gzipSync } from "node:zlib";
 import { Status } from "nice-grpc";
 import { RetryInfo } from "nice-grpc-error-details";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -96,7 +97,7 @@ describe("IssueToken (minecraft)", () => {
     expect(me.groups.map((g) => g.name).sort()).toEqual(["Game client", "players"]);
 
     // The same player again (another address of the tenant): the same user.
-    const again = await minecraft("steve", "play.craft.test");
+    const again = await minecraft("steve", "play.craft.test:25565");
     expect(decodePart(again.accessToken, 1).sub).toBe(claims.sub);
     // A trailing dot and Forge's NUL-separated handshake markers are not part of the address.
     const forge = await minecraft("Steve", "mc.craft.test.\u0000FML2\u0000");
@@ -148,6 +149,8 @@ describe("IssueToken (minecraft)", () => {
     // The port is ignored, but the host must match exactly (no suffix matching).
     await expectFailure(minecraft("Steve", "evil-mc.craft.test"), { code: Status.NOT_FOUND, reason: "TENANT_NOT_FOUND" });
     await expectFailure(minecraft("Steve", "mc.craft.test.evil"), { code: Status.NOT_FOUND, reason: "TENANT_NOT_FOUND" });
+    // A domain listed with a port matches that port only: "play.craft.test:25565" does not take other ports.
+    await expectFailure(minecraft("Steve", "play.craft.test:25566"), { code: Status.NOT_FOUND, reason: "TENANT_NOT_FOUND" });
     expect(calls).toEqual([]);
   });
 
@@ -203,6 +206,12 @@ describe("IssueToken (minecraft)", () => {
       res.end("down for maintenance");
     });
     await expectFailure(minecraft("Failing"), { code: Status.UNAVAILABLE, reason: "UPSTREAM_UNAVAILABLE" });
+    // A compressed answer (a decompression bomb fits in a few hundred bytes) is not read.
+    players.set("Bomb", (res) => {
+      res.writeHead(200, { "content-type": "application/json", "content-encoding": "gzip" });
+      res.end(gzipSync(Buffer.alloc(4 * 1024 * 1024, " ")));
+    });
+    await expectFailure(minecraft("Bomb"), { code: Status.UNAVAILABLE, reason: "UPSTREAM_UNAVAILABLE" });
     players.set("Reset", (res) => res.socket?.destroy());
     await expectFailure(minecraft("Reset"), { code: Status.UNAVAILABLE, reason: "UPSTREAM_UNAVAILABLE" });
     // Unavailability is not a failed login: it never blocks the player.

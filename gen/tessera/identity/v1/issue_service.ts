@@ -28,7 +28,8 @@ export interface PasswordCredential {
  * MinecraftCredential logs a player in through the session server's
  * `hasJoined` (Argus; TESSERA_MINECRAFT_SESSION_URL, Mojang's by default).
  * The tenant is the one whose `domains` contain `server_address` (compared
- * case-insensitively, port ignored). The player is a user of that tenant
+ * case-insensitively; a domain without a port matches every port, one with
+ * a port only that port). The player is a user of that tenant
  * keyed by its Minecraft UUID, created at its first login (joining the
  * tenant's default groups) with the username `<profile name>@minecraft`,
  * which no password user can have; a changed profile name is taken over at
