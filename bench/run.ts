@@ -1,12 +1,34 @@
-// `npm run bench [startup|verify|issue]`: every figure is measured against a
-// floor in the same run; see bench/RESULTS.md for recorded results.
-import { cpus } from "node:os";
+// `npm run bench [startup|verify|issue|refresh|verify-distinct|login|peer ...]`:
+// every figure is measured against a floor or the peer in the same run; see
+// bench/RESULTS.md for recorded results. BENCH_SECONDS sets the measured
+// window of the load benchmarks (refresh, verify-distinct, login, peer).
+import { cpus, loadavg } from "node:os";
 import { benchIssue, reportIssue } from "./issue.ts";
+import { benchLogin, reportLogin } from "./login.ts";
+import { benchPeer, reportPeer } from "./peer.ts";
+import { benchRefresh, reportRefresh } from "./refresh.ts";
 import { benchStartup, reportStartup } from "./startup.ts";
+import { benchVerifyDistinct, reportVerifyDistinct } from "./verify-distinct.ts";
 import { benchVerify, reportVerify } from "./verify.ts";
 
-const only = process.argv[2];
+const benches: Record<string, (seconds?: number) => Promise<string>> = {
+  startup: async () => reportStartup(await benchStartup()),
+  verify: async () => reportVerify(await benchVerify()),
+  issue: async () => reportIssue(await benchIssue()),
+  refresh: async (s) => reportRefresh(await benchRefresh(s)),
+  "verify-distinct": async (s) => reportVerifyDistinct(await benchVerifyDistinct(s)),
+  login: async (s) => reportLogin(await benchLogin(s)),
+  peer: async (s) => reportPeer(await benchPeer(s)),
+};
+
+const chosen = process.argv.slice(2);
+for (const name of chosen) if (!benches[name]) throw new Error(`unknown benchmark ${name}; choose from ${Object.keys(benches).join(", ")}`);
+const seconds = process.env.BENCH_SECONDS ? Number(process.env.BENCH_SECONDS) : undefined;
 console.log(`Tessera benchmarks — ${new Date().toISOString()} — node ${process.version}, ${cpus().length} cores (${cpus()[0]?.model ?? "?"})\n`);
-if (!only || only === "startup") console.log(`## startup\n${reportStartup(await benchStartup())}\n`);
-if (!only || only === "verify") console.log(`## verify\n${reportVerify(await benchVerify())}\n`);
-if (!only || only === "issue") console.log(`## issue\n${reportIssue(await benchIssue())}\n`);
+for (const [name, run] of Object.entries(benches)) {
+  if (chosen.length && !chosen.includes(name)) continue;
+  const started = performance.now();
+  const load = loadavg()[0]!.toFixed(2); // other work on the machine shows here
+  const report = await run(seconds);
+  console.log(`## ${name} (${Math.round((performance.now() - started) / 1000)} s; 1-min load average ${load} before, ${loadavg()[0]!.toFixed(2)} after)\n${report}\n`);
+}

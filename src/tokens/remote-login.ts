@@ -70,7 +70,9 @@ export class RemoteLogin {
 
     const tenant = await this.#deps.tenantByServerAddress(em, input.serverAddress);
     if (!tenant) throw notFound("TENANT_NOT_FOUND", "no tenant serves this server address");
-    const account = throttleKey("minecraft", tenant.id, foldKey(input.username));
+    // Per player and caller address only: a player's name is public and a server hash cannot be
+    // guessed, so an account-wide ceiling would only let strangers lock a player out.
+    const account = throttleKey("minecraft", tenant.id, foldKey(input.username), input.peer);
     let profile: Awaited<ReturnType<MinecraftSessionServer["hasJoined"]>> = null;
     const ok = await this.#deps.throttle.attempt(account, input.peer, async () => {
       profile = await this.#deps.minecraft.hasJoined(input.username, input.serverHash);
@@ -94,7 +96,9 @@ export class RemoteLogin {
     const tenant = await this.#deps.tenantByNameOrId(em, input.tenant);
     const trusted: readonly OidcIssuerConfig[] = tenant?.oidcIssuers ?? [];
     const claimed = unverifiedClaims(input.idToken);
-    const account = throttleKey("oidc", tenant?.id ?? foldKey(input.tenant), claimed.iss, claimed.sub);
+    // Keyed on claims nobody verified yet, so per caller address too: a forged token naming a victim's
+    // sub must not count against the victim's logins from elsewhere.
+    const account = throttleKey("oidc", tenant?.id ?? foldKey(input.tenant), claimed.iss, claimed.sub, input.peer);
     let failure: TesseraError | undefined;
     let verified: Awaited<ReturnType<OidcVerifier["verify"]>> | undefined;
     const ok = await this.#deps.throttle.attempt(account, input.peer, async () => {
