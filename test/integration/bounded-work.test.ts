@@ -34,8 +34,12 @@ const MB = 1024 * 1024;
 const ROUNDS = 15;
 const NEAR_EVERY = 8;
 const MAX_CALLS_PER_RPC = 150;
-/** The driver starts no call after this; at 15 rounds it needs ~3-5 s. */
-const DRIVER_DEADLINE_MS = 20_000;
+/**
+ * A guard against a hang, not a time limit on the server: the driver starts
+ * no call after this. At 15 rounds it needs ~3-5 s alone, and up to ~20 s
+ * when CI runs other test files beside it on two cores.
+ */
+const DRIVER_DEADLINE_MS = 60_000;
 const DRIVER_CONCURRENCY = 8;
 
 /**
