@@ -57,7 +57,7 @@ const READ_TOKEN = `
     join sessions s on s.id = r.session_id
     join tenants t on t.id = s.tenant_id
     left join users u on u.id = s.user_id
-   where r.hash = ?`;
+   where r.hash = $1`;
 
 /**
  * Claims the presented token (only if still unused), stores its successor and
@@ -67,12 +67,12 @@ const READ_TOKEN = `
  */
 const ROTATE = `
   with claimed as (
-    update refresh_tokens set used_at = ? where hash = ? and used_at is null returning session_id),
+    update refresh_tokens set used_at = $1 where hash = $2 and used_at is null returning session_id),
   slid as (
-    update sessions set refreshed_at = ?, expires_at = ?, elected = coalesce(?::jsonb, elected)
+    update sessions set refreshed_at = $3, expires_at = $4, elected = coalesce($5::jsonb, elected)
      where id in (select session_id from claimed) and revoked_at is null returning id),
   successor as (
-    insert into refresh_tokens (hash, session_id, created_at, expires_at) select ?, id, ?, ? from slid returning 1)
+    insert into refresh_tokens (hash, session_id, created_at, expires_at) select $6, id, $7, $8 from slid returning 1)
   select (select count(*) from claimed)::int as claimed, (select count(*) from successor)::int as stored`;
 
 type Failure = "invalid" | "reused" | "revoked" | "tenant_disabled" | "user_disabled";
@@ -111,7 +111,7 @@ export class RefreshRotation {
     const successor = this.#successor(input.refreshToken);
     const refreshExpiresAt = new Date(Math.min(now.getTime() + this.#settings.refreshTokenTtlSeconds * 1000, row.absoluteExpiresAt.getTime()));
     const newElected = input.requested.length ? intersectPatterns(row.elected, input.requested) : null;
-    const [result] = await em.getConnection().execute<{ claimed: number; stored: number }[]>(ROTATE, [
+    const [result] = await query<{ claimed: number; stored: number }>(em, "tessera_refresh_rotate", ROTATE, [
       now, hash,
       now, refreshExpiresAt, newElected ? JSON.stringify(newElected) : null,
       hashRefreshToken(successor), now, refreshExpiresAt,
@@ -178,13 +178,39 @@ export class RefreshRotation {
   }
 }
 
+/** node-pg's pool, when the database is PostgreSQL (MikroORM's PostgreSqlConnection.getNativeClient). */
+interface PgPool {
+  totalCount: number;
+  query(config: { name: string; text: string; values: unknown[] }): Promise<{ rows: unknown[] }>;
+}
+const pools = new WeakMap<object, PgPool | null>();
+
+/**
+ * Runs one of the refresh statements (written with $n placeholders, each used
+ * once, in order). On PostgreSQL as a named prepared statement through the
+ * driver's pool: parsed and planned once per connection, not on every
+ * refresh (bench/RESULTS.md: planning was most of the database's cost). On
+ * the embedded database through MikroORM.
+ */
+async function query<T>(em: EntityManager, name: string, text: string, values: unknown[]): Promise<T[]> {
+  const connection = em.getConnection() as unknown as { getNativeClient?: () => Promise<unknown> };
+  let pool = pools.get(connection);
+  if (pool === undefined) {
+    const native = connection.getNativeClient ? await connection.getNativeClient() : null;
+    pool = native && typeof (native as PgPool).totalCount === "number" ? (native as PgPool) : null;
+    pools.set(connection, pool);
+  }
+  if (pool) return (await pool.query({ name, text, values })).rows as T[];
+  return em.getConnection().execute<T[]>(text.replace(/\$\d+/g, "?"), values);
+}
+
 function checkOwner(row: TokenRow): void {
   if (row.tenantDisabled) fail("tenant_disabled");
   if (!row.userId || row.userDisabled) fail("user_disabled");
 }
 
 async function readToken(em: EntityManager, hash: string): Promise<TokenRow | undefined> {
-  const [r] = await em.getConnection().execute<Record<string, unknown>[]>(READ_TOKEN, [hash]);
+  const [r] = await query<Record<string, unknown>>(em, "tessera_refresh_read", READ_TOKEN, [hash]);
   if (!r) return undefined;
   const json = <T>(value: unknown): T => (typeof value === "string" ? (JSON.parse(value) as T) : (value as T));
   return {
