@@ -112,7 +112,16 @@ export async function startTessera(config: Config, logger: Logger): Promise<Tess
       maxInFlight: config.remoteMaxInFlight,
       maxResponseBytes: 256 * 1024,
     });
-    started.push(() => remoteHttp.close());
+    // Issuers are chosen by tenant administrators: their own client, limited to public addresses,
+    // with its own calls in flight (one slow issuer does not stall Minecraft logins).
+    const oidcHttp = new RemoteHttp({
+      connectTimeoutMs: config.remoteConnectTimeoutMs,
+      totalTimeoutMs: config.remoteTimeoutMs,
+      maxInFlight: config.remoteMaxInFlight,
+      maxResponseBytes: 256 * 1024,
+      publicOnly: { allowLoopback: config.oidcAllowHttpLoopback },
+    });
+    started.push(() => remoteHttp.close(), () => oidcHttp.close());
     const tokens = await createTokens(orm, {
       settings: config,
       masterKey,
@@ -122,7 +131,7 @@ export async function startTessera(config: Config, logger: Logger): Promise<Tess
       remote: {
         throttle: loginThrottle,
         minecraft: new MinecraftSessionServer(config.minecraftSessionUrl, remoteHttp),
-        oidc: new OidcVerifier(remoteHttp, {
+        oidc: new OidcVerifier(oidcHttp, {
           cacheSeconds: config.oidcCacheSeconds,
           allowHttpLoopback: config.oidcAllowHttpLoopback,
           refetchCooldownMs: config.oidcRefetchCooldownMs,
@@ -228,6 +237,7 @@ export async function startTessera(config: Config, logger: Logger): Promise<Tess
         await feed.stop();
         await limiterStore.close();
         await remoteHttp.close();
+        await oidcHttp.close();
         await orm.close(true);
       },
     };

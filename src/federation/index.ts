@@ -3,4 +3,4 @@
 // client. Nothing here knows tenants, users or tokens.
 export { MINECRAFT_NAME, MINECRAFT_SERVER_HASH, MinecraftSessionServer, remoteLoginFailed, type MinecraftProfile } from "./minecraft.ts";
 export { issuerUrlProblem, OidcVerifier, type OidcIdentity, type OidcIssuerConfig, type OidcSettings } from "./oidc.ts";
-export { RemoteHttp, upstreamUnavailable, type RemoteHttpSettings } from "./remote-http.ts";
+export { addressAllowed, RemoteHttp, upstreamUnavailable, type RemoteHttpSettings } from "./remote-http.ts";

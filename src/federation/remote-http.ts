@@ -3,6 +3,8 @@
 // a connect timeout, a total timeout, a response-size limit and a number of
 // calls in flight; past any bound the caller gets UPSTREAM_UNAVAILABLE with a
 // retry delay, never a hang and never unbounded memory.
+import { lookup as dnsLookup, type LookupAddress } from "node:dns";
+import { BlockList, isIP } from "node:net";
 import { Agent, fetch, type Response as UndiciResponse } from "undici";
 import { TesseraError } from "../errors.ts";
 
@@ -14,6 +16,30 @@ export interface RemoteHttpSettings {
   maxInFlight: number;
   /** Largest response body read. */
   maxResponseBytes: number;
+  /**
+   * Refuse to connect to private, loopback, link-local and shared addresses
+   * (checked on the addresses a name resolves to, at connect time, so a DNS
+   * answer cannot rebind around it), for URLs that tenants choose. With
+   * `allowLoopback` loopback addresses are let through (tests, local development).
+   */
+  publicOnly?: { allowLoopback: boolean };
+}
+
+const NOT_PUBLIC = new BlockList();
+for (const [net, bits] of [["0.0.0.0", 8], ["10.0.0.0", 8], ["100.64.0.0", 10], ["169.254.0.0", 16], ["172.16.0.0", 12], ["192.168.0.0", 16], ["192.0.0.0", 24], ["198.18.0.0", 15], ["224.0.0.0", 3]] as const) NOT_PUBLIC.addSubnet(net, bits, "ipv4");
+for (const [net, bits] of [["::", 128], ["fc00::", 7], ["fe80::", 10], ["ff00::", 8], ["64:ff9b::", 96]] as const) NOT_PUBLIC.addSubnet(net, bits, "ipv6");
+const LOOPBACK = new BlockList();
+LOOPBACK.addSubnet("127.0.0.0", 8, "ipv4");
+LOOPBACK.addAddress("::1", "ipv6");
+
+/** Whether Tessera may connect to `address` (an IP) for a tenant-chosen URL. */
+export function addressAllowed(address: string, allowLoopback: boolean): boolean {
+  const family = isIP(address);
+  if (family === 0) return false;
+  const mapped = family === 6 ? /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address)?.[1] : undefined;
+  const [ip, type] = mapped ? [mapped, "ipv4" as const] : [address, family === 4 ? ("ipv4" as const) : ("ipv6" as const)];
+  if (LOOPBACK.check(ip, type)) return allowLoopback;
+  return !NOT_PUBLIC.check(ip, type);
 }
 
 /** What a remote answered: the status, the headers a caller may need, and the body as text. */
@@ -34,8 +60,12 @@ export class RemoteHttp {
 
   constructor(settings: RemoteHttpSettings) {
     this.#settings = settings;
+    const guard = settings.publicOnly;
     this.#agent = new Agent({
-      connect: { timeout: settings.connectTimeoutMs },
+      connect: {
+        timeout: settings.connectTimeoutMs,
+        ...(guard ? { lookup: publicLookup(guard.allowLoopback) } : {}),
+      },
       headersTimeout: settings.totalTimeoutMs,
       bodyTimeout: settings.totalTimeoutMs,
       maxResponseSize: settings.maxResponseBytes,
@@ -46,6 +76,10 @@ export class RemoteHttp {
   /** GETs `url`; `what` names the remote in errors ("the Minecraft session server"). */
   async get(url: string | URL, what: string, headers: Record<string, string> = {}): Promise<RemoteResponse> {
     if (this.#inFlight >= this.#settings.maxInFlight) throw upstreamUnavailable(`${what} (too many calls in flight)`, 1000);
+    const guard = this.#settings.publicOnly;
+    const host = new URL(url).hostname.replace(/^\[|\]$/g, "");
+    // An address literal is connected to without a lookup: check it here.
+    if (guard && isIP(host) && !addressAllowed(host, guard.allowLoopback)) throw upstreamUnavailable(`${what} (a private address)`, 60_000);
     this.#inFlight++;
     try {
       const response = await fetch(url, {
@@ -78,6 +112,19 @@ export class RemoteHttp {
 }
 
 /** The body as text, counted as it streams (after any decoding): past `maxBytes` the call fails. */
+/** dns.lookup that fails for any address Tessera may not connect to. */
+function publicLookup(allowLoopback: boolean) {
+  return (hostname: string, options: object, callback: (error: Error | null, address: string | LookupAddress[], family?: number) => void): void => {
+    dnsLookup(hostname, { ...options, all: true }, (error, addresses) => {
+      if (error) return callback(error, "");
+      const refused = addresses.find((a) => !addressAllowed(a.address, allowLoopback));
+      if (refused) return callback(Object.assign(new Error(`${hostname} resolves to a private address`), { code: "EPRIVATE" }), "");
+      if ((options as { all?: boolean }).all) return callback(null, addresses);
+      return callback(null, addresses[0]!.address, addresses[0]!.family);
+    });
+  };
+}
+
 async function readBounded(response: UndiciResponse, maxBytes: number): Promise<string> {
   const encoding = response.headers.get("content-encoding");
   const length = Number(response.headers.get("content-length") ?? "0");
