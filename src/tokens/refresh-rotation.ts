@@ -119,13 +119,9 @@ export class RefreshRotation {
     if (Number(result?.claimed) === 0) {
       // The conditional UPDATE is the linearization point: a concurrent presentation claimed the
       // token first. Within the grace window this one gets the same successor; otherwise it is reuse.
+      // (Not claimed, yet not claimable either — nothing honest does that — is reuse there too.)
       const again = await readToken(em, hash);
       if (!again) fail("invalid");
-      if (!again.usedAt) {
-        // Not claimed, yet not claimable: nothing honest does that; treat it as reuse.
-        await revokeForReuse(em, again);
-        fail("reused");
-      }
       return this.#represented(em, input, again, new Date());
     }
     if (Number(result?.stored) === 0) fail("revoked");

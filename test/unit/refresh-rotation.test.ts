@@ -480,6 +480,18 @@ describe("RefreshRotation.refresh: grace window", () => {
     await expectRevokedForReuse(login.sessionId);
   });
 
+  it("does not hand out a successor that has expired with its session's absolute lifetime, within the window too", async () => {
+    const flows = await tokenFlows(db, { ...GRACE, refreshTokenAbsoluteTtlSeconds: 10 });
+    const account = await createAccount(db, GRANTS);
+    const t0 = freezeClock();
+    const login = await flows.login(account, GRANTS);
+    freezeClock(t0 + 8 * SECOND);
+    const next = await refresh(flows, login.refreshToken);
+    expect(next.refreshExpiresAt!.getTime()).toBeLessThanOrEqual(t0 + 10 * SECOND + SECOND);
+    freezeClock(t0 + 11 * SECOND);
+    expect(await grpcRefusal(refresh(flows, login.refreshToken))).toEqual(REUSED);
+  });
+
   it("refuses a re-presentation for a disabled user or a revoked session", async () => {
     const flows = await tokenFlows(db, GRACE);
     const account = await createAccount(db, GRANTS);
