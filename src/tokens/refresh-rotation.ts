@@ -34,6 +34,8 @@ interface TokenRow {
   sessionId: string;
   usedAt: Date | null;
   expiresAt: Date;
+  /** Already handed out twice (grace): gets no grace itself. */
+  shared: boolean;
   revoked: boolean;
   absoluteExpiresAt: Date;
   elected: string[];
@@ -49,7 +51,7 @@ interface TokenRow {
 }
 
 const READ_TOKEN = `
-  select r.session_id, r.used_at, r.expires_at, s.revoked_at is not null as revoked, s.absolute_expires_at,
+  select r.session_id, r.used_at, r.expires_at, r.shared, s.revoked_at is not null as revoked, s.absolute_expires_at,
          s.elected, s.audience, s.upn_subject, s.tenant_id, t.name as tenant_name, t.disabled as tenant_disabled,
          u.id as user_id, u.username, coalesce(u.disabled, true) as user_disabled,
          coalesce((select jsonb_agg(g.permissions) from group_members m join groups g on g.id = m.group_id where m.user_id = u.id), '[]'::jsonb) as grants
@@ -74,6 +76,9 @@ const ROTATE = `
   successor as (
     insert into refresh_tokens (hash, session_id, created_at, expires_at) select $6, id, $7, $8 from slid returning 1)
   select (select count(*) from claimed)::int as claimed, (select count(*) from successor)::int as stored`;
+
+/** Marks a successor handed out a second time (see TokenRow.shared). */
+const SHARE = `update refresh_tokens set shared = true where hash = $1`;
 
 type Failure = "invalid" | "reused" | "revoked" | "tenant_disabled" | "user_disabled";
 
@@ -101,7 +106,8 @@ export class RefreshRotation {
     if (!row) fail("invalid");
     if (row.revoked) fail("revoked");
     if (row.usedAt) return this.#represented(em, input, row, now);
-    if (row.expiresAt <= now || row.absoluteExpiresAt <= now) fail("invalid");
+    // Written so that an unreadable time fails closed.
+    if (!(row.expiresAt > now && row.absoluteExpiresAt > now)) fail("invalid");
     checkOwner(row);
     // Narrowing may only shrink the session's elected set; a refused request leaves the token usable.
     const narrowed = input.requested.length ? input.requested : row.elected;
@@ -116,7 +122,7 @@ export class RefreshRotation {
       now, refreshExpiresAt, newElected ? JSON.stringify(newElected) : null,
       hashRefreshToken(successor), now, refreshExpiresAt,
     ]);
-    if (Number(result?.claimed) === 0) {
+    if (!result || Number(result.claimed) !== 1) {
       // The conditional UPDATE is the linearization point: a concurrent presentation claimed the
       // token first. Within the grace window this one gets the same successor; otherwise it is reuse.
       // (Not claimed, yet not claimable either — nothing honest does that — is reuse there too.)
@@ -124,7 +130,7 @@ export class RefreshRotation {
       if (!again) fail("invalid");
       return this.#represented(em, input, again, new Date());
     }
-    if (Number(result?.stored) === 0) fail("revoked");
+    if (Number(result.stored) !== 1) fail("revoked");
     return this.#issue(row, successor, refreshExpiresAt, intersectPatterns(userGrants(row.groupPatterns), narrowed));
   }
 
@@ -132,13 +138,17 @@ export class RefreshRotation {
   async #represented(em: EntityManager, input: { refreshToken: string; requested: string[] }, row: TokenRow, now: Date): Promise<TokenSet> {
     if (row.revoked) fail("revoked");
     const grace = this.#settings.refreshGraceSeconds * 1000;
-    if (grace > 0 && row.usedAt && now.getTime() - row.usedAt.getTime() <= grace) {
+    // A token that was itself handed out twice gets no grace: a thief who follows each of the
+    // owner's rotations within the window is caught at the second one (an honest client only
+    // when two responses in a row are lost).
+    if (grace > 0 && row.usedAt && !row.shared && now.getTime() - row.usedAt.getTime() <= grace) {
       const successor = this.#successor(input.refreshToken);
       const next = await readToken(em, hashRefreshToken(successor));
       // Only while the successor is the live end of the chain: once it was spent too, the
       // presented token is an older one, and its presentation is reuse.
       if (next && next.sessionId === row.sessionId && !next.usedAt && !next.revoked && next.expiresAt > now) {
         checkOwner(next);
+        await query(em, "tessera_refresh_share", SHARE, [hashRefreshToken(successor)]);
         const elected = input.requested.length ? intersectPatterns(next.elected, input.requested) : next.elected;
         return this.#issue(next, successor, next.expiresAt, intersectPatterns(userGrants(next.groupPatterns), elected));
       }
@@ -179,7 +189,6 @@ interface PgPool {
   totalCount: number;
   query(config: { name: string; text: string; values: unknown[] }): Promise<{ rows: unknown[] }>;
 }
-const pools = new WeakMap<object, PgPool | null>();
 
 /**
  * Runs one of the refresh statements (written with $n placeholders, each used
@@ -190,12 +199,9 @@ const pools = new WeakMap<object, PgPool | null>();
  */
 async function query<T>(em: EntityManager, name: string, text: string, values: unknown[]): Promise<T[]> {
   const connection = em.getConnection() as unknown as { getNativeClient?: () => Promise<unknown> };
-  let pool = pools.get(connection);
-  if (pool === undefined) {
-    const native = connection.getNativeClient ? await connection.getNativeClient() : null;
-    pool = native && typeof (native as PgPool).totalCount === "number" ? (native as PgPool) : null;
-    pools.set(connection, pool);
-  }
+  // Asked each time (cheap): a reconnect builds a new pool.
+  const native = connection.getNativeClient ? await connection.getNativeClient() : null;
+  const pool = native && typeof (native as PgPool).totalCount === "number" ? (native as PgPool) : null;
   if (pool) return (await pool.query({ name, text, values })).rows as T[];
   return em.getConnection().execute<T[]>(text.replace(/\$\d+/g, "?"), values);
 }
@@ -213,6 +219,7 @@ async function readToken(em: EntityManager, hash: string): Promise<TokenRow | un
     sessionId: String(r.session_id),
     usedAt: r.used_at ? new Date(r.used_at as string) : null,
     expiresAt: new Date(r.expires_at as string),
+    shared: Boolean(r.shared),
     revoked: Boolean(r.revoked),
     absoluteExpiresAt: new Date(r.absolute_expires_at as string),
     elected: json<string[]>(r.elected),

@@ -64,6 +64,12 @@ export const RefreshTokenEntity = defineEntity({
     expiresAt: p.datetime(),
     /** Set when rotated; presenting a used token again revokes the session. */
     usedAt: p.datetime().nullable(),
+    /**
+     * Handed out more than once (to a re-presentation within the grace window):
+     * a token that was shared gets no grace itself, so a thief who follows every
+     * rotation of the owner within the window is caught at the next one.
+     */
+    shared: p.boolean().default(false),
   },
 });
 export type RefreshToken = InferEntity<typeof RefreshTokenEntity>;

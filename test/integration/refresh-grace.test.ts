@@ -62,6 +62,17 @@ describe("Refresh grace window", () => {
     await expectFailure(server.clients.verify.verifyToken({ token: third.accessToken }), REVOKED);
   });
 
+  it("catches a thief who follows each of the owner's rotations within the window, at the second one", async () => {
+    const stolen = await login();
+    const owner1 = await refresh(stolen.refreshToken);
+    const thief1 = await refresh(stolen.refreshToken); // within the window: the same successor, now shared
+    expect(thief1.refreshToken).toBe(owner1.refreshToken);
+    const owner2 = await refresh(owner1.refreshToken);
+    // The shared token gets no grace: presenting it again is reuse, and the session ends for both.
+    await expectFailure(refresh(owner1.refreshToken), REUSE);
+    await expectFailure(refresh(owner2.refreshToken), REVOKED);
+  });
+
   it("never hands out a successor of a revoked session", async () => {
     const first = await login();
     const next = await refresh(first.refreshToken);

@@ -5,6 +5,7 @@ import { Migration20261125000627 } from "./Migration20261125000627.ts";
 import { Migration20261125080838 } from "./Migration20261125080838.ts";
 import { Migration20261202012159 } from "./Migration20261202012159.ts";
 import { Migration20261202075201 } from "./Migration20261202075201.ts";
+import { Migration20261202095955 } from "./Migration20261202095955.ts";
 
 export const migrationsList: MigrationObject[] = [
   { name: "Migration20261125000627", class: Migration20261125000627 },
@@ -12,4 +13,6 @@ export const migrationsList: MigrationObject[] = [
   { name: "Migration20261202012159", class: Migration20261202012159 },
   // Remote logins: external identities, tenants' OpenID Connect issuers, the sessions' UPN subject.
   { name: "Migration20261202075201", class: Migration20261202075201 },
+  // Refresh tokens handed out twice within the grace window.
+  { name: "Migration20261202095955", class: Migration20261202095955 },
 ];
