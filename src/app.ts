@@ -106,21 +106,16 @@ export async function startTessera(config: Config, logger: Logger): Promise<Tess
       oidcAllowHttpLoopback: config.oidcAllowHttpLoopback,
       missingGroups: (em, tenantId, ids) => permissions.missingGroups(em, tenantId, ids),
     });
-    const remoteHttp = new RemoteHttp({
+    const remoteBounds = {
       connectTimeoutMs: config.remoteConnectTimeoutMs,
       totalTimeoutMs: config.remoteTimeoutMs,
       maxInFlight: config.remoteMaxInFlight,
       maxResponseBytes: 256 * 1024,
-    });
+    };
+    const remoteHttp = new RemoteHttp(remoteBounds);
     // Issuers are chosen by tenant administrators: their own client, limited to public addresses,
     // with its own calls in flight (one slow issuer does not stall Minecraft logins).
-    const oidcHttp = new RemoteHttp({
-      connectTimeoutMs: config.remoteConnectTimeoutMs,
-      totalTimeoutMs: config.remoteTimeoutMs,
-      maxInFlight: config.remoteMaxInFlight,
-      maxResponseBytes: 256 * 1024,
-      publicOnly: { allowLoopback: config.oidcAllowHttpLoopback },
-    });
+    const oidcHttp = new RemoteHttp({ ...remoteBounds, publicOnly: { allowLoopback: config.oidcAllowHttpLoopback } });
     started.push(() => remoteHttp.close(), () => oidcHttp.close());
     const tokens = await createTokens(orm, {
       settings: config,

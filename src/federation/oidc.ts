@@ -88,7 +88,8 @@ export class OidcVerifier {
    * trust); UPSTREAM_UNAVAILABLE when the issuer cannot be asked.
    */
   async verify(idToken: string, trusted: readonly OidcIssuerConfig[], nonce: string): Promise<{ identity: OidcIdentity; config: OidcIssuerConfig }> {
-    const config = trusted.find((c) => c.issuer === unverifiedIssuer(idToken));
+    const claimedIssuer = unverifiedJwtPart(idToken, 1).iss;
+    const config = trusted.find((c) => c.issuer === claimedIssuer);
     if (!config) throw remoteLoginFailed("the ID token's issuer is not trusted by this tenant");
     const jwks = await this.#keySet(config.issuer);
     let payload: JWTPayload;
@@ -108,7 +109,7 @@ export class OidcVerifier {
     }
     checkAudience(payload, config);
     // Access tokens and other JWTs of the issuer are not ID tokens.
-    if ((typeof payload.typ === "string" && payload.typ !== "ID") || /at\+jwt$/i.test(String(protectedTyp(idToken)))) {
+    if ((typeof payload.typ === "string" && payload.typ !== "ID") || /at\+jwt$/i.test(String(unverifiedJwtPart(idToken, 0).typ))) {
       throw remoteLoginFailed("the token is not an ID token");
     }
     if (typeof payload.sub !== "string" || !payload.sub) throw remoteLoginFailed("the ID token's sub is not a string");
@@ -173,22 +174,19 @@ export class OidcVerifier {
   }
 }
 
-function protectedTyp(idToken: string): unknown {
+/**
+ * A compact JWS's header (0) or payload (1) as it claims to be, before any
+ * verification: only to choose the issuer and key the throttle. Empty when
+ * it is not a JSON object.
+ */
+export function unverifiedJwtPart(token: string, part: 0 | 1): Record<string, unknown> {
+  const segment = token.split(".", 2)[part];
+  if (!segment || segment.length > 16384) return {};
   try {
-    return (JSON.parse(Buffer.from(idToken.split(".")[0] ?? "", "base64url").toString("utf8")) as { typ?: unknown }).typ;
+    const value: unknown = JSON.parse(Buffer.from(segment, "base64url").toString("utf8"));
+    return typeof value === "object" && value !== null ? (value as Record<string, unknown>) : {};
   } catch {
-    return undefined;
-  }
-}
-
-function unverifiedIssuer(idToken: string): string | undefined {
-  const payload = idToken.split(".")[1];
-  if (!payload || payload.length > 16384) return undefined;
-  try {
-    const iss = (JSON.parse(Buffer.from(payload, "base64url").toString("utf8")) as { iss?: unknown }).iss;
-    return typeof iss === "string" ? iss : undefined;
-  } catch {
-    return undefined;
+    return {};
   }
 }
 

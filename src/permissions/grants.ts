@@ -10,6 +10,22 @@ export function userGrants(groupPatterns: Iterable<string>): string[] {
   return withoutRedundant([...groupPatterns, ...SELF_GRANTS]);
 }
 
+/**
+ * A user's group grant patterns as one SQL expression (a jsonb array of the
+ * groups' pattern arrays), for the raw statements of the hot paths (login,
+ * refresh) that read them in the same round trip as the rest; turn the value
+ * into grants with grantsFromSql. `userId` is the SQL of the user's id column.
+ */
+export function groupPatternsSql(userId: string): string {
+  return `coalesce((select jsonb_agg(g.permissions) from group_members m join groups g on g.id = m.group_id where m.user_id = ${userId}), '[]'::jsonb)`;
+}
+
+/** The grants from a groupPatternsSql column, as the driver returns jsonb (parsed, or as text). */
+export function grantsFromSql(value: unknown): string[] {
+  const lists = (typeof value === "string" ? JSON.parse(value) : value) as string[][];
+  return userGrants(lists.flat());
+}
+
 export async function grantedPatterns(em: EntityManager, userId: string): Promise<string[]> {
   const memberships = await em.find(GroupMemberEntity, { user: userId }, { populate: ["group"] });
   return userGrants(memberships.flatMap((m) => m.group.permissions));

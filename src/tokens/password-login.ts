@@ -3,7 +3,7 @@
 // wrong password are indistinguishable, in outcome and in time.
 import type { EntityManager } from "@mikro-orm/core";
 import { permissionDenied, unauthenticated, Violations } from "../errors.ts";
-import { anyCovers, checkPatternList, intersectPatterns, userGrants } from "../permissions/index.ts";
+import { anyCovers, checkPatternList, grantsFromSql, groupPatternsSql, intersectPatterns } from "../permissions/index.ts";
 import { foldKey, UUID } from "../shared/validation.ts";
 import { throttleKey, type LoginThrottle } from "../throttling/index.ts";
 import { accountThrottleKey, type PasswordHasher } from "../users/index.ts";
@@ -114,7 +114,7 @@ async function findLoginCandidate(em: EntityManager, tenant: string, identifier:
   const rows = await em.getConnection().execute<Record<string, unknown>[]>(
     `select t.id as tenant_id, t.name as tenant_name, t.disabled as tenant_disabled,
             u.id, u.username, u.password_hash, u.disabled,
-            coalesce((select jsonb_agg(g.permissions) from group_members m join groups g on g.id = m.group_id where m.user_id = u.id), '[]'::jsonb) as grants
+            ${groupPatternsSql("u.id")} as grants
        from tenants t left join users u on u.tenant_id = t.id and ${userKey} = ?
       where ${byId ? "t.id = ?" : "t.name = ?"}
       limit 1`,
@@ -122,7 +122,6 @@ async function findLoginCandidate(em: EntityManager, tenant: string, identifier:
   );
   const row = rows[0];
   if (!row) return undefined;
-  const grants = typeof row.grants === "string" ? (JSON.parse(row.grants) as string[][]) : (row.grants as string[][]);
   return {
     tenantId: String(row.tenant_id),
     tenantName: String(row.tenant_name),
@@ -133,7 +132,7 @@ async function findLoginCandidate(em: EntityManager, tenant: string, identifier:
           username: String(row.username),
           passwordHash: (row.password_hash as string | null) ?? null,
           disabled: Boolean(row.disabled),
-          grants: userGrants(grants.flat()),
+          grants: grantsFromSql(row.grants),
         }
       : undefined,
   };

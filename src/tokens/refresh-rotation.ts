@@ -18,7 +18,7 @@ import { createHmac, hkdfSync } from "node:crypto";
 import type { EntityManager } from "@mikro-orm/core";
 import { recordRevocation } from "../events/index.ts";
 import { permissionDenied, unauthenticated, Violations } from "../errors.ts";
-import { anyCovers, intersectPatterns, userGrants } from "../permissions/index.ts";
+import { anyCovers, grantsFromSql, groupPatternsSql, intersectPatterns } from "../permissions/index.ts";
 import type { AccessTokenSigner, TokenSet, TokenSettings } from "./access-token-signer.ts";
 import { checkRequested } from "./password-login.ts";
 import { hashRefreshToken, REFRESH_FORMAT } from "./session-store.ts";
@@ -47,14 +47,15 @@ interface TokenRow {
   userId: string | null;
   username: string;
   userDisabled: boolean;
-  groupPatterns: string[];
+  /** What the user is granted now (permissions' userGrants of its groups). */
+  grants: string[];
 }
 
 const READ_TOKEN = `
   select r.session_id, r.used_at, r.expires_at, r.shared, s.revoked_at is not null as revoked, s.absolute_expires_at,
          s.elected, s.audience, s.upn_subject, s.tenant_id, t.name as tenant_name, t.disabled as tenant_disabled,
          u.id as user_id, u.username, coalesce(u.disabled, true) as user_disabled,
-         coalesce((select jsonb_agg(g.permissions) from group_members m join groups g on g.id = m.group_id where m.user_id = u.id), '[]'::jsonb) as grants
+         ${groupPatternsSql("u.id")} as grants
     from refresh_tokens r
     join sessions s on s.id = r.session_id
     join tenants t on t.id = s.tenant_id
@@ -131,7 +132,7 @@ export class RefreshRotation {
       return this.#represented(em, input, again, new Date());
     }
     if (Number(result.stored) !== 1) fail("revoked");
-    return this.#issue(row, successor, refreshExpiresAt, intersectPatterns(userGrants(row.groupPatterns), narrowed));
+    return this.#issue(row, successor, refreshExpiresAt, intersectPatterns(row.grants, narrowed));
   }
 
   /** A spent token presented again: the same successor within the grace window, else reuse. */
@@ -150,7 +151,7 @@ export class RefreshRotation {
         checkOwner(next);
         await query(em, "tessera_refresh_share", SHARE, [hashRefreshToken(successor)]);
         const elected = input.requested.length ? intersectPatterns(next.elected, input.requested) : next.elected;
-        return this.#issue(next, successor, next.expiresAt, intersectPatterns(userGrants(next.groupPatterns), elected));
+        return this.#issue(next, successor, next.expiresAt, intersectPatterns(next.grants, elected));
       }
     }
     await revokeForReuse(em, row);
@@ -231,7 +232,7 @@ async function readToken(em: EntityManager, hash: string): Promise<TokenRow | un
     userId: (r.user_id as string | null) ?? null,
     username: String(r.username ?? ""),
     userDisabled: Boolean(r.user_disabled),
-    groupPatterns: json<string[][]>(r.grants).flat(),
+    grants: grantsFromSql(r.grants),
   };
 }
 

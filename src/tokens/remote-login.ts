@@ -6,7 +6,7 @@
 // refresh: the session's refresh token carries it from here.
 import type { EntityManager } from "@mikro-orm/core";
 import { notFound, TesseraError, unauthenticated, Violations } from "../errors.ts";
-import { MINECRAFT_NAME, MINECRAFT_SERVER_HASH, remoteLoginFailed, type MinecraftSessionServer, type OidcIssuerConfig, type OidcVerifier } from "../federation/index.ts";
+import { MINECRAFT_NAME, MINECRAFT_SERVER_HASH, remoteLoginFailed, unverifiedJwtPart, type MinecraftSessionServer, type OidcIssuerConfig, type OidcVerifier } from "../federation/index.ts";
 import { grantedPatterns } from "../permissions/index.ts";
 import { foldKey } from "../shared/validation.ts";
 import type { Tenant } from "../tenants/index.ts";
@@ -153,10 +153,6 @@ function checkElection(input: Election, v: Violations): void {
 
 /** `iss` and `sub` as the token claims them, before verification: only to key the throttle. */
 function unverifiedClaims(idToken: string): { iss: string; sub: string } {
-  try {
-    const payload = JSON.parse(Buffer.from(idToken.split(".")[1] ?? "", "base64url").toString("utf8")) as { iss?: unknown; sub?: unknown };
-    return { iss: typeof payload.iss === "string" ? payload.iss.slice(0, 255) : "", sub: typeof payload.sub === "string" ? payload.sub.slice(0, 255) : "" };
-  } catch {
-    return { iss: "", sub: "" };
-  }
+  const { iss, sub } = unverifiedJwtPart(idToken, 1);
+  return { iss: typeof iss === "string" ? iss.slice(0, 255) : "", sub: typeof sub === "string" ? sub.slice(0, 255) : "" };
 }

@@ -74,43 +74,28 @@ export function issueServiceImpl(tokens: Tokens): ServiceImplementation<typeof I
     async issueToken(request, context) {
       const credential = request.credential;
       if (!credential) throw invalidInput([{ field: "credential", description: "set one of password, minecraft, oidc, service_assertion" }]);
+      // What every credential elects, the same for all of them.
+      const election = { requested: request.requestedPermissions, audience: request.audience, peer: context.peer };
+      let set: TokenSet;
       switch (credential.$case) {
-        case "password": {
-          const set = await tokens.login.issue(context.em, {
-            tenant: credential.value.tenant,
-            username: credential.value.username,
-            password: credential.value.password,
-            requested: request.requestedPermissions,
-            audience: request.audience,
-            peer: context.peer,
-          });
-          return { ...tokenResponse(set), principalKind: kindOf(set.kind) };
-        }
-        case "minecraft": {
-          const set = await tokens.remote.minecraft(context.em, {
+        case "password":
+          set = await tokens.login.issue(context.em, { ...election, tenant: credential.value.tenant, username: credential.value.username, password: credential.value.password });
+          break;
+        case "minecraft":
+          set = await tokens.remote.minecraft(context.em, {
+            ...election,
             username: credential.value.username,
             serverHash: credential.value.serverHash,
             serverAddress: credential.value.serverAddress,
-            requested: request.requestedPermissions,
-            audience: request.audience,
-            peer: context.peer,
           });
-          return { ...tokenResponse(set), principalKind: kindOf(set.kind) };
-        }
-        case "oidc": {
-          const set = await tokens.remote.oidc(context.em, {
-            tenant: credential.value.tenant,
-            idToken: credential.value.idToken,
-            nonce: credential.value.nonce,
-            requested: request.requestedPermissions,
-            audience: request.audience,
-            peer: context.peer,
-          });
-          return { ...tokenResponse(set), principalKind: kindOf(set.kind) };
-        }
+          break;
+        case "oidc":
+          set = await tokens.remote.oidc(context.em, { ...election, tenant: credential.value.tenant, idToken: credential.value.idToken, nonce: credential.value.nonce });
+          break;
         default:
           throw invalidInput([{ field: `credential.${credential.$case}`, description: "this credential kind is not enabled on this server" }]);
       }
+      return { ...tokenResponse(set), principalKind: kindOf(set.kind) };
     },
 
     async revokeSession(request, context) {
