@@ -4,7 +4,7 @@
 // TokenVerification under test, and a login that starts a session exactly as
 // PasswordLogin does once the password is checked (sign, then
 // SessionStore.start), without argon2.
-import { vi } from "vitest";
+import { afterAll, afterEach, beforeAll, vi } from "vitest";
 import { AccessTokenSigner, type TokenSettings } from "../../src/tokens/access-token-signer.ts";
 import { KeyStore } from "../../src/tokens/keys.ts";
 import { RefreshRotation, type RefreshSettings } from "../../src/tokens/refresh-rotation.ts";
@@ -12,7 +12,7 @@ import { SessionCache } from "../../src/tokens/session-cache.ts";
 import { hashRefreshToken, SessionStore } from "../../src/tokens/session-store.ts";
 import { RefreshTokenEntity, SessionEntity } from "../../src/tokens/token.entity.ts";
 import { TokenVerification } from "../../src/tokens/verification.ts";
-import type { Account, UnitDatabase } from "./unit-db.ts";
+import { openUnitDatabase, type Account, type UnitDatabase } from "./unit-db.ts";
 
 export const SETTINGS: RefreshSettings = {
   // Strict rotation unless a test asks for the grace window.
@@ -81,6 +81,34 @@ export async function refreshTokenRow(db: UnitDatabase, refreshToken: string) {
 }
 
 /** Freezes Date (only Date: timers, and the database, keep running) at `at`; undone by vi.useRealTimers(). */
+/**
+ * The database of a test file of the flows: opened before its tests (with
+ * the first signing key, made before any test moves the clock), closed after
+ * them; the real clock is put back after each test (freezeClock).
+ */
+export function useFlowDatabase(): UnitDatabase {
+  let db: UnitDatabase | undefined;
+  beforeAll(async () => {
+    db = await openUnitDatabase();
+    await tokenFlows(db);
+  });
+  afterAll(() => db?.close());
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+  const opened = () => {
+    if (!db) throw new Error("the flow database is opened in beforeAll");
+    return db;
+  };
+  return {
+    get orm() {
+      return opened().orm;
+    },
+    em: () => opened().em(),
+    close: () => opened().close(),
+  };
+}
+
 export function freezeClock(at: number | Date = Date.now()): number {
   vi.useFakeTimers({ toFake: ["Date"] });
   vi.setSystemTime(at);

@@ -2,25 +2,16 @@
 // every test logs in fresh tenants and users and watches what a client sees
 // (the token set, or the gRPC status and ErrorInfo reason it is refused with)
 // and what the database then holds (the session, its refresh tokens).
-import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
+import { describe, expect, it } from "vitest";
 import { RevocationEventEntity } from "../../src/events/index.ts";
 import { REFRESH_FORMAT } from "../../src/tokens/session-store.ts";
 import { RefreshTokenEntity, SessionEntity } from "../../src/tokens/token.entity.ts";
 import { grpcRefusal } from "../support/errors.ts";
-import { freezeClock, refreshTokenRow, sessionRow, SETTINGS, tokenFlows, type TokenFlows } from "../support/token-flows.ts";
+import { freezeClock, useFlowDatabase, refreshTokenRow, sessionRow, SETTINGS, tokenFlows, type TokenFlows } from "../support/token-flows.ts";
 import { decodePart } from "../support/tokens.ts";
-import { addUser, createAccount, disableTenant, disableUser, openUnitDatabase, setGrants, type UnitDatabase } from "../support/unit-db.ts";
+import { addUser, createAccount, disableTenant, disableUser, setGrants } from "../support/unit-db.ts";
 
-let db: UnitDatabase;
-beforeAll(async () => {
-  db = await openUnitDatabase();
-  // The first signing key, made before any test moves the clock.
-  await tokenFlows(db);
-});
-afterAll(() => db?.close());
-afterEach(() => {
-  vi.useRealTimers();
-});
+const db = useFlowDatabase();
 
 const GRANTS = ["game.profile.*", "game.stats.read"];
 const SECOND = 1000;

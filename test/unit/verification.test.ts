@@ -4,26 +4,17 @@
 // or the gRPC status and ErrorInfo reason it is refused with. Tokens that no
 // login issues (another user's session id, an array audience) are signed with
 // the real signing key.
-import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
+import { describe, expect, it } from "vitest";
 import { signJwt, type AccessClaims } from "../../src/tokens/jwt.ts";
 import { SessionCache } from "../../src/tokens/session-cache.ts";
 import { SigningKeyEntity } from "../../src/tokens/token.entity.ts";
 import { TokenVerification } from "../../src/tokens/verification.ts";
 import { grpcRefusal } from "../support/errors.ts";
-import { freezeClock, SETTINGS, tokenFlows, type TokenFlows } from "../support/token-flows.ts";
+import { freezeClock, useFlowDatabase, SETTINGS, tokenFlows, type TokenFlows } from "../support/token-flows.ts";
 import { decodePart, signEd25519 } from "../support/tokens.ts";
-import { addUser, createAccount, disableTenant, disableUser, openUnitDatabase, setGrants, type Account, type UnitDatabase } from "../support/unit-db.ts";
+import { addUser, createAccount, disableTenant, disableUser, setGrants, type Account } from "../support/unit-db.ts";
 
-let db: UnitDatabase;
-beforeAll(async () => {
-  db = await openUnitDatabase();
-  // The first signing key, made before any test moves the clock.
-  await tokenFlows(db);
-});
-afterAll(() => db?.close());
-afterEach(() => {
-  vi.useRealTimers();
-});
+const db = useFlowDatabase();
 
 const GRANTS = ["game.profile.*", "game.stats.read"];
 const SECOND = 1000;
