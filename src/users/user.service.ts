@@ -184,13 +184,14 @@ export class UserService {
       try {
         return await em.transactional(async (tem) => {
           const key = { tenant: tenant.id, issuer: identity.issuer, subject: identity.subject };
+          const name = identity.name.slice(0, 255);
           const known = await tem.findOne(ExternalIdentityEntity, key, { populate: ["user"] });
           const now = new Date();
           if (known) {
             const user = known.user as User;
             known.lastLoginAt = now;
-            if (known.name !== identity.name.slice(0, 255)) {
-              known.name = identity.name.slice(0, 255);
+            if (known.name !== name) {
+              known.name = name;
               user.username = await this.#freeExternalUsername(tem, tenant.id, identity, user.id);
               user.usernameKey = foldKey(user.username);
               user.updatedAt = now;
@@ -209,9 +210,9 @@ export class UserService {
             displayName: identity.name.slice(0, 200),
             passwordHash: null,
           });
-          tem.create(ExternalIdentityEntity, { ...key, tenant, user, name: identity.name.slice(0, 255) });
+          tem.create(ExternalIdentityEntity, { ...key, tenant, user, name });
           await tem.flush();
-          for (const hooks of this.#hooks) await hooks.created?.(tem, user);
+          await this.userCreatedInTransaction(tem, user);
           await onCreated?.(tem, user);
           await tem.flush();
           return user;
