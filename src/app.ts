@@ -12,6 +12,9 @@ import { TenantServiceDefinition } from "../gen/tessera/identity/v1/tenant_servi
 import { UserServiceDefinition } from "../gen/tessera/identity/v1/user_service.ts";
 import { VerifyServiceDefinition } from "../gen/tessera/identity/v1/verify_service.ts";
 import { PermissionServiceDefinition } from "../gen/tessera/identity/v1/permission_service.ts";
+import { RegistryServiceDefinition } from "../gen/tessera/identity/v1/registry_service.ts";
+import { gatekeeperRoute } from "./gatekeeper/index.ts";
+import { createRegistry, registryDocumentRoute, registryServiceImpl } from "./registry/index.ts";
 import { REGISTER_MICROSERVICE_PATH, RegistrationConsumer } from "./amqp/index.ts";
 import { announceBootstrap, bootstrap } from "./bootstrap.ts";
 import { ConfigError, type Config } from "./config.ts";
@@ -29,7 +32,7 @@ import { createAdminGroup, PermissionService, permissionServiceImpl } from "./pe
 import { configurePageTokens } from "./shared/pagination.ts";
 import { TenantService, tenantServiceImpl } from "./tenants/index.ts";
 import { LoginThrottle, openLimiterStore, RateLimit } from "./throttling/index.ts";
-import { createTokens, issueServiceImpl, jwksRoute, loadOrCreateMasterKey, refreshServiceImpl, verifyServiceImpl } from "./tokens/index.ts";
+import { createTokens, issueServiceImpl, jwksRoute, loadOrCreateMasterKey, refreshServiceImpl, verifyAnyToken, verifyServiceImpl } from "./tokens/index.ts";
 import { PasswordHasher, PasswordPolicy, UserService, userServiceImpl } from "./users/index.ts";
 
 export interface Tessera {
@@ -117,7 +120,36 @@ export async function startTessera(config: Config, logger: Logger): Promise<Tess
     // with its own calls in flight (one slow issuer does not stall Minecraft logins).
     const oidcHttp = new RemoteHttp({ ...remoteBounds, publicOnly: { allowLoopback: config.oidcAllowHttpLoopback } });
     started.push(() => remoteHttp.close(), () => oidcHttp.close());
+    const registry = createRegistry(orm, {
+      masterKey,
+      selfNames: config.registrySelfNames,
+      trusted: config.trustedRegistries,
+      publishMaxAgeSeconds: config.registryMaxAgeSeconds,
+      assertionMaxLifetimeSeconds: config.assertionMaxLifetimeSeconds,
+      resolver: {
+        cacheMs: config.registryCacheSeconds * 1000,
+        refetchCooldownMs: config.registryRefetchCooldownMs,
+        dnsServers: config.registryDnsServers,
+        dnsTimeoutMs: config.remoteTimeoutMs,
+      },
+      // Registries are the operator's allow-list, not tenants' choice: private addresses are fine.
+      http: { ...remoteBounds, maxResponseBytes: 8 * 1024 * 1024, ca: config.registryCa },
+      tenantByName: (em, name) =>
+        tenants.findTenantByNameOrId(em, name).then(
+          (t) => ({ id: t.id, name: t.name, disabled: t.disabled }),
+          (error: unknown) => {
+            if (error instanceof TesseraError && error.reason === "TENANT_NOT_FOUND") return null;
+            throw error;
+          },
+        ),
+      feed,
+      log: logger,
+    });
+    started.push(() => registry.close());
     const tokens = await createTokens(orm, {
+      assertions: registry.verifier,
+      serviceSessions: registry.sessionFallback,
+      serviceTokenTtlSeconds: config.serviceTokenTtlSeconds,
       settings: config,
       masterKey,
       publishLeadSeconds: config.keyPublishLeadSeconds,
@@ -178,6 +210,7 @@ export async function startTessera(config: Config, logger: Logger): Promise<Tess
         { definition: IssueServiceDefinition, implementation: issueServiceImpl(tokens) },
         { definition: RefreshServiceDefinition, implementation: refreshServiceImpl(tokens) },
         { definition: VerifyServiceDefinition, implementation: verifyServiceImpl(tokens, feed) },
+        { definition: RegistryServiceDefinition, implementation: registryServiceImpl(registry.service, registry.lookup) },
       ],
     });
     const grpcAddr = splitAddr(config.grpcAddr);
@@ -185,7 +218,19 @@ export async function startTessera(config: Config, logger: Logger): Promise<Tess
       grpc.listen(`${grpcAddr.host.includes(":") ? `[${grpcAddr.host}]` : grpcAddr.host}:${grpcAddr.port}`, grpcCredentials(config)),
     );
 
-    const http = buildHttpServer({ "/healthz": healthRoute(orm, logger), "/.well-known/jwks.json": jwksRoute(tokens.keys) }, logger);
+    const http = buildHttpServer(
+      {
+        "/healthz": healthRoute(orm, logger),
+        "/.well-known/jwks.json": jwksRoute(tokens.keys),
+        "/registry.json": registryDocumentRoute(registry.service, () => orm.em.fork()),
+        "/gatekeeper/verify": gatekeeperRoute({
+          verify: (token, audience) => verifyAnyToken(tokens, orm.em.fork(), token, audience),
+          cookie: config.gatekeeperCookie,
+          log: logger,
+        }),
+      },
+      logger,
+    );
     const httpAddr = splitAddr(config.httpAddr);
     await listenOr("TESSERA_HTTP_ADDR", config.httpAddr, async () => {
       http.listen(httpAddr.port, httpAddr.host);
@@ -233,6 +278,7 @@ export async function startTessera(config: Config, logger: Logger): Promise<Tess
         await limiterStore.close();
         await remoteHttp.close();
         await oidcHttp.close();
+        await registry.close();
         await orm.close(true);
       },
     };

@@ -2,6 +2,8 @@
 // Nothing else in the server reads process.env.
 import { DEFAULT_PASSWORD_MIN_LENGTH, PASSWORD_ABSOLUTE_MIN_LENGTH, PASSWORD_MAX_LENGTH } from "./users/index.ts";
 import { USERNAME } from "./shared/validation.ts";
+import { parseSelfNames, parseTrustedRegistries, type TrustedRegistry } from "./registry/trust.ts";
+import { readFileSync } from "node:fs";
 import { BlockList, isIP } from "node:net";
 import { resolve } from "node:path";
 
@@ -82,6 +84,25 @@ export interface Config {
   oidcClockToleranceSeconds: number;
   /** The oldest ID token (by `iat`) a login accepts. */
   oidcMaxTokenAgeSeconds: number;
+  /** Names of this server's own registry in assertions' `regionmeta.registry` (resolved from its database). */
+  registrySelfNames: string[];
+  /** Outside registries trusted for service assertions (the allow-list), with their authority keys. */
+  trustedRegistries: TrustedRegistry[];
+  /** Cache-Control max-age of /registry.json and the TTL of exported DNS records. */
+  registryMaxAgeSeconds: number;
+  /** How long outside registries' records are cached, and how often an unknown key may refetch. */
+  registryCacheSeconds: number;
+  registryRefetchCooldownMs: number;
+  /** DNS servers (host:port) for DNS registries; the system's when empty. */
+  registryDnsServers: string[];
+  /** PEM CA bundle trusted (instead of the system roots) for HTTPS registries. */
+  registryCa?: string;
+  /** Longest `exp - iat` of an accepted assertion (bounds the jti record). */
+  assertionMaxLifetimeSeconds: number;
+  /** Lifetime of access tokens from token exchange. */
+  serviceTokenTtlSeconds: number;
+  /** Cookie Gate-Keeper reads a token from when there is no Authorization header. */
+  gatekeeperCookie: string;
 }
 
 export class ConfigError extends Error {
@@ -235,6 +256,49 @@ function readRefreshGrace(env: Env): number {
   return seconds;
 }
 
+function readRegistry(env: Env) {
+  const wrap = <T>(name: string, read: () => T): T => {
+    try {
+      return read();
+    } catch (error) {
+      if (error instanceof ConfigError) throw error;
+      throw new ConfigError(name, (error as Error).message);
+    }
+  };
+  const registrySelfNames = wrap("TESSERA_REGISTRY_SELF", () => parseSelfNames(env.TESSERA_REGISTRY_SELF));
+  const trustedRegistries = wrap("TESSERA_REGISTRIES", () => parseTrustedRegistries(env.TESSERA_REGISTRIES, env));
+  for (const t of trustedRegistries) {
+    if (registrySelfNames.includes(t.name)) throw new ConfigError("TESSERA_REGISTRIES", `"${t.name}" is also in TESSERA_REGISTRY_SELF`);
+  }
+  const registryDnsServers = (env.TESSERA_REGISTRY_DNS_SERVERS ?? "").split(",").map((s) => s.trim()).filter(Boolean);
+  for (const server of registryDnsServers) {
+    const m = /^(\[[0-9a-f:]+\]|[0-9.]+)(?::(\d{1,5}))?$/i.exec(server);
+    if (!m || !isIP(m[1]!.replace(/^\[|\]$/g, "")) || (m[2] !== undefined && !(Number(m[2]) >= 1 && Number(m[2]) <= 65535))) {
+      throw new ConfigError("TESSERA_REGISTRY_DNS_SERVERS", `must be comma-separated IP[:port] (e.g. 127.0.0.1:5353), got "${server}"`);
+    }
+  }
+  const caFile = env.TESSERA_REGISTRY_CA_FILE || undefined;
+  const registryCa = caFile ? wrap("TESSERA_REGISTRY_CA_FILE", () => readFileSync(caFile, "utf8")) : undefined;
+  const assertionMaxLifetimeSeconds = readDuration(env, "TESSERA_ASSERTION_MAX_LIFETIME", "5m");
+  if (assertionMaxLifetimeSeconds > 3600) throw new ConfigError("TESSERA_ASSERTION_MAX_LIFETIME", "must be at most 1h (assertions are single-use proofs)");
+  return {
+    registrySelfNames,
+    trustedRegistries,
+    registryMaxAgeSeconds: readDuration(env, "TESSERA_REGISTRY_MAX_AGE", "30s"),
+    registryCacheSeconds: readDuration(env, "TESSERA_REGISTRY_CACHE_TTL", "1m"),
+    registryRefetchCooldownMs: readMillis(env, "TESSERA_REGISTRY_REFETCH_COOLDOWN", "10s"),
+    registryDnsServers,
+    registryCa,
+    assertionMaxLifetimeSeconds,
+  };
+}
+
+function readCookieName(env: Env): string {
+  const name = env.TESSERA_GATEKEEPER_COOKIE || "tessera_token";
+  if (!/^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$/.test(name)) throw new ConfigError("TESSERA_GATEKEEPER_COOKIE", "must be a cookie name (RFC 6265 token)");
+  return name;
+}
+
 export function loadConfig(env: Env = process.env): Config {
   const logLevel = (env.TESSERA_LOG_LEVEL ?? "info") as Config["logLevel"];
   if (!LOG_LEVELS.includes(logLevel)) {
@@ -309,5 +373,8 @@ export function loadConfig(env: Env = process.env): Config {
     oidcRefetchCooldownMs: readMillis(env, "TESSERA_OIDC_REFETCH_COOLDOWN", "30s"),
     oidcClockToleranceSeconds: readDuration(env, "TESSERA_OIDC_CLOCK_TOLERANCE", "30s"),
     oidcMaxTokenAgeSeconds: readDuration(env, "TESSERA_OIDC_MAX_TOKEN_AGE", "10m"),
+    ...readRegistry(env),
+    serviceTokenTtlSeconds: readDuration(env, "TESSERA_SERVICE_TOKEN_TTL", "5m"),
+    gatekeeperCookie: readCookieName(env),
   };
 }

@@ -6,6 +6,7 @@ import { GroupEntity, GroupMemberEntity, MicroserviceEntity, PermissionEntity } 
 import { RefreshTokenEntity, SessionEntity, SigningKeyEntity } from "../tokens/index.ts";
 import { RevocationEventEntity } from "../events/index.ts";
 import { ThrottleCounterEntity } from "../throttling/index.ts";
+import { AssertionReplayEntity, CapabilityEntity, RegionEntity, RegistryAuthorityKeyEntity } from "../registry/index.ts";
 
 export const entities = [
   TenantEntity,
@@ -21,4 +22,8 @@ export const entities = [
   GroupEntity,
   GroupMemberEntity,
   ThrottleCounterEntity,
+  RegionEntity,
+  CapabilityEntity,
+  RegistryAuthorityKeyEntity,
+  AssertionReplayEntity,
 ];

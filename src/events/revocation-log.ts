@@ -17,7 +17,9 @@ export type RevocationKind =
   | "TENANT_REVOKED"
   | "KEY_ADDED"
   | "KEY_RETIRED"
-  | "GRANTS_CHANGED";
+  | "GRANTS_CHANGED"
+  /** A region or capability was created, changed, revoked or deleted, or the registry authority rotated. */
+  | "REGISTRY_CHANGED";
 
 export interface RevocationRecord {
   kind: RevocationKind;

@@ -23,6 +23,8 @@ export interface RemoteHttpSettings {
    * `allowLoopback` loopback addresses are let through (tests, local development).
    */
   publicOnly?: { allowLoopback: boolean };
+  /** CA certificates (PEM) trusted instead of the system roots (a private PKI; tests). */
+  ca?: string;
 }
 
 const NOT_PUBLIC = new BlockList();
@@ -64,6 +66,7 @@ export class RemoteHttp {
     this.#agent = new Agent({
       connect: {
         timeout: settings.connectTimeoutMs,
+        ...(settings.ca ? { ca: settings.ca } : {}),
         ...(guard ? { lookup: publicLookup(guard.allowLoopback) } : {}),
       },
       headersTimeout: settings.totalTimeoutMs,

@@ -35,10 +35,12 @@ export const IDENTITY_PERMISSIONS: Record<string, string> = {
   "identity.capabilities.revoke": "Revoke capability keys",
   "identity.capabilities.list": "List capability keys",
   "identity.capabilities.lookup": "Resolve capability keys through registries",
+  "identity.registry.rotate": "Rotate the registry authority key (system tenant)",
   "identity.self.retrieve": "Read your own account, groups and permissions (GetMe)",
   "identity.self.list_sessions": "List your own sessions and their client addresses",
   "identity.self.revoke_sessions": "Revoke your own other sessions (logging out the current one needs nothing)",
   "identity.self.set_password": "Change your own password (with the current one)",
+  "identity.self.publish_keys": "Publish and revoke public keys for yourself in the registry, for one of your groups",
 };
 
 /**

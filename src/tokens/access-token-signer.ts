@@ -37,6 +37,10 @@ export interface AccessTokenSubject {
   username: string;
   /** The subject part of `upn` when it is not `sub` (remote logins: the external id). */
   upnSubject?: string;
+  /** A shorter lifetime than the configured one (service tokens end with their capability). */
+  ttlSeconds?: number;
+  /** Region System facts of an exchanged service token. */
+  region?: { id: string; capability: string; registry: string; expiresAt: Date };
 }
 
 export class AccessTokenSigner {
@@ -51,7 +55,7 @@ export class AccessTokenSigner {
   sign(c: AccessTokenSubject): { accessToken: string; expiresAt: Date } {
     const { kid, privateKey } = this.#keys.signer();
     const iat = Math.floor(Date.now() / 1000);
-    const exp = iat + this.#settings.accessTokenTtlSeconds;
+    const exp = iat + Math.min(this.#settings.accessTokenTtlSeconds, c.ttlSeconds ?? Infinity);
     const claims: AccessClaims = {
       iss: this.#settings.issuer,
       sub: c.sub,
@@ -65,6 +69,9 @@ export class AccessTokenSigner {
       upn: `${c.upnSubject ?? c.sub}@${c.tenantName}`,
       knd: c.kind,
       ...(c.username ? { preferred_username: c.username } : {}),
+      ...(c.region
+        ? { regionmeta: { id: c.region.id, capability: c.region.capability, registry: c.region.registry, expires: Math.floor(c.region.expiresAt.getTime() / 1000) } }
+        : {}),
     };
     const accessToken = signJwt(claims, kid, privateKey);
     // Verifiers refuse larger tokens unparsed: never issue one that cannot be used.

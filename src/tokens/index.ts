@@ -9,7 +9,8 @@ import { KeyStore } from "./keys.ts";
 import { PasswordLogin, type LoginDeps } from "./password-login.ts";
 import { RefreshRotation, type RefreshSettings } from "./refresh-rotation.ts";
 import { RemoteLogin, type RemoteLoginDeps } from "./remote-login.ts";
-import { SessionCache } from "./session-cache.ts";
+import { ServiceExchange, type AssertionChecker } from "./service-exchange.ts";
+import { SessionCache, type SessionFallback } from "./session-cache.ts";
 import { SessionStore } from "./session-store.ts";
 import { TokenVerification } from "./verification.ts";
 
@@ -17,10 +18,12 @@ export type { Principal } from "./principal.ts";
 export type { TokenSet, TokenSettings } from "./access-token-signer.ts";
 export type { LoginDeps } from "./password-login.ts";
 export type { RemoteLoginDeps } from "./remote-login.ts";
+export type { AssertedPrincipal, AssertionChecker } from "./service-exchange.ts";
+export type { SessionState, SessionFallback } from "./session-cache.ts";
 export { electPermissions } from "./password-login.ts";
 export { MAX_JWT_LENGTH } from "./jwt.ts";
 export { loadOrCreateMasterKey } from "./master-key.ts";
-export { issueServiceImpl, refreshServiceImpl, verifyServiceImpl, toPrincipalMessage } from "./token.grpc.ts";
+export { issueServiceImpl, refreshServiceImpl, verifyAnyToken, verifyServiceImpl, toPrincipalMessage } from "./token.grpc.ts";
 export type { KeyStore, PublicJwk } from "./keys.ts";
 export type { SessionStore } from "./session-store.ts";
 export { RefreshTokenEntity, SessionEntity, SigningKeyEntity } from "./token.entity.ts";
@@ -32,6 +35,10 @@ export interface TokensOptions {
   feed: RevocationFeed;
   login: LoginDeps;
   remote: RemoteLoginDeps;
+  /** Service assertions (the registry's verifier), and the state of the sessions that are registry capabilities. */
+  assertions: AssertionChecker;
+  serviceSessions?: SessionFallback;
+  serviceTokenTtlSeconds: number;
   log: Logger;
 }
 
@@ -43,6 +50,8 @@ export interface Tokens {
   remote: RemoteLogin;
   refresh: RefreshRotation;
   verification: TokenVerification;
+  /** Token exchange of service assertions, and their verification. */
+  exchange: ServiceExchange;
   /** Rotates the signing key whenever the newest is older than `intervalSeconds`, and otherwise reloads the key set (checked every minute); returns the stop function. */
   scheduleKeyRotation(intervalSeconds: number): () => void;
 }
@@ -59,7 +68,7 @@ export async function createTokens(orm: Database, options: TokensOptions): Promi
     },
   });
   await keys.init(orm.em.fork());
-  const cache = new SessionCache();
+  const cache = new SessionCache(options.serviceSessions);
   // A key event must reach this replica's key set: a failed reload is retried with backoff
   // (a retired key must not stay trusted until some later event), and the periodic check
   // below reloads anyway.
@@ -87,6 +96,7 @@ export async function createTokens(orm: Database, options: TokensOptions): Promi
     remote: new RemoteLogin(signer, sessions, options.remote, settings.audience),
     refresh: new RefreshRotation(signer, settings, options.masterKey),
     verification: new TokenVerification(keys, cache, settings),
+    exchange: new ServiceExchange(signer, options.assertions, { ...settings, serviceTokenTtlSeconds: options.serviceTokenTtlSeconds }),
     scheduleKeyRotation(intervalSeconds) {
       const timer = setInterval(() => {
         if (keys.newestKeyAgeSeconds() >= intervalSeconds) {

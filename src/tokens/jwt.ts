@@ -28,6 +28,8 @@ export interface AccessClaims {
   knd: "user" | "service";
   /** Username (users) for display; not used for authorization. */
   preferred_username?: string;
+  /** Service principals (token exchange): the Region System facts, for routing and audit. */
+  regionmeta?: { id: string; capability: string; registry: string; expires: number };
 }
 
 const b64 = (value: object) => Buffer.from(JSON.stringify(value)).toString("base64url");

@@ -22,4 +22,6 @@ export interface Principal {
   audience: readonly string[];
   /** The raw bearer token (never logged). */
   token: string;
+  /** Region System facts of a service principal (or a user's own key): for routing and audit. */
+  region?: { id: string; capability: string; registry: string; expiresAt: Date };
 }

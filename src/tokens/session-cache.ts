@@ -27,9 +27,17 @@ export interface SessionState {
 const TTL_MS = 30_000;
 const MAX_ENTRIES = 100_000;
 
+/** Loads the state of a "session" that is not a sessions row (a registry capability's exchanged tokens). */
+export type SessionFallback = (em: EntityManager, sessionId: string) => Promise<SessionState | null>;
+
 export class SessionCache {
+  readonly #fallback: SessionFallback | undefined;
   readonly #entries = new Map<string, { state: SessionState | null; loadedAt: number }>();
   readonly #loading = new Map<string, Promise<SessionState | null>>();
+
+  constructor(fallback?: SessionFallback) {
+    this.#fallback = fallback;
+  }
 
   /** The cached state when fresh, without touching the database (the verify fast path). */
   peek(sessionId: string): SessionState | null | undefined {
@@ -51,8 +59,9 @@ export class SessionCache {
   async #load(em: EntityManager, sessionId: string): Promise<SessionState | null> {
     const generation = this.#generation;
     const session = await em.findOne(SessionEntity, { id: sessionId }, { populate: ["tenant", "user"] });
-    const state: SessionState | null = session
-      ? {
+    const state: SessionState | null = !session
+      ? ((await this.#fallback?.(em, sessionId)) ?? null)
+      : {
           sessionId: session.id,
           kind: session.kind as SessionState["kind"],
           subject: session.subject,
@@ -66,8 +75,7 @@ export class SessionCache {
           expiresAt: session.expiresAt,
           elected: session.elected,
           granted: session.user ? await grantedPatterns(em, session.user.id) : session.elected,
-        }
-      : null;
+        };
     // A revocation that arrived while loading wins: do not cache what may be stale.
     if (generation === this.#generation) {
       if (this.#entries.size >= MAX_ENTRIES) this.#entries.clear();
@@ -93,6 +101,9 @@ export class SessionCache {
         return;
       case "TENANT_REVOKED":
         this.#dropWhere((s) => s.tenantId === event.tenantId);
+        return;
+      case "REGISTRY_CHANGED":
+        this.#dropWhere((s) => s.kind === "service" || s.tenantId === event.tenantId);
         return;
       case "GRANTS_CHANGED":
         if (event.tenantId) this.#dropWhere((s) => s.tenantId === event.tenantId);

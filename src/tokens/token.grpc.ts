@@ -1,4 +1,5 @@
 // IssueService, RefreshService and VerifyService over gRPC.
+import type { EntityManager } from "@mikro-orm/core";
 import type { ServiceImplementation } from "nice-grpc";
 import type { IssueServiceDefinition, Session as SessionMessage } from "../../gen/tessera/identity/v1/issue_service.ts";
 import type { RefreshServiceDefinition } from "../../gen/tessera/identity/v1/refresh_service.ts";
@@ -12,6 +13,7 @@ import { authorizeCall, authorizeCallSelfOr, hasPermission, requirePrincipal } f
 import type { TesseraContext } from "../grpc/context.ts";
 import { isPermissionPattern, anyPatternMatches } from "../permissions/index.ts";
 import type { TokenSet } from "./access-token-signer.ts";
+import { looksLikeAssertion } from "./service-exchange.ts";
 import type { Tokens } from "./index.ts";
 import type { Principal } from "./principal.ts";
 import type { Session } from "./token.entity.ts";
@@ -50,7 +52,7 @@ function buildPrincipalMessage(p: Principal): PrincipalMessage {
     expireTime: p.expiresAt,
     upn: p.upn,
     username: p.username,
-    region: undefined,
+    region: p.region ? { id: p.region.id, capability: p.region.capability, registry: p.region.registry, expireTime: p.region.expiresAt } : undefined,
     audience: [...p.audience],
   };
 }
@@ -92,8 +94,12 @@ export function issueServiceImpl(tokens: Tokens): ServiceImplementation<typeof I
         case "oidc":
           set = await tokens.remote.oidc(context.em, { ...election, tenant: credential.value.tenant, idToken: credential.value.idToken, nonce: credential.value.nonce });
           break;
+        case "serviceAssertion":
+          if (!credential.value.assertion) throw invalidInput([{ field: "credential.service_assertion.assertion", description: "is required" }]);
+          set = await tokens.exchange.exchange(context.em, { ...election, assertion: credential.value.assertion });
+          break;
         default:
-          throw invalidInput([{ field: `credential.${credential.$case}`, description: "this credential kind is not enabled on this server" }]);
+          throw invalidInput([{ field: `credential.${(credential as { $case: string }).$case}`, description: "this credential kind is not enabled on this server" }]);
       }
       return { ...tokenResponse(set), principalKind: kindOf(set.kind) };
     },
@@ -142,6 +148,16 @@ export function refreshServiceImpl(tokens: Tokens): ServiceImplementation<typeof
   };
 }
 
+/**
+ * An access token, or (when the registry is configured) a service assertion,
+ * whose jti it uses up: the one entry for VerifyToken, CheckPermission and
+ * Gate-Keeper.
+ */
+export function verifyAnyToken(tokens: Tokens, em: EntityManager, token: string, audience: string): Promise<Principal> {
+  if (tokens.exchange.enabled && looksLikeAssertion(token)) return tokens.exchange.principal(em, token, audience);
+  return tokens.verification.verify(em, token, audience);
+}
+
 const REVOCATION_KINDS: Record<string, RevocationKind> = {
   SESSION_REVOKED: RevocationKind.REVOCATION_KIND_SESSION_REVOKED,
   USER_REVOKED: RevocationKind.REVOCATION_KIND_USER_REVOKED,
@@ -149,6 +165,7 @@ const REVOCATION_KINDS: Record<string, RevocationKind> = {
   KEY_ADDED: RevocationKind.REVOCATION_KIND_KEY_ADDED,
   KEY_RETIRED: RevocationKind.REVOCATION_KIND_KEY_RETIRED,
   GRANTS_CHANGED: RevocationKind.REVOCATION_KIND_GRANTS_CHANGED,
+  REGISTRY_CHANGED: RevocationKind.REVOCATION_KIND_REGISTRY_CHANGED,
 };
 
 export function verifyServiceImpl(
@@ -158,7 +175,7 @@ export function verifyServiceImpl(
   return {
     async verifyToken(request, context) {
       if (!request.token) throw invalidInput([{ field: "token", description: "is required" }]);
-      return { principal: toPrincipalMessage(await tokens.verification.verify(context.em, request.token, request.audience)) };
+      return { principal: toPrincipalMessage(await verifyAnyToken(tokens, context.em, request.token, request.audience)) };
     },
 
     async checkPermission(request, context) {
@@ -167,7 +184,7 @@ export function verifyServiceImpl(
         v.add("permission", "must be a codename {microservice}.{resource}.{action}");
       }
       v.throwIfAny();
-      const principal = request.token ? await tokens.verification.verify(context.em, request.token) : requirePrincipal(context);
+      const principal = request.token ? await verifyAnyToken(tokens, context.em, request.token, "") : requirePrincipal(context);
       return { allowed: anyPatternMatches(principal.permissions, request.permission), principal: toPrincipalMessage(principal) };
     },
 

@@ -92,5 +92,10 @@ function principalFrom(claims: AccessClaims, token: string, state: SessionState)
     expiresAt: new Date(claims.exp * 1000),
     audience: Array.isArray(claims.aud) ? claims.aud : [claims.aud],
     token,
+    ...(claims.regionmeta ? { region: regionOf(claims.regionmeta) } : {}),
   };
+}
+
+function regionOf(meta: NonNullable<AccessClaims["regionmeta"]>): NonNullable<Principal["region"]> {
+  return { id: String(meta.id), capability: String(meta.capability), registry: String(meta.registry), expiresAt: new Date(Number(meta.expires) * 1000) };
 }

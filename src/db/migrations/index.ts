@@ -6,6 +6,7 @@ import { Migration20261125080838 } from "./Migration20261125080838.ts";
 import { Migration20261202012159 } from "./Migration20261202012159.ts";
 import { Migration20261202075201 } from "./Migration20261202075201.ts";
 import { Migration20261202095955 } from "./Migration20261202095955.ts";
+import { Migration20261202141008 } from "./Migration20261202141008.ts";
 
 export const migrationsList: MigrationObject[] = [
   { name: "Migration20261125000627", class: Migration20261125000627 },
@@ -15,4 +16,6 @@ export const migrationsList: MigrationObject[] = [
   { name: "Migration20261202075201", class: Migration20261202075201 },
   // Refresh tokens handed out twice within the grace window.
   { name: "Migration20261202095955", class: Migration20261202095955 },
+  // Region System registry: regions, capabilities, the authority key, the assertion jti record.
+  { name: "Migration20261202141008", class: Migration20261202141008 },
 ];

@@ -86,7 +86,15 @@ export interface OidcCredential {
 
 /**
  * ServiceAssertionCredential exchanges a registry-verified service JWT
- * (RFC 7523 style) for an access token.
+ * (RFC 7523 jwt-bearer style) for a short-lived access token: verified as
+ * VerifyService.VerifyToken verifies assertions, with `aud` this server's
+ * issuer (TESSERA_ISSUER), and its jti used up. The token's principal is the
+ * service (kind SERVICE, subject its region id; a user's own key gives kind
+ * USER), with the permissions of the tenant's group named after the
+ * capability (elect with `requested_permissions`), `regionmeta` claims for
+ * routing, and no refresh token. It lives TESSERA_SERVICE_TOKEN_TTL at most,
+ * never past the capability's expiry; revoking the capability (or
+ * deactivating its region) refuses it at once.
  */
 export interface ServiceAssertionCredential {
   /** The compact JWT signed by the service's own key, with `regionmeta`. */
@@ -1495,8 +1503,9 @@ export const IssueServiceDefinition = {
      * `scope`; all granted permissions when empty.
      *
      * Required permission: none (public).
-     * The password, minecraft and oidc credentials are enabled;
-     * service_assertion answers INVALID_INPUT until the registry lands.
+     * service_assertion is enabled when a registry is trusted
+     * (TESSERA_REGISTRY_SELF or TESSERA_REGISTRIES); otherwise it answers
+     * INVALID_INPUT naming those settings.
      * Remote systems (the Minecraft session server, OpenID Connect issuers)
      * are called only here, never for a refresh.
      *
@@ -1829,8 +1838,9 @@ export interface IssueServiceImplementation<CallContextExt = {}> {
    * `scope`; all granted permissions when empty.
    *
    * Required permission: none (public).
-   * The password, minecraft and oidc credentials are enabled;
-   * service_assertion answers INVALID_INPUT until the registry lands.
+   * service_assertion is enabled when a registry is trusted
+   * (TESSERA_REGISTRY_SELF or TESSERA_REGISTRIES); otherwise it answers
+   * INVALID_INPUT naming those settings.
    * Remote systems (the Minecraft session server, OpenID Connect issuers)
    * are called only here, never for a refresh.
    *
@@ -1911,8 +1921,9 @@ export interface IssueServiceClient<CallOptionsExt = {}> {
    * `scope`; all granted permissions when empty.
    *
    * Required permission: none (public).
-   * The password, minecraft and oidc credentials are enabled;
-   * service_assertion answers INVALID_INPUT until the registry lands.
+   * service_assertion is enabled when a registry is trusted
+   * (TESSERA_REGISTRY_SELF or TESSERA_REGISTRIES); otherwise it answers
+   * INVALID_INPUT naming those settings.
    * Remote systems (the Minecraft session server, OpenID Connect issuers)
    * are called only here, never for a refresh.
    *

@@ -14,6 +14,16 @@ export const protobufPackage = "tessera.identity.v1";
 
 export const protobufFileName = "tessera/identity/v1/registry_service.proto";
 
+/** RotateAuthorityKeyRequest is the input of RegistryService.RotateAuthorityKey. */
+export interface RotateAuthorityKeyRequest {
+}
+
+/** RotateAuthorityKeyResponse is the output of RegistryService.RotateAuthorityKey. */
+export interface RotateAuthorityKeyResponse {
+  /** The new authority public key (JWK JSON). */
+  authorityPublicKeyJwk: string;
+}
+
 /** Region is a signing identity in the registry. */
 export interface Region {
   /** Region id, `^[a-z0-9][a-z0-9-]*$`, at most 63 characters (a DNS label). */
@@ -27,7 +37,14 @@ export interface Region {
     | Date
     | undefined;
   /** Last update time. Output only. */
-  updateTime: Date | undefined;
+  updateTime:
+    | Date
+    | undefined;
+  /**
+   * The user whose own region this is (its id is the user's id); empty for
+   * service regions. Output only.
+   */
+  userId: string;
 }
 
 /** Capability is a public key a region signs with for one capability. */
@@ -49,7 +66,21 @@ export interface Capability {
     | Date
     | undefined;
   /** Last update time. Output only. */
-  updateTime: Date | undefined;
+  updateTime:
+    | Date
+    | undefined;
+  /**
+   * The capability's UUID: the session id (`sid`) of the access tokens
+   * exchanged for its assertions. Output only.
+   */
+  id: string;
+  /** The key's RFC 7638 thumbprint (the `kid` assertions may carry). Output only. */
+  keyId: string;
+  /**
+   * The one algorithm its assertions use: EdDSA, ES256, ES384 or ES512.
+   * Output only.
+   */
+  algorithm: string;
 }
 
 /** CreateRegionRequest is the input of RegistryService.CreateRegion. */
@@ -120,13 +151,16 @@ export interface DeleteRegionResponse {
 
 /** PublishCapabilityRequest is the input of RegistryService.PublishCapability. */
 export interface PublishCapabilityRequest {
-  /** The region id. */
+  /** The region id; empty for a user publishing for itself. */
   regionId: string;
-  /** The capability name. */
+  /**
+   * The capability name (a DNS label: lowercase letters, digits, `_`, inner
+   * hyphens).
+   */
   capability: string;
   /**
-   * The public key: a JWK JSON object or an SPKI PEM block (Ed25519 or
-   * P-256).
+   * The public key: a JWK JSON object or an SPKI PEM block (Ed25519, P-256,
+   * P-384 or P-521; never a private key).
    */
   publicKey: string;
   /** When the capability expires. Required, in the future. */
@@ -257,8 +291,106 @@ export interface LookupCapabilityResponse {
   region: Region | undefined;
 }
 
+function createBaseRotateAuthorityKeyRequest(): RotateAuthorityKeyRequest {
+  return {};
+}
+
+export const RotateAuthorityKeyRequest: MessageFns<RotateAuthorityKeyRequest> = {
+  encode(_: RotateAuthorityKeyRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RotateAuthorityKeyRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRotateAuthorityKeyRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<RotateAuthorityKeyRequest>): RotateAuthorityKeyRequest {
+    return RotateAuthorityKeyRequest.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<RotateAuthorityKeyRequest>): RotateAuthorityKeyRequest {
+    const message = createBaseRotateAuthorityKeyRequest();
+    return message;
+  },
+};
+
+function createBaseRotateAuthorityKeyResponse(): RotateAuthorityKeyResponse {
+  return { authorityPublicKeyJwk: "" };
+}
+
+export const RotateAuthorityKeyResponse: MessageFns<RotateAuthorityKeyResponse> = {
+  encode(message: RotateAuthorityKeyResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.authorityPublicKeyJwk !== "") {
+      writer.uint32(10).string(message.authorityPublicKeyJwk);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RotateAuthorityKeyResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRotateAuthorityKeyResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.authorityPublicKeyJwk = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<RotateAuthorityKeyResponse>): RotateAuthorityKeyResponse {
+    return RotateAuthorityKeyResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RotateAuthorityKeyResponse>): RotateAuthorityKeyResponse {
+    const message = createBaseRotateAuthorityKeyResponse();
+    message.authorityPublicKeyJwk = object.authorityPublicKeyJwk ?? "";
+    return message;
+  },
+};
+
 function createBaseRegion(): Region {
-  return { id: "", alias: "", active: false, createTime: undefined, updateTime: undefined };
+  return { id: "", alias: "", active: false, createTime: undefined, updateTime: undefined, userId: "" };
 }
 
 export const Region: MessageFns<Region> = {
@@ -277,6 +409,9 @@ export const Region: MessageFns<Region> = {
     }
     if (message.updateTime !== undefined) {
       Timestamp.encode(toTimestamp(message.updateTime), writer.uint32(42).fork()).join();
+    }
+    if (message.userId !== "") {
+      writer.uint32(50).string(message.userId);
     }
     return writer;
   },
@@ -334,6 +469,14 @@ export const Region: MessageFns<Region> = {
             message.updateTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.userId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -356,6 +499,7 @@ export const Region: MessageFns<Region> = {
     message.active = object.active ?? false;
     message.createTime = object.createTime ?? undefined;
     message.updateTime = object.updateTime ?? undefined;
+    message.userId = object.userId ?? "";
     return message;
   },
 };
@@ -369,6 +513,9 @@ function createBaseCapability(): Capability {
     expireTime: undefined,
     createTime: undefined,
     updateTime: undefined,
+    id: "",
+    keyId: "",
+    algorithm: "",
   };
 }
 
@@ -394,6 +541,15 @@ export const Capability: MessageFns<Capability> = {
     }
     if (message.updateTime !== undefined) {
       Timestamp.encode(toTimestamp(message.updateTime), writer.uint32(58).fork()).join();
+    }
+    if (message.id !== "") {
+      writer.uint32(66).string(message.id);
+    }
+    if (message.keyId !== "") {
+      writer.uint32(74).string(message.keyId);
+    }
+    if (message.algorithm !== "") {
+      writer.uint32(82).string(message.algorithm);
     }
     return writer;
   },
@@ -467,6 +623,30 @@ export const Capability: MessageFns<Capability> = {
             message.updateTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.keyId = reader.string();
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.algorithm = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -491,6 +671,9 @@ export const Capability: MessageFns<Capability> = {
     message.expireTime = object.expireTime ?? undefined;
     message.createTime = object.createTime ?? undefined;
     message.updateTime = object.updateTime ?? undefined;
+    message.id = object.id ?? "";
+    message.keyId = object.keyId ?? "";
+    message.algorithm = object.algorithm ?? "";
     return message;
   },
 };
@@ -2309,12 +2492,21 @@ export const RegistryServiceDefinition = {
       },
     },
     /**
-     * PublishCapability publishes a public key (JWK JSON or SPKI PEM) for a
-     * region and capability until `expire_time`. A user may publish a key for
-     * itself with one of its groups as capability.
+     * PublishCapability publishes a public key (JWK JSON or SPKI PEM:
+     * Ed25519, P-256, P-384 or P-521) for a region and capability until
+     * `expire_time`. Publishing again for an active capability rotates its key
+     * (assertions signed with the old key stop verifying here at once and at
+     * outside verifiers at their next lookup); publishing for a revoked one
+     * creates a new capability (a new id). A capability's principals get the
+     * permissions of the tenant's group named after it.
      *
-     * Required permission: identity.capabilities.publish, or none for a user
-     * publishing for itself.
+     * A user may publish a key for itself (the seed's user flow): `region_id`
+     * empty or its own user id (its region is created on first use), and
+     * `capability` the name of one of its groups; assertions it signs verify
+     * as that user, with that group's permissions.
+     *
+     * Required permission: identity.capabilities.publish, or
+     * identity.self.publish_keys for a user publishing for itself.
      * Error reasons: INVALID_INPUT, REGION_NOT_FOUND, PERMISSION_DENIED.
      */
     publishCapability: {
@@ -2327,9 +2519,9 @@ export const RegistryServiceDefinition = {
         _unknownFields: {
           413610: [
             Buffer.from([
-              33,
+              61,
               8,
-              3,
+              4,
               18,
               29,
               105,
@@ -2361,16 +2553,47 @@ export const RegistryServiceDefinition = {
               105,
               115,
               104,
+              26,
+              26,
+              105,
+              100,
+              101,
+              110,
+              116,
+              105,
+              116,
+              121,
+              46,
+              115,
+              101,
+              108,
+              102,
+              46,
+              112,
+              117,
+              98,
+              108,
+              105,
+              115,
+              104,
+              95,
+              107,
+              101,
+              121,
+              115,
             ]) as Buffer,
           ],
         },
       },
     },
     /**
-     * RevokeCapability marks a capability inactive; assertions signed with its
-     * key stop verifying.
+     * RevokeCapability marks a capability inactive: its assertions and the
+     * access tokens exchanged for them are refused at once here, and by
+     * outside verifiers at their next registry lookup (its record says
+     * `active: false`).
      *
-     * Required permission: identity.capabilities.revoke.
+     * Required permission: identity.capabilities.revoke, or
+     * identity.self.publish_keys for a user's own region.
      * Error reasons: INVALID_INPUT, CAPABILITY_NOT_FOUND, PERMISSION_DENIED.
      */
     revokeCapability: {
@@ -2383,9 +2606,9 @@ export const RegistryServiceDefinition = {
         _unknownFields: {
           413610: [
             Buffer.from([
-              32,
+              60,
               8,
-              3,
+              4,
               18,
               28,
               105,
@@ -2416,6 +2639,34 @@ export const RegistryServiceDefinition = {
               111,
               107,
               101,
+              26,
+              26,
+              105,
+              100,
+              101,
+              110,
+              116,
+              105,
+              116,
+              121,
+              46,
+              115,
+              101,
+              108,
+              102,
+              46,
+              112,
+              117,
+              98,
+              108,
+              105,
+              115,
+              104,
+              95,
+              107,
+              101,
+              121,
+              115,
             ]) as Buffer,
           ],
         },
@@ -2475,7 +2726,10 @@ export const RegistryServiceDefinition = {
     },
     /**
      * GetRegistryDocument returns the signed registry document served at
-     * `/registry.json` (also usable as a local store).
+     * `/registry.json` (also usable as a local store): every region and
+     * unexpired capability of every tenant, each an authority-signed JWT
+     * (`typ` region+jwt / capability+jwt). Registries are public: publish no
+     * personal data in aliases.
      *
      * Required permission: none (public; registries are public).
      * Error reasons: DATABASE_UNAVAILABLE.
@@ -2489,7 +2743,10 @@ export const RegistryServiceDefinition = {
       options: { _unknownFields: { 413610: [Buffer.from([2, 8, 1]) as Buffer] } },
     },
     /**
-     * ExportDnsZone renders the registry as DNS TXT records under `host`.
+     * ExportDnsZone renders the registry as DNS TXT records under `host`:
+     * each region record at `<host>`, each capability record at
+     * `<capability>.capability.<region id>.<host>`, split into 255-byte
+     * strings, with TTL TESSERA_REGISTRY_MAX_AGE.
      *
      * Required permission: identity.regions.list.
      * Error reasons: INVALID_INPUT, PERMISSION_DENIED.
@@ -2592,6 +2849,61 @@ export const RegistryServiceDefinition = {
         },
       },
     },
+    /**
+     * RotateAuthorityKey makes a new registry authority key sign every record
+     * from now on. Outside verifiers pin authority keys in their allow-list:
+     * add the new key there (GetRegistryDocument names it) before they next
+     * fetch, or they refuse the re-signed records.
+     *
+     * Required permission: identity.registry.rotate (system tenant).
+     * Error reasons: PERMISSION_DENIED.
+     */
+    rotateAuthorityKey: {
+      name: "RotateAuthorityKey",
+      requestType: RotateAuthorityKeyRequest as typeof RotateAuthorityKeyRequest,
+      requestStream: false,
+      responseType: RotateAuthorityKeyResponse as typeof RotateAuthorityKeyResponse,
+      responseStream: false,
+      options: {
+        _unknownFields: {
+          413610: [
+            Buffer.from([
+              30,
+              8,
+              3,
+              18,
+              24,
+              105,
+              100,
+              101,
+              110,
+              116,
+              105,
+              116,
+              121,
+              46,
+              114,
+              101,
+              103,
+              105,
+              115,
+              116,
+              114,
+              121,
+              46,
+              114,
+              111,
+              116,
+              97,
+              116,
+              101,
+              32,
+              1,
+            ]) as Buffer,
+          ],
+        },
+      },
+    },
   },
 } as const;
 
@@ -2644,12 +2956,21 @@ export interface RegistryServiceImplementation<CallContextExt = {}> {
     context: CallContext & CallContextExt,
   ): Promise<DeepPartial<DeleteRegionResponse>>;
   /**
-   * PublishCapability publishes a public key (JWK JSON or SPKI PEM) for a
-   * region and capability until `expire_time`. A user may publish a key for
-   * itself with one of its groups as capability.
+   * PublishCapability publishes a public key (JWK JSON or SPKI PEM:
+   * Ed25519, P-256, P-384 or P-521) for a region and capability until
+   * `expire_time`. Publishing again for an active capability rotates its key
+   * (assertions signed with the old key stop verifying here at once and at
+   * outside verifiers at their next lookup); publishing for a revoked one
+   * creates a new capability (a new id). A capability's principals get the
+   * permissions of the tenant's group named after it.
    *
-   * Required permission: identity.capabilities.publish, or none for a user
-   * publishing for itself.
+   * A user may publish a key for itself (the seed's user flow): `region_id`
+   * empty or its own user id (its region is created on first use), and
+   * `capability` the name of one of its groups; assertions it signs verify
+   * as that user, with that group's permissions.
+   *
+   * Required permission: identity.capabilities.publish, or
+   * identity.self.publish_keys for a user publishing for itself.
    * Error reasons: INVALID_INPUT, REGION_NOT_FOUND, PERMISSION_DENIED.
    */
   publishCapability(
@@ -2657,10 +2978,13 @@ export interface RegistryServiceImplementation<CallContextExt = {}> {
     context: CallContext & CallContextExt,
   ): Promise<DeepPartial<PublishCapabilityResponse>>;
   /**
-   * RevokeCapability marks a capability inactive; assertions signed with its
-   * key stop verifying.
+   * RevokeCapability marks a capability inactive: its assertions and the
+   * access tokens exchanged for them are refused at once here, and by
+   * outside verifiers at their next registry lookup (its record says
+   * `active: false`).
    *
-   * Required permission: identity.capabilities.revoke.
+   * Required permission: identity.capabilities.revoke, or
+   * identity.self.publish_keys for a user's own region.
    * Error reasons: INVALID_INPUT, CAPABILITY_NOT_FOUND, PERMISSION_DENIED.
    */
   revokeCapability(
@@ -2679,7 +3003,10 @@ export interface RegistryServiceImplementation<CallContextExt = {}> {
   ): Promise<DeepPartial<ListCapabilitiesResponse>>;
   /**
    * GetRegistryDocument returns the signed registry document served at
-   * `/registry.json` (also usable as a local store).
+   * `/registry.json` (also usable as a local store): every region and
+   * unexpired capability of every tenant, each an authority-signed JWT
+   * (`typ` region+jwt / capability+jwt). Registries are public: publish no
+   * personal data in aliases.
    *
    * Required permission: none (public; registries are public).
    * Error reasons: DATABASE_UNAVAILABLE.
@@ -2689,7 +3016,10 @@ export interface RegistryServiceImplementation<CallContextExt = {}> {
     context: CallContext & CallContextExt,
   ): Promise<DeepPartial<GetRegistryDocumentResponse>>;
   /**
-   * ExportDnsZone renders the registry as DNS TXT records under `host`.
+   * ExportDnsZone renders the registry as DNS TXT records under `host`:
+   * each region record at `<host>`, each capability record at
+   * `<capability>.capability.<region id>.<host>`, split into 255-byte
+   * strings, with TTL TESSERA_REGISTRY_MAX_AGE.
    *
    * Required permission: identity.regions.list.
    * Error reasons: INVALID_INPUT, PERMISSION_DENIED.
@@ -2711,6 +3041,19 @@ export interface RegistryServiceImplementation<CallContextExt = {}> {
     request: LookupCapabilityRequest,
     context: CallContext & CallContextExt,
   ): Promise<DeepPartial<LookupCapabilityResponse>>;
+  /**
+   * RotateAuthorityKey makes a new registry authority key sign every record
+   * from now on. Outside verifiers pin authority keys in their allow-list:
+   * add the new key there (GetRegistryDocument names it) before they next
+   * fetch, or they refuse the re-signed records.
+   *
+   * Required permission: identity.registry.rotate (system tenant).
+   * Error reasons: PERMISSION_DENIED.
+   */
+  rotateAuthorityKey(
+    request: RotateAuthorityKeyRequest,
+    context: CallContext & CallContextExt,
+  ): Promise<DeepPartial<RotateAuthorityKeyResponse>>;
 }
 
 export interface RegistryServiceClient<CallOptionsExt = {}> {
@@ -2762,12 +3105,21 @@ export interface RegistryServiceClient<CallOptionsExt = {}> {
     options?: CallOptions & CallOptionsExt,
   ): Promise<DeleteRegionResponse>;
   /**
-   * PublishCapability publishes a public key (JWK JSON or SPKI PEM) for a
-   * region and capability until `expire_time`. A user may publish a key for
-   * itself with one of its groups as capability.
+   * PublishCapability publishes a public key (JWK JSON or SPKI PEM:
+   * Ed25519, P-256, P-384 or P-521) for a region and capability until
+   * `expire_time`. Publishing again for an active capability rotates its key
+   * (assertions signed with the old key stop verifying here at once and at
+   * outside verifiers at their next lookup); publishing for a revoked one
+   * creates a new capability (a new id). A capability's principals get the
+   * permissions of the tenant's group named after it.
    *
-   * Required permission: identity.capabilities.publish, or none for a user
-   * publishing for itself.
+   * A user may publish a key for itself (the seed's user flow): `region_id`
+   * empty or its own user id (its region is created on first use), and
+   * `capability` the name of one of its groups; assertions it signs verify
+   * as that user, with that group's permissions.
+   *
+   * Required permission: identity.capabilities.publish, or
+   * identity.self.publish_keys for a user publishing for itself.
    * Error reasons: INVALID_INPUT, REGION_NOT_FOUND, PERMISSION_DENIED.
    */
   publishCapability(
@@ -2775,10 +3127,13 @@ export interface RegistryServiceClient<CallOptionsExt = {}> {
     options?: CallOptions & CallOptionsExt,
   ): Promise<PublishCapabilityResponse>;
   /**
-   * RevokeCapability marks a capability inactive; assertions signed with its
-   * key stop verifying.
+   * RevokeCapability marks a capability inactive: its assertions and the
+   * access tokens exchanged for them are refused at once here, and by
+   * outside verifiers at their next registry lookup (its record says
+   * `active: false`).
    *
-   * Required permission: identity.capabilities.revoke.
+   * Required permission: identity.capabilities.revoke, or
+   * identity.self.publish_keys for a user's own region.
    * Error reasons: INVALID_INPUT, CAPABILITY_NOT_FOUND, PERMISSION_DENIED.
    */
   revokeCapability(
@@ -2797,7 +3152,10 @@ export interface RegistryServiceClient<CallOptionsExt = {}> {
   ): Promise<ListCapabilitiesResponse>;
   /**
    * GetRegistryDocument returns the signed registry document served at
-   * `/registry.json` (also usable as a local store).
+   * `/registry.json` (also usable as a local store): every region and
+   * unexpired capability of every tenant, each an authority-signed JWT
+   * (`typ` region+jwt / capability+jwt). Registries are public: publish no
+   * personal data in aliases.
    *
    * Required permission: none (public; registries are public).
    * Error reasons: DATABASE_UNAVAILABLE.
@@ -2807,7 +3165,10 @@ export interface RegistryServiceClient<CallOptionsExt = {}> {
     options?: CallOptions & CallOptionsExt,
   ): Promise<GetRegistryDocumentResponse>;
   /**
-   * ExportDnsZone renders the registry as DNS TXT records under `host`.
+   * ExportDnsZone renders the registry as DNS TXT records under `host`:
+   * each region record at `<host>`, each capability record at
+   * `<capability>.capability.<region id>.<host>`, split into 255-byte
+   * strings, with TTL TESSERA_REGISTRY_MAX_AGE.
    *
    * Required permission: identity.regions.list.
    * Error reasons: INVALID_INPUT, PERMISSION_DENIED.
@@ -2829,6 +3190,19 @@ export interface RegistryServiceClient<CallOptionsExt = {}> {
     request: DeepPartial<LookupCapabilityRequest>,
     options?: CallOptions & CallOptionsExt,
   ): Promise<LookupCapabilityResponse>;
+  /**
+   * RotateAuthorityKey makes a new registry authority key sign every record
+   * from now on. Outside verifiers pin authority keys in their allow-list:
+   * add the new key there (GetRegistryDocument names it) before they next
+   * fetch, or they refuse the re-signed records.
+   *
+   * Required permission: identity.registry.rotate (system tenant).
+   * Error reasons: PERMISSION_DENIED.
+   */
+  rotateAuthorityKey(
+    request: DeepPartial<RotateAuthorityKeyRequest>,
+    options?: CallOptions & CallOptionsExt,
+  ): Promise<RotateAuthorityKeyResponse>;
 }
 
 type Builtin = Date | Function | Uint8Array | string | number | boolean | undefined;

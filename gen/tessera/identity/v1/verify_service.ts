@@ -30,6 +30,11 @@ export const RevocationKind = {
   REVOCATION_KIND_KEY_RETIRED: 5,
   /** REVOCATION_KIND_GRANTS_CHANGED - Group grants changed; cached permissions must be recomputed. */
   REVOCATION_KIND_GRANTS_CHANGED: 6,
+  /**
+   * REVOCATION_KIND_REGISTRY_CHANGED - A region or capability was created, changed, revoked or deleted, or the
+   * registry authority key rotated (tenant_id says whose).
+   */
+  REVOCATION_KIND_REGISTRY_CHANGED: 7,
 } as const;
 
 export type RevocationKind = typeof RevocationKind[keyof typeof RevocationKind];
@@ -42,6 +47,7 @@ export namespace RevocationKind {
   export type REVOCATION_KIND_KEY_ADDED = typeof RevocationKind.REVOCATION_KIND_KEY_ADDED;
   export type REVOCATION_KIND_KEY_RETIRED = typeof RevocationKind.REVOCATION_KIND_KEY_RETIRED;
   export type REVOCATION_KIND_GRANTS_CHANGED = typeof RevocationKind.REVOCATION_KIND_GRANTS_CHANGED;
+  export type REVOCATION_KIND_REGISTRY_CHANGED = typeof RevocationKind.REVOCATION_KIND_REGISTRY_CHANGED;
 }
 
 /** RegionMeta is the Region System metadata of a service assertion. */
@@ -1118,10 +1124,23 @@ export const VerifyServiceDefinition = {
      * VerifyToken checks an access token or a service assertion and returns
      * its principal with the permissions granted now ∩ elected.
      *
+     * A service assertion (a JWT whose header `typ` is not `at+jwt`, with
+     * `regionmeta`) is verified against the registry it names, which must be
+     * this server's own (TESSERA_REGISTRY_SELF) or on its allow-list
+     * (TESSERA_REGISTRIES): the capability's records (authority signature,
+     * `active`, `exp`), `regionmeta.expires`, `exp`/`iat` (at most
+     * TESSERA_ASSERTION_MAX_LIFETIME apart), `aud` (`audience`, or the server's
+     * default audience) and the signature with the capability's key. Its `jti`
+     * is then used up: a second verification of the same assertion, on any
+     * replica, is ASSERTION_REPLAYED. The principal carries `region`, and the
+     * permissions of the tenant's group named after the capability.
+     *
      * Required permission: none (public).
      * Error reasons: INVALID_INPUT, TOKEN_INVALID, TOKEN_EXPIRED,
-     * SESSION_REVOKED, USER_DISABLED, TENANT_DISABLED, REGISTRY_NOT_ALLOWED,
-     * ASSERTION_REPLAYED.
+     * SESSION_REVOKED (also: capability revoked, region inactive),
+     * USER_DISABLED, TENANT_DISABLED, INVALID_CREDENTIALS (no such capability
+     * in the registry), REGISTRY_NOT_ALLOWED, ASSERTION_REPLAYED,
+     * UPSTREAM_UNAVAILABLE (the registry cannot be reached).
      */
     verifyToken: {
       name: "VerifyToken",
@@ -1230,10 +1249,23 @@ export interface VerifyServiceImplementation<CallContextExt = {}> {
    * VerifyToken checks an access token or a service assertion and returns
    * its principal with the permissions granted now ∩ elected.
    *
+   * A service assertion (a JWT whose header `typ` is not `at+jwt`, with
+   * `regionmeta`) is verified against the registry it names, which must be
+   * this server's own (TESSERA_REGISTRY_SELF) or on its allow-list
+   * (TESSERA_REGISTRIES): the capability's records (authority signature,
+   * `active`, `exp`), `regionmeta.expires`, `exp`/`iat` (at most
+   * TESSERA_ASSERTION_MAX_LIFETIME apart), `aud` (`audience`, or the server's
+   * default audience) and the signature with the capability's key. Its `jti`
+   * is then used up: a second verification of the same assertion, on any
+   * replica, is ASSERTION_REPLAYED. The principal carries `region`, and the
+   * permissions of the tenant's group named after the capability.
+   *
    * Required permission: none (public).
    * Error reasons: INVALID_INPUT, TOKEN_INVALID, TOKEN_EXPIRED,
-   * SESSION_REVOKED, USER_DISABLED, TENANT_DISABLED, REGISTRY_NOT_ALLOWED,
-   * ASSERTION_REPLAYED.
+   * SESSION_REVOKED (also: capability revoked, region inactive),
+   * USER_DISABLED, TENANT_DISABLED, INVALID_CREDENTIALS (no such capability
+   * in the registry), REGISTRY_NOT_ALLOWED, ASSERTION_REPLAYED,
+   * UPSTREAM_UNAVAILABLE (the registry cannot be reached).
    */
   verifyToken(
     request: VerifyTokenRequest,
@@ -1282,10 +1314,23 @@ export interface VerifyServiceClient<CallOptionsExt = {}> {
    * VerifyToken checks an access token or a service assertion and returns
    * its principal with the permissions granted now ∩ elected.
    *
+   * A service assertion (a JWT whose header `typ` is not `at+jwt`, with
+   * `regionmeta`) is verified against the registry it names, which must be
+   * this server's own (TESSERA_REGISTRY_SELF) or on its allow-list
+   * (TESSERA_REGISTRIES): the capability's records (authority signature,
+   * `active`, `exp`), `regionmeta.expires`, `exp`/`iat` (at most
+   * TESSERA_ASSERTION_MAX_LIFETIME apart), `aud` (`audience`, or the server's
+   * default audience) and the signature with the capability's key. Its `jti`
+   * is then used up: a second verification of the same assertion, on any
+   * replica, is ASSERTION_REPLAYED. The principal carries `region`, and the
+   * permissions of the tenant's group named after the capability.
+   *
    * Required permission: none (public).
    * Error reasons: INVALID_INPUT, TOKEN_INVALID, TOKEN_EXPIRED,
-   * SESSION_REVOKED, USER_DISABLED, TENANT_DISABLED, REGISTRY_NOT_ALLOWED,
-   * ASSERTION_REPLAYED.
+   * SESSION_REVOKED (also: capability revoked, region inactive),
+   * USER_DISABLED, TENANT_DISABLED, INVALID_CREDENTIALS (no such capability
+   * in the registry), REGISTRY_NOT_ALLOWED, ASSERTION_REPLAYED,
+   * UPSTREAM_UNAVAILABLE (the registry cannot be reached).
    */
   verifyToken(
     request: DeepPartial<VerifyTokenRequest>,

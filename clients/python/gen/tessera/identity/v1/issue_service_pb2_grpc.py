@@ -56,8 +56,9 @@ class IssueServiceServicer(object):
         `scope`; all granted permissions when empty.
 
         Required permission: none (public).
-        The password, minecraft and oidc credentials are enabled;
-        service_assertion answers INVALID_INPUT until the registry lands.
+        service_assertion is enabled when a registry is trusted
+        (TESSERA_REGISTRY_SELF or TESSERA_REGISTRIES); otherwise it answers
+        INVALID_INPUT naming those settings.
         Remote systems (the Minecraft session server, OpenID Connect issuers)
         are called only here, never for a refresh.
 

@@ -9,22 +9,28 @@ from typing import ClassVar as _ClassVar, Iterable as _Iterable, Mapping as _Map
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Capability(_message.Message):
-    __slots__ = ["active", "capability", "create_time", "expire_time", "public_key_jwk", "region_id", "update_time"]
+    __slots__ = ["active", "algorithm", "capability", "create_time", "expire_time", "id", "key_id", "public_key_jwk", "region_id", "update_time"]
     ACTIVE_FIELD_NUMBER: _ClassVar[int]
+    ALGORITHM_FIELD_NUMBER: _ClassVar[int]
     CAPABILITY_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     EXPIRE_TIME_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
     PUBLIC_KEY_JWK_FIELD_NUMBER: _ClassVar[int]
     REGION_ID_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
     active: bool
+    algorithm: str
     capability: str
     create_time: _timestamp_pb2.Timestamp
     expire_time: _timestamp_pb2.Timestamp
+    id: str
+    key_id: str
     public_key_jwk: str
     region_id: str
     update_time: _timestamp_pb2.Timestamp
-    def __init__(self, region_id: _Optional[str] = ..., capability: _Optional[str] = ..., public_key_jwk: _Optional[str] = ..., active: bool = ..., expire_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., create_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    def __init__(self, region_id: _Optional[str] = ..., capability: _Optional[str] = ..., public_key_jwk: _Optional[str] = ..., active: bool = ..., expire_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., create_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., id: _Optional[str] = ..., key_id: _Optional[str] = ..., algorithm: _Optional[str] = ...) -> None: ...
 
 class CreateRegionRequest(_message.Message):
     __slots__ = ["region"]
@@ -169,18 +175,20 @@ class PublishCapabilityResponse(_message.Message):
     def __init__(self, capability: _Optional[_Union[Capability, _Mapping]] = ...) -> None: ...
 
 class Region(_message.Message):
-    __slots__ = ["active", "alias", "create_time", "id", "update_time"]
+    __slots__ = ["active", "alias", "create_time", "id", "update_time", "user_id"]
     ACTIVE_FIELD_NUMBER: _ClassVar[int]
     ALIAS_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     ID_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
     active: bool
     alias: str
     create_time: _timestamp_pb2.Timestamp
     id: str
     update_time: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., alias: _Optional[str] = ..., active: bool = ..., create_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    user_id: str
+    def __init__(self, id: _Optional[str] = ..., alias: _Optional[str] = ..., active: bool = ..., create_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., user_id: _Optional[str] = ...) -> None: ...
 
 class RegistryReference(_message.Message):
     __slots__ = ["dns_host", "https_url", "local_store"]
@@ -203,6 +211,16 @@ class RevokeCapabilityRequest(_message.Message):
 class RevokeCapabilityResponse(_message.Message):
     __slots__ = []
     def __init__(self) -> None: ...
+
+class RotateAuthorityKeyRequest(_message.Message):
+    __slots__ = []
+    def __init__(self) -> None: ...
+
+class RotateAuthorityKeyResponse(_message.Message):
+    __slots__ = ["authority_public_key_jwk"]
+    AUTHORITY_PUBLIC_KEY_JWK_FIELD_NUMBER: _ClassVar[int]
+    authority_public_key_jwk: str
+    def __init__(self, authority_public_key_jwk: _Optional[str] = ...) -> None: ...
 
 class UpdateRegionRequest(_message.Message):
     __slots__ = ["region", "update_mask"]

@@ -74,6 +74,11 @@ class RegistryServiceStub(object):
                 request_serializer=tessera_dot_identity_dot_v1_dot_registry__service__pb2.LookupCapabilityRequest.SerializeToString,
                 response_deserializer=tessera_dot_identity_dot_v1_dot_registry__service__pb2.LookupCapabilityResponse.FromString,
                 )
+        self.RotateAuthorityKey = channel.unary_unary(
+                '/tessera.identity.v1.RegistryService/RotateAuthorityKey',
+                request_serializer=tessera_dot_identity_dot_v1_dot_registry__service__pb2.RotateAuthorityKeyRequest.SerializeToString,
+                response_deserializer=tessera_dot_identity_dot_v1_dot_registry__service__pb2.RotateAuthorityKeyResponse.FromString,
+                )
 
 
 class RegistryServiceServicer(object):
@@ -135,12 +140,21 @@ class RegistryServiceServicer(object):
         raise NotImplementedError('Method not implemented!')
 
     def PublishCapability(self, request, context):
-        """PublishCapability publishes a public key (JWK JSON or SPKI PEM) for a
-        region and capability until `expire_time`. A user may publish a key for
-        itself with one of its groups as capability.
+        """PublishCapability publishes a public key (JWK JSON or SPKI PEM:
+        Ed25519, P-256, P-384 or P-521) for a region and capability until
+        `expire_time`. Publishing again for an active capability rotates its key
+        (assertions signed with the old key stop verifying here at once and at
+        outside verifiers at their next lookup); publishing for a revoked one
+        creates a new capability (a new id). A capability's principals get the
+        permissions of the tenant's group named after it.
 
-        Required permission: identity.capabilities.publish, or none for a user
-        publishing for itself.
+        A user may publish a key for itself (the seed's user flow): `region_id`
+        empty or its own user id (its region is created on first use), and
+        `capability` the name of one of its groups; assertions it signs verify
+        as that user, with that group's permissions.
+
+        Required permission: identity.capabilities.publish, or
+        identity.self.publish_keys for a user publishing for itself.
         Error reasons: INVALID_INPUT, REGION_NOT_FOUND, PERMISSION_DENIED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -148,10 +162,13 @@ class RegistryServiceServicer(object):
         raise NotImplementedError('Method not implemented!')
 
     def RevokeCapability(self, request, context):
-        """RevokeCapability marks a capability inactive; assertions signed with its
-        key stop verifying.
+        """RevokeCapability marks a capability inactive: its assertions and the
+        access tokens exchanged for them are refused at once here, and by
+        outside verifiers at their next registry lookup (its record says
+        `active: false`).
 
-        Required permission: identity.capabilities.revoke.
+        Required permission: identity.capabilities.revoke, or
+        identity.self.publish_keys for a user's own region.
         Error reasons: INVALID_INPUT, CAPABILITY_NOT_FOUND, PERMISSION_DENIED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -170,7 +187,10 @@ class RegistryServiceServicer(object):
 
     def GetRegistryDocument(self, request, context):
         """GetRegistryDocument returns the signed registry document served at
-        `/registry.json` (also usable as a local store).
+        `/registry.json` (also usable as a local store): every region and
+        unexpired capability of every tenant, each an authority-signed JWT
+        (`typ` region+jwt / capability+jwt). Registries are public: publish no
+        personal data in aliases.
 
         Required permission: none (public; registries are public).
         Error reasons: DATABASE_UNAVAILABLE.
@@ -180,7 +200,10 @@ class RegistryServiceServicer(object):
         raise NotImplementedError('Method not implemented!')
 
     def ExportDnsZone(self, request, context):
-        """ExportDnsZone renders the registry as DNS TXT records under `host`.
+        """ExportDnsZone renders the registry as DNS TXT records under `host`:
+        each region record at `<host>`, each capability record at
+        `<capability>.capability.<region id>.<host>`, split into 255-byte
+        strings, with TTL TESSERA_REGISTRY_MAX_AGE.
 
         Required permission: identity.regions.list.
         Error reasons: INVALID_INPUT, PERMISSION_DENIED.
@@ -197,6 +220,19 @@ class RegistryServiceServicer(object):
         Error reasons: INVALID_INPUT, REGISTRY_NOT_ALLOWED, CAPABILITY_NOT_FOUND,
         TOKEN_INVALID (bad record signature), UPSTREAM_UNAVAILABLE,
         PERMISSION_DENIED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RotateAuthorityKey(self, request, context):
+        """RotateAuthorityKey makes a new registry authority key sign every record
+        from now on. Outside verifiers pin authority keys in their allow-list:
+        add the new key there (GetRegistryDocument names it) before they next
+        fetch, or they refuse the re-signed records.
+
+        Required permission: identity.registry.rotate (system tenant).
+        Error reasons: PERMISSION_DENIED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -259,6 +295,11 @@ def add_RegistryServiceServicer_to_server(servicer, server):
                     servicer.LookupCapability,
                     request_deserializer=tessera_dot_identity_dot_v1_dot_registry__service__pb2.LookupCapabilityRequest.FromString,
                     response_serializer=tessera_dot_identity_dot_v1_dot_registry__service__pb2.LookupCapabilityResponse.SerializeToString,
+            ),
+            'RotateAuthorityKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.RotateAuthorityKey,
+                    request_deserializer=tessera_dot_identity_dot_v1_dot_registry__service__pb2.RotateAuthorityKeyRequest.FromString,
+                    response_serializer=tessera_dot_identity_dot_v1_dot_registry__service__pb2.RotateAuthorityKeyResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -459,5 +500,22 @@ class RegistryService(object):
         return grpc.experimental.unary_unary(request, target, '/tessera.identity.v1.RegistryService/LookupCapability',
             tessera_dot_identity_dot_v1_dot_registry__service__pb2.LookupCapabilityRequest.SerializeToString,
             tessera_dot_identity_dot_v1_dot_registry__service__pb2.LookupCapabilityResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def RotateAuthorityKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/tessera.identity.v1.RegistryService/RotateAuthorityKey',
+            tessera_dot_identity_dot_v1_dot_registry__service__pb2.RotateAuthorityKeyRequest.SerializeToString,
+            tessera_dot_identity_dot_v1_dot_registry__service__pb2.RotateAuthorityKeyResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)

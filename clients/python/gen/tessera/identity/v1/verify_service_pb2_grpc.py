@@ -49,10 +49,23 @@ class VerifyServiceServicer(object):
         """VerifyToken checks an access token or a service assertion and returns
         its principal with the permissions granted now ∩ elected.
 
+        A service assertion (a JWT whose header `typ` is not `at+jwt`, with
+        `regionmeta`) is verified against the registry it names, which must be
+        this server's own (TESSERA_REGISTRY_SELF) or on its allow-list
+        (TESSERA_REGISTRIES): the capability's records (authority signature,
+        `active`, `exp`), `regionmeta.expires`, `exp`/`iat` (at most
+        TESSERA_ASSERTION_MAX_LIFETIME apart), `aud` (`audience`, or the server's
+        default audience) and the signature with the capability's key. Its `jti`
+        is then used up: a second verification of the same assertion, on any
+        replica, is ASSERTION_REPLAYED. The principal carries `region`, and the
+        permissions of the tenant's group named after the capability.
+
         Required permission: none (public).
         Error reasons: INVALID_INPUT, TOKEN_INVALID, TOKEN_EXPIRED,
-        SESSION_REVOKED, USER_DISABLED, TENANT_DISABLED, REGISTRY_NOT_ALLOWED,
-        ASSERTION_REPLAYED.
+        SESSION_REVOKED (also: capability revoked, region inactive),
+        USER_DISABLED, TENANT_DISABLED, INVALID_CREDENTIALS (no such capability
+        in the registry), REGISTRY_NOT_ALLOWED, ASSERTION_REPLAYED,
+        UPSTREAM_UNAVAILABLE (the registry cannot be reached).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -1,0 +1,143 @@
+// RegistryService over gRPC: maps proto <-> domain and checks permissions.
+import type { ServiceImplementation } from "nice-grpc";
+import type { Capability as CapabilityMessage, Region as RegionMessage, RegistryServiceDefinition } from "../../gen/tessera/identity/v1/registry_service.ts";
+import { invalidInput } from "../errors.ts";
+import { refKey } from "../db/refs.ts";
+import { authorizeCall, hasPermission, isSelf, requirePrincipal, requireSelfPermission } from "../grpc/authorize.ts";
+import type { TesseraContext } from "../grpc/context.ts";
+import { lookupThrough, type AssertionDeps, type AssertionSettings, type LookedUp } from "./assertions.ts";
+import type { Capability, Region } from "./registry.entity.ts";
+import type { RegistryService } from "./registry.service.ts";
+
+function toRegionMessage(r: Region): RegionMessage {
+  return { id: r.id, alias: r.alias, active: r.active, createTime: r.createdAt, updateTime: r.updatedAt, userId: r.user ? refKey(r.user) : "" };
+}
+
+function toCapabilityMessage(c: Capability): CapabilityMessage {
+  return {
+    id: c.id,
+    regionId: refKey(c.region),
+    capability: c.name,
+    publicKeyJwk: JSON.stringify(c.publicJwk),
+    keyId: c.kid,
+    algorithm: c.algorithm,
+    active: c.active,
+    expireTime: c.expiresAt,
+    createTime: c.createdAt,
+    updateTime: c.updatedAt,
+  };
+}
+
+function lookedUpMessages(l: LookedUp): { region: RegionMessage; capability: CapabilityMessage } {
+  return {
+    region: { id: l.region.id, alias: l.region.alias, active: l.region.active, createTime: l.region.created, updateTime: l.region.updated, userId: l.region.userId },
+    capability: {
+      id: l.capability.id,
+      regionId: l.capability.regionId,
+      capability: l.capability.name,
+      publicKeyJwk: JSON.stringify(l.capability.publicJwk),
+      keyId: l.capability.kid,
+      algorithm: l.capability.alg,
+      active: l.capability.active,
+      expireTime: l.capability.expiresAt,
+      createTime: l.capability.created,
+      updateTime: l.capability.updated,
+    },
+  };
+}
+
+const regionFields = (r: RegionMessage | undefined) => ({ id: r?.id ?? "", alias: r?.alias ?? "", active: r?.active ?? false });
+
+/**
+ * The caller acts on the tenant's registry with the declared permission, or
+ * (a user without it, holding identity.self.publish_keys) on its own region.
+ */
+function publisher(context: TesseraContext, regionId: string): { tenantId: string; self?: { userId: string } } {
+  const principal = requirePrincipal(context);
+  if (hasPermission(principal, context.access.permission)) return { tenantId: authorizeCall(context) };
+  if (isSelf(principal, { tenantId: "", userId: "" }) && (!regionId || regionId === principal.subject)) {
+    requireSelfPermission(context, context.access.selfPermission);
+    return { tenantId: principal.tenantId, self: { userId: principal.subject } };
+  }
+  return { tenantId: authorizeCall(context) }; // refuses, naming the missing permission
+}
+
+export function registryServiceImpl(
+  registry: RegistryService,
+  lookup: { deps: Pick<AssertionDeps, "registry" | "resolvers">; settings: Pick<AssertionSettings, "selfNames" | "trusted"> },
+): ServiceImplementation<typeof RegistryServiceDefinition, TesseraContext> {
+  return {
+    async createRegion(request, context) {
+      const tenantId = authorizeCall(context);
+      if (!request.region) throw invalidInput([{ field: "region", description: "is required" }]);
+      return { region: toRegionMessage(await registry.createRegion(context.em, tenantId, regionFields(request.region))) };
+    },
+
+    async getRegion(request, context) {
+      return { region: toRegionMessage(await registry.getRegion(context.em, authorizeCall(context), request.id)) };
+    },
+
+    async listRegions(request, context) {
+      const page = await registry.listRegions(context.em, authorizeCall(context), request);
+      return { regions: page.regions.map(toRegionMessage), nextPageToken: page.nextPageToken };
+    },
+
+    async updateRegion(request, context) {
+      const tenantId = authorizeCall(context);
+      return { region: toRegionMessage(await registry.updateRegion(context.em, tenantId, regionFields(request.region), request.updateMask ?? [])) };
+    },
+
+    async deleteRegion(request, context) {
+      await registry.deleteRegion(context.em, authorizeCall(context), request.id);
+      return {};
+    },
+
+    async publishCapability(request, context) {
+      const who = publisher(context, request.regionId);
+      const { capability } = await registry.publishCapability(
+        context.em,
+        who.tenantId,
+        { regionId: request.regionId, capability: request.capability, publicKey: request.publicKey, expireTime: request.expireTime },
+        who.self,
+      );
+      return { capability: toCapabilityMessage(capability) };
+    },
+
+    async revokeCapability(request, context) {
+      const who = publisher(context, request.regionId);
+      await registry.revokeCapability(context.em, who.tenantId, request.regionId || who.self?.userId || "", request.capability, who.self);
+      return {};
+    },
+
+    async listCapabilities(request, context) {
+      const page = await registry.listCapabilities(context.em, authorizeCall(context), request.regionId, request);
+      return { capabilities: page.capabilities.map(toCapabilityMessage), nextPageToken: page.nextPageToken };
+    },
+
+    async getRegistryDocument(_request, context) {
+      const built = await registry.document(context.em);
+      return { regions: built.document.regions, capabilities: built.document.capabilities, authorityPublicKeyJwk: JSON.stringify(built.authorityJwk) };
+    },
+
+    async exportDnsZone(request, context) {
+      authorizeCall(context);
+      const zone = await registry.exportDnsZone(context.em, request.host);
+      return { records: zone.records, zoneFile: zone.zoneFile };
+    },
+
+    async lookupCapability(request, context) {
+      authorizeCall(context);
+      const ref = request.registry?.kind;
+      if (!ref || !ref.value) throw invalidInput([{ field: "registry", description: "set one of https_url, dns_host, local_store" }]);
+      const name = ref.$case === "localStore" ? `local:${ref.value}` : ref.value;
+      const found = await lookupThrough(lookup.deps, lookup.settings, context.em, name, request.regionId, request.capability);
+      return lookedUpMessages(found);
+    },
+
+    async rotateAuthorityKey(_request, context) {
+      authorizeCall(context);
+      const signer = await registry.rotateAuthority(context.em);
+      return { authorityPublicKeyJwk: JSON.stringify(signer.publicKey.jwk) };
+    },
+  };
+}

@@ -1,0 +1,78 @@
+// The jti replay record of service assertions, in the database so that every
+// replica refuses a replay. Concurrent verifications share one INSERT … ON
+// CONFLICT DO NOTHING RETURNING (a group commit): one round trip for a burst
+// of assertions instead of one each. Within a batch the first holder of a key
+// wins; expired rows are deleted in bounded batches by the sweeper.
+import type { Database } from "../db/orm.ts";
+
+interface Pending {
+  key: string;
+  expiresAt: Date;
+  resolve: (fresh: boolean) => void;
+  reject: (error: unknown) => void;
+}
+
+const MAX_BATCH = 500;
+
+export class ReplayStore {
+  readonly #orm: Database;
+  #pending: Pending[] = [];
+  #scheduled = false;
+
+  constructor(orm: Database) {
+    this.#orm = orm;
+  }
+
+  /** Records `key` until `expiresAt`; false when it is already recorded (a replay). */
+  remember(key: string, expiresAt: Date): Promise<boolean> {
+    return new Promise((resolve, reject) => {
+      this.#pending.push({ key, expiresAt, resolve, reject });
+      if (!this.#scheduled) {
+        this.#scheduled = true;
+        setImmediate(() => this.#flush());
+      }
+    });
+  }
+
+  #flush(): void {
+    this.#scheduled = false;
+    while (this.#pending.length) {
+      const batch = this.#pending.splice(0, MAX_BATCH);
+      void this.#insert(batch);
+    }
+  }
+
+  async #insert(batch: Pending[]): Promise<void> {
+    const first = new Map<string, Pending>();
+    const duplicates: Pending[] = [];
+    for (const p of batch) {
+      if (first.has(p.key)) duplicates.push(p);
+      else first.set(p.key, p);
+    }
+    for (const p of duplicates) p.resolve(false);
+    const rows = [...first.values()];
+    try {
+      const values = rows.map(() => "(?, ?)").join(", ");
+      const params = rows.flatMap((p) => [p.key, p.expiresAt]);
+      const inserted = await this.#orm.em.getConnection().execute<{ key: string }[]>(
+        `insert into assertion_replays (key, expires_at) values ${values} on conflict (key) do nothing returning key`,
+        params,
+        "all",
+      );
+      const fresh = new Set(inserted.map((r: { key: string }) => r.key));
+      for (const p of rows) p.resolve(fresh.has(p.key));
+    } catch (error) {
+      for (const p of rows) p.reject(error);
+    }
+  }
+
+  /** Deletes expired records, a bounded batch at a time; returns how many. */
+  async sweep(limit = 10_000): Promise<number> {
+    const result = await this.#orm.em.getConnection().execute<{ affectedRows?: number }>(
+      "delete from assertion_replays where key in (select key from assertion_replays where expires_at < ? limit ?)",
+      [new Date(), limit],
+      "run",
+    );
+    return result.affectedRows ?? 0;
+  }
+}

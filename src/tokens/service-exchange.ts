@@ -1,0 +1,138 @@
+// Token exchange (RFC 7523 jwt-bearer style): a verified service assertion
+// becomes a short-lived Tessera access token for that principal (kind
+// SERVICE, or USER for a user's own key), carrying the elected permissions of
+// its capability's group; no refresh token. For a capability of this
+// server's own registry the token's session is the capability itself (its
+// id is the `sid`): revoking the capability or deactivating its region
+// refuses the token at once. For an outside registry a session row is
+// stored, living as long as the token.
+import { randomUUID } from "node:crypto";
+import type { EntityManager } from "@mikro-orm/core";
+import { unauthenticated } from "../errors.ts";
+import { intersectPatterns } from "../permissions/index.ts";
+import type { AccessTokenSigner, TokenSet } from "./access-token-signer.ts";
+import { electPermissions } from "./password-login.ts";
+import type { Principal } from "./principal.ts";
+import { SessionEntity } from "./token.entity.ts";
+
+/** What the registry's assertion verifier establishes (src/registry VerifiedAssertion). */
+export interface AssertedPrincipal {
+  kind: "user" | "service";
+  subject: string;
+  regionId: string;
+  capability: string;
+  registry: string;
+  tenantId: string;
+  tenantName: string;
+  username: string;
+  granted: string[];
+  capabilityId?: string;
+  expiresAt: Date;
+  regionExpiresAt: Date;
+  audience: string[];
+}
+
+export interface AssertionChecker {
+  readonly enabled: boolean;
+  verify(em: EntityManager, token: string, audience: string): Promise<AssertedPrincipal>;
+}
+
+export interface ExchangeSettings {
+  issuer: string;
+  audience: string;
+  /** Lifetime of an exchanged token (never past the capability's or the assertion's registry entry's expiry). */
+  serviceTokenTtlSeconds: number;
+}
+
+export class ServiceExchange {
+  readonly #signer: AccessTokenSigner;
+  readonly #checker: AssertionChecker;
+  readonly #settings: ExchangeSettings;
+
+  constructor(signer: AccessTokenSigner, checker: AssertionChecker, settings: ExchangeSettings) {
+    this.#signer = signer;
+    this.#checker = checker;
+    this.#settings = settings;
+  }
+
+  get enabled(): boolean {
+    return this.#checker.enabled;
+  }
+
+  /** IssueToken with `service_assertion`: the assertion's audience must be this server's issuer. */
+  async exchange(em: EntityManager, input: { assertion: string; requested: string[]; audience: string; peer: string }): Promise<TokenSet> {
+    const asserted = await this.#checker.verify(em, input.assertion, this.#settings.issuer);
+    const elected = electPermissions(asserted.granted, input.requested);
+    const nowMs = Date.now();
+    const until = Math.min(asserted.regionExpiresAt.getTime(), nowMs + this.#settings.serviceTokenTtlSeconds * 1000);
+    const ttlSeconds = Math.floor((until - nowMs) / 1000);
+    if (ttlSeconds < 1) throw unauthenticated("TOKEN_EXPIRED", "the capability expires now");
+    const audience = input.audience || this.#settings.audience;
+    let sid = asserted.capabilityId;
+    if (!sid) {
+      sid = randomUUID();
+      const expiresAt = new Date(nowMs + ttlSeconds * 1000);
+      em.create(SessionEntity, {
+        id: sid,
+        tenant: asserted.tenantId,
+        user: null,
+        kind: "service",
+        subject: asserted.subject,
+        elected,
+        audience,
+        clientAddress: input.peer.slice(0, 128),
+        upnSubject: null,
+        expiresAt,
+        absoluteExpiresAt: expiresAt,
+        revokedAt: null,
+        revokeReason: null,
+      });
+      await em.flush();
+    }
+    const signed = this.#signer.sign({
+      sub: asserted.subject,
+      tid: asserted.tenantId,
+      tenantName: asserted.tenantName,
+      sid,
+      elected,
+      audience,
+      kind: asserted.kind,
+      username: asserted.username,
+      ttlSeconds,
+      region: { id: asserted.regionId, capability: asserted.capability, registry: asserted.registry, expiresAt: asserted.regionExpiresAt },
+    });
+    return { ...signed, refreshToken: "", sessionId: sid, granted: elected, kind: asserted.kind };
+  }
+
+  /** VerifyToken of a bare assertion: the principal it proves (its jti is used up). */
+  async principal(em: EntityManager, token: string, audience: string): Promise<Principal> {
+    const a = await this.#checker.verify(em, token, audience || this.#settings.audience);
+    return {
+      kind: a.kind,
+      subject: a.subject,
+      tenantId: a.tenantId,
+      tenantName: a.tenantName,
+      sessionId: "",
+      username: a.username,
+      upn: `${a.subject}@${a.tenantName}`,
+      permissions: intersectPatterns(a.granted, a.granted),
+      elected: a.granted,
+      expiresAt: a.expiresAt,
+      audience: a.audience,
+      token,
+      region: { id: a.regionId, capability: a.capability, registry: a.registry, expiresAt: a.regionExpiresAt },
+    };
+  }
+}
+
+/** Does this token look like a service assertion rather than a Tessera access token? (Nothing trusted: a routing decision.) */
+export function looksLikeAssertion(token: string): boolean {
+  const dot = token.indexOf(".");
+  if (dot <= 0 || dot > 2048) return false;
+  try {
+    const header = JSON.parse(Buffer.from(token.slice(0, dot), "base64url").toString("utf8")) as { typ?: unknown } | null;
+    return !!header && typeof header === "object" && header.typ !== "at+jwt";
+  } catch {
+    return false;
+  }
+}

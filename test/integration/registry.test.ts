@@ -1,0 +1,143 @@
+// The Region System over the public API, with this server's own registry
+// (TESSERA_REGISTRY_SELF): regions and capabilities, the signed document and
+// DNS zone, service assertions (VerifyToken), token exchange (IssueToken),
+// revocation at once, and the user flow (a user's own key for one of its groups).
+import { Status } from "nice-grpc";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { PrincipalKind } from "../../gen/tessera/identity/v1/common.ts";
+import { expectFailure } from "../support/errors.ts";
+import { serviceKey, signAssertion, type ServiceKey } from "../support/assertions.ts";
+import { startTestServer, type TestServer } from "../support/server.ts";
+import { decodePart } from "../support/tokens.ts";
+
+const SELF = "https://id.tessera.test/registry.json";
+let server: TestServer;
+let admin: TestServer["clients"];
+let key: ServiceKey;
+const inAnHour = () => new Date(Date.now() + 3600_000);
+
+beforeAll(async () => {
+  server = await startTestServer({ TESSERA_REGISTRY_SELF: SELF, TESSERA_ISSUER: "https://id.tessera.test" });
+  admin = server.as(server.adminToken);
+  // The capability's permissions are those of the tenant's group of the same name.
+  await admin.permissions.registerMicroservice({ name: "billing", version: "1.0.0", permissions: [{ codename: "billing.invoices.retrieve", description: "" }, { codename: "billing.invoices.create", description: "" }] });
+  await admin.permissions.createGroup({ group: { name: "billing-reader", permissions: ["billing.invoices.retrieve"], default: false, autoGrantPatterns: [], description: "" } } as never);
+  await admin.registry.createRegion({ region: { id: "billing-api", alias: "Billing API", active: true } as never });
+  key = serviceKey("Ed25519");
+  await admin.registry.publishCapability({ regionId: "billing-api", capability: "billing-reader", publicKey: key.publicJwk, expireTime: inAnHour() });
+}, 60_000);
+
+afterAll(async () => {
+  await server?.close();
+});
+
+const assertion = (overrides: Partial<Parameters<typeof signAssertion>[1]> = {}, k = key) =>
+  signAssertion(k, { region: "billing-api", capability: "billing-reader", registry: SELF, aud: "tessera", ...overrides });
+
+describe("service assertions of this server's own registry", () => {
+  it("verify as the service, with its capability's group permissions and region meta, once", async () => {
+    const token = assertion();
+    const { principal } = await server.clients.verify.verifyToken({ token, audience: "" });
+    expect(principal).toMatchObject({ kind: PrincipalKind.PRINCIPAL_KIND_SERVICE, subject: "billing-api", tenantName: "system", sessionId: "", permissions: ["billing.invoices.retrieve"] });
+    expect(principal?.region).toMatchObject({ id: "billing-api", capability: "billing-reader", registry: SELF });
+    await expectFailure(server.clients.verify.verifyToken({ token, audience: "" }), { code: Status.UNAUTHENTICATED, reason: "ASSERTION_REPLAYED" });
+  });
+
+  it("exchange for a short-lived access token without a refresh token, refused at once when revoked", async () => {
+    const k = serviceKey("P-521");
+    await admin.registry.createRegion({ region: { id: "report-svc", alias: "", active: true } as never });
+    const published = await admin.registry.publishCapability({ regionId: "report-svc", capability: "billing-reader", publicKey: k.publicPem, expireTime: inAnHour() });
+    expect(published.capability?.algorithm).toBe("ES512");
+    const issued = await server.clients.issue.issueToken({
+      credential: { $case: "serviceAssertion", value: { assertion: signAssertion(k, { region: "report-svc", capability: "billing-reader", registry: SELF, aud: "https://id.tessera.test" }) } },
+      requestedPermissions: [],
+      audience: "",
+    });
+    expect(issued).toMatchObject({ refreshToken: "", principalKind: PrincipalKind.PRINCIPAL_KIND_SERVICE, grantedPermissions: ["billing.invoices.retrieve"], sessionId: published.capability?.id });
+    expect(decodePart(issued.accessToken, 1)).toMatchObject({ sub: "report-svc", regionmeta: { id: "report-svc", capability: "billing-reader" } });
+    const { principal } = await server.clients.verify.verifyToken({ token: issued.accessToken, audience: "" });
+    expect(principal).toMatchObject({ subject: "report-svc", kind: PrincipalKind.PRINCIPAL_KIND_SERVICE, permissions: ["billing.invoices.retrieve"] });
+    expect(principal?.region?.id).toBe("report-svc");
+    await admin.registry.revokeCapability({ regionId: "report-svc", capability: "billing-reader" });
+    await expectFailure(server.clients.verify.verifyToken({ token: issued.accessToken, audience: "" }), { code: Status.UNAUTHENTICATED, reason: "SESSION_REVOKED" });
+    await expectFailure(
+      server.clients.verify.verifyToken({ token: signAssertion(k, { region: "report-svc", capability: "billing-reader", registry: SELF, aud: "tessera" }), audience: "" }),
+      { code: Status.UNAUTHENTICATED, reason: "SESSION_REVOKED" },
+    );
+  });
+
+  it("refuses what does not verify", async () => {
+    const verify = (token: string) => server.clients.verify.verifyToken({ token, audience: "" });
+    await expectFailure(verify(assertion({ registry: "https://evil.test/registry.json" })), { code: Status.UNAUTHENTICATED, reason: "REGISTRY_NOT_ALLOWED" });
+    await expectFailure(verify(assertion({ registry: `${SELF}?x=1` })), { code: Status.UNAUTHENTICATED, reason: "REGISTRY_NOT_ALLOWED" });
+    await expectFailure(verify(assertion({ aud: "someone-else" })), { code: Status.UNAUTHENTICATED, reason: "TOKEN_INVALID" });
+    await expectFailure(verify(assertion({ expires: Math.floor(Date.now() / 1000) - 1 })), { code: Status.UNAUTHENTICATED, reason: "TOKEN_EXPIRED" });
+    await expectFailure(verify(assertion({ iat: Math.floor(Date.now() / 1000) - 120, lifetimeSeconds: 60 })), { code: Status.UNAUTHENTICATED, reason: "TOKEN_EXPIRED" });
+    await expectFailure(verify(assertion({ lifetimeSeconds: 3600 })), { code: Status.UNAUTHENTICATED, reason: "TOKEN_INVALID" });
+    await expectFailure(verify(assertion({}, serviceKey("Ed25519"))), { code: Status.UNAUTHENTICATED, reason: "TOKEN_INVALID" });
+    await expectFailure(verify(assertion({ capability: "nope" })), { code: Status.UNAUTHENTICATED, reason: "INVALID_CREDENTIALS" });
+    const good = assertion();
+    const [h, p] = good.split(".");
+    const tampered = `${h}.${Buffer.from(JSON.stringify({ ...decodePart(good, 1), data: { admin: true } })).toString("base64url")}.${good.split(".")[2]}`;
+    await expectFailure(verify(tampered), { code: Status.UNAUTHENTICATED, reason: "TOKEN_INVALID" });
+    expect(p).toBeTruthy();
+    // Nothing of a refused assertion was remembered: the good one still verifies once.
+    await server.clients.verify.verifyToken({ token: good, audience: "" });
+  });
+
+  it("rotates a capability's key: the old key stops verifying at once", async () => {
+    const next = serviceKey("P-256");
+    await admin.registry.createRegion({ region: { id: "rotating-svc", alias: "", active: true } as never });
+    await admin.registry.publishCapability({ regionId: "rotating-svc", capability: "billing-reader", publicKey: key.publicJwk, expireTime: inAnHour() });
+    const before = { region: "rotating-svc" };
+    await server.clients.verify.verifyToken({ token: assertion(before), audience: "" });
+    await admin.registry.publishCapability({ regionId: "rotating-svc", capability: "billing-reader", publicKey: next.publicJwk, expireTime: inAnHour() });
+    await expectFailure(server.clients.verify.verifyToken({ token: assertion(before), audience: "" }), { code: Status.UNAUTHENTICATED, reason: "TOKEN_INVALID" });
+    await server.clients.verify.verifyToken({ token: assertion(before, next), audience: "" });
+  });
+
+  it("deactivating the region refuses its assertions at once", async () => {
+    const k = serviceKey();
+    await admin.registry.createRegion({ region: { id: "short-lived-svc", alias: "", active: true } as never });
+    await admin.registry.publishCapability({ regionId: "short-lived-svc", capability: "billing-reader", publicKey: k.publicJwk, expireTime: inAnHour() });
+    await server.clients.verify.verifyToken({ token: assertion({ region: "short-lived-svc" }, k), audience: "" });
+    await admin.registry.updateRegion({ region: { id: "short-lived-svc", active: false } as never, updateMask: ["active"] });
+    await expectFailure(server.clients.verify.verifyToken({ token: assertion({ region: "short-lived-svc" }, k), audience: "" }), { code: Status.UNAUTHENTICATED, reason: "SESSION_REVOKED" });
+  });
+});
+
+describe("registry management", () => {
+  it("validates input", async () => {
+    await expectFailure(admin.registry.createRegion({ region: { id: "Bad_Id", alias: "", active: true } as never }), { code: Status.INVALID_ARGUMENT, reason: "INVALID_INPUT", fields: ["region.id"] });
+    await expectFailure(admin.registry.createRegion({ region: { id: "billing-api", alias: "", active: true } as never }), { code: Status.ALREADY_EXISTS, reason: "ALREADY_EXISTS" });
+    await expectFailure(
+      admin.registry.publishCapability({ regionId: "billing-api", capability: "x", publicKey: "-----BEGIN PRIVATE KEY-----\nabc\n-----END PRIVATE KEY-----", expireTime: inAnHour() }),
+      { code: Status.INVALID_ARGUMENT, reason: "INVALID_INPUT", fields: ["public_key"] },
+    );
+    await expectFailure(
+      admin.registry.publishCapability({ regionId: "billing-api", capability: "x", publicKey: key.publicJwk, expireTime: new Date(Date.now() - 1000) }),
+      { code: Status.INVALID_ARGUMENT, reason: "INVALID_INPUT", fields: ["expire_time"] },
+    );
+    await expectFailure(
+      admin.registry.publishCapability({ regionId: "no-such-region", capability: "x", publicKey: key.publicJwk, expireTime: inAnHour() }),
+      { code: Status.NOT_FOUND, reason: "REGION_NOT_FOUND" },
+    );
+  });
+
+  it("publishes the same records as a signed document and a DNS zone", async () => {
+    const doc = await server.clients.registry.getRegistryDocument({});
+    expect(doc.regions.length).toBeGreaterThan(0);
+    const http = await fetch(`http://127.0.0.1:${server.tessera.httpPort}/registry.json`);
+    expect(http.status).toBe(200);
+    expect(http.headers.get("cache-control")).toMatch(/max-age=\d+/);
+    const etag = http.headers.get("etag")!;
+    expect(await http.json()).toEqual({ regions: doc.regions, capabilities: doc.capabilities });
+    const again = await fetch(`http://127.0.0.1:${server.tessera.httpPort}/registry.json`, { headers: { "if-none-match": etag } });
+    expect(again.status).toBe(304);
+    const zone = await admin.registry.exportDnsZone({ host: "registry.tessera.test" });
+    const cap = zone.records.find((r) => r.name === "billing-reader.capability.billing-api.registry.tessera.test");
+    expect(cap?.values.every((v) => Buffer.byteLength(v) <= 255)).toBe(true);
+    expect(doc.capabilities).toContain(cap?.values.join(""));
+    expect(zone.zoneFile).toContain("billing-reader.capability.billing-api.registry.tessera.test. ");
+  });
+});
