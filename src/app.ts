@@ -19,6 +19,7 @@ import { REGISTER_MICROSERVICE_PATH, RegistrationConsumer } from "./amqp/index.t
 import { announceBootstrap, bootstrap } from "./bootstrap.ts";
 import { ConfigError, type Config } from "./config.ts";
 import { TesseraError } from "./errors.ts";
+import { refKey } from "./db/refs.ts";
 import { migrate, openDatabase, type Database } from "./db/orm.ts";
 import { GAP_WAIT_MS, RevocationFeed } from "./events/index.ts";
 import type { Authenticator } from "./grpc/auth.middleware.ts";
@@ -187,6 +188,7 @@ export async function startTessera(config: Config, logger: Logger): Promise<Tess
       created: (em, user) => permissions.joinDefaultGroups(em, user),
       revoked: async (em, user, why) => {
         await tokens.sessions.revokeUserSessionsInTransaction(em, user, why);
+        if (why !== "password_changed") await registry.service.revokeUserKeysInTransaction(em, refKey(user.tenant), user.id);
       },
     });
 

@@ -9,11 +9,11 @@
 // the assertion expires, so a replay is refused on every replica.
 import { createHash } from "node:crypto";
 import type { EntityManager } from "@mikro-orm/core";
-import { TesseraError, unauthenticated } from "../errors.ts";
+import { TesseraError, unauthenticated, Violations } from "../errors.ts";
 import { parseJws, signatureValid, type ParsedJws, type VerifyKey } from "./jws.ts";
 import type { RegistryResolvers } from "./resolvers.ts";
 import type { LocalCapability, RegistryService } from "./registry.service.ts";
-import { CAPABILITY_NAME, REGION_ID } from "./registry.service.ts";
+import { CAPABILITY_NAME, checkCapabilityName, checkRegionId, REGION_ID } from "./registry.service.ts";
 import type { TrustedRegistry } from "./trust.ts";
 
 export const MAX_ASSERTION_LENGTH = 8192;
@@ -218,6 +218,10 @@ export async function lookupThrough(
   regionId: string,
   capability: string,
 ): Promise<LookedUp> {
+  const v = new Violations();
+  checkRegionId(regionId, "region_id", v);
+  checkCapabilityName(capability, "capability", v);
+  v.throwIfAny();
   const notFoundHere = () => new TesseraError("NOT_FOUND", "CAPABILITY_NOT_FOUND", `capability ${capability} of region ${regionId} is not in registry ${name}`);
   if (settings.selfNames.includes(name)) {
     const c = await deps.registry.localCapability(em, { regionId, name: capability });

@@ -5,6 +5,7 @@ import { invalidInput } from "../errors.ts";
 import { refKey } from "../db/refs.ts";
 import { authorizeCall, hasPermission, isSelf, requirePrincipal, requireSelfPermission } from "../grpc/authorize.ts";
 import type { TesseraContext } from "../grpc/context.ts";
+import { UUID } from "../shared/validation.ts";
 import { lookupThrough, type AssertionDeps, type AssertionSettings, type LookedUp } from "./assertions.ts";
 import type { Capability, Region } from "./registry.entity.ts";
 import type { RegistryService } from "./registry.service.ts";
@@ -46,20 +47,26 @@ function lookedUpMessages(l: LookedUp): { region: RegionMessage; capability: Cap
   };
 }
 
+/** The tenant the call acts on: the caller's own, or (system tenant) the one named. */
+function tenantOf(context: TesseraContext, requested: string): string {
+  if (requested && !UUID.test(requested)) throw invalidInput([{ field: "tenant_id", description: "must be a UUID" }]);
+  return authorizeCall(context, requested);
+}
+
 const regionFields = (r: RegionMessage | undefined) => ({ id: r?.id ?? "", alias: r?.alias ?? "", active: r?.active ?? false });
 
 /**
  * The caller acts on the tenant's registry with the declared permission, or
  * (a user without it, holding identity.self.publish_keys) on its own region.
  */
-function publisher(context: TesseraContext, regionId: string): { tenantId: string; self?: { userId: string } } {
+function publisher(context: TesseraContext, regionId: string, tenantId: string): { tenantId: string; self?: { userId: string } } {
   const principal = requirePrincipal(context);
-  if (hasPermission(principal, context.access.permission)) return { tenantId: authorizeCall(context) };
-  if (isSelf(principal, { tenantId: "", userId: "" }) && (!regionId || regionId === principal.subject)) {
+  if (hasPermission(principal, context.access.permission)) return { tenantId: tenantOf(context, tenantId) };
+  if (isSelf(principal, { tenantId, userId: "" }) && (!regionId || regionId === principal.subject)) {
     requireSelfPermission(context, context.access.selfPermission);
     return { tenantId: principal.tenantId, self: { userId: principal.subject } };
   }
-  return { tenantId: authorizeCall(context) }; // refuses, naming the missing permission
+  return { tenantId: tenantOf(context, tenantId) }; // refuses, naming the missing permission
 }
 
 export function registryServiceImpl(
@@ -68,32 +75,32 @@ export function registryServiceImpl(
 ): ServiceImplementation<typeof RegistryServiceDefinition, TesseraContext> {
   return {
     async createRegion(request, context) {
-      const tenantId = authorizeCall(context);
+      const tenantId = tenantOf(context, request.tenantId);
       if (!request.region) throw invalidInput([{ field: "region", description: "is required" }]);
       return { region: toRegionMessage(await registry.createRegion(context.em, tenantId, regionFields(request.region))) };
     },
 
     async getRegion(request, context) {
-      return { region: toRegionMessage(await registry.getRegion(context.em, authorizeCall(context), request.id)) };
+      return { region: toRegionMessage(await registry.getRegion(context.em, tenantOf(context, request.tenantId), request.id)) };
     },
 
     async listRegions(request, context) {
-      const page = await registry.listRegions(context.em, authorizeCall(context), request);
+      const page = await registry.listRegions(context.em, tenantOf(context, request.tenantId), request);
       return { regions: page.regions.map(toRegionMessage), nextPageToken: page.nextPageToken };
     },
 
     async updateRegion(request, context) {
-      const tenantId = authorizeCall(context);
+      const tenantId = tenantOf(context, request.tenantId);
       return { region: toRegionMessage(await registry.updateRegion(context.em, tenantId, regionFields(request.region), request.updateMask ?? [])) };
     },
 
     async deleteRegion(request, context) {
-      await registry.deleteRegion(context.em, authorizeCall(context), request.id);
+      await registry.deleteRegion(context.em, tenantOf(context, request.tenantId), request.id);
       return {};
     },
 
     async publishCapability(request, context) {
-      const who = publisher(context, request.regionId);
+      const who = publisher(context, request.regionId, request.tenantId);
       const { capability } = await registry.publishCapability(
         context.em,
         who.tenantId,
@@ -104,13 +111,13 @@ export function registryServiceImpl(
     },
 
     async revokeCapability(request, context) {
-      const who = publisher(context, request.regionId);
+      const who = publisher(context, request.regionId, request.tenantId);
       await registry.revokeCapability(context.em, who.tenantId, request.regionId || who.self?.userId || "", request.capability, who.self);
       return {};
     },
 
     async listCapabilities(request, context) {
-      const page = await registry.listCapabilities(context.em, authorizeCall(context), request.regionId, request);
+      const page = await registry.listCapabilities(context.em, tenantOf(context, request.tenantId), request.regionId, request);
       return { capabilities: page.capabilities.map(toCapabilityMessage), nextPageToken: page.nextPageToken };
     },
 

@@ -258,6 +258,10 @@ export class RegistryService {
       this.#recordChange(tem, tenantId);
       await tem.flush();
       return { capability, region };
+    }).catch((error: unknown) => {
+      // Two publishes at once for one new region or capability: one wins; the other may simply retry.
+      if (isUniqueViolation(error)) throw alreadyExists("a concurrent publish of this capability won; retry", "capability");
+      throw error;
     });
   }
 
@@ -274,6 +278,19 @@ export class RegistryService {
       this.#recordChange(tem, tenantId);
       await tem.flush();
     });
+  }
+
+  /**
+   * A user was disabled, deleted or lost its password: the keys it published
+   * for itself are revoked, as its sessions are (enabling it again does not
+   * bring them back; it publishes again), in the caller's transaction.
+   */
+  async revokeUserKeysInTransaction(em: EntityManager, tenantId: string, userId: string): Promise<void> {
+    const live = await em.find(CapabilityEntity, { region: { user: userId }, active: true });
+    if (live.length === 0) return;
+    for (const c of live) c.active = false;
+    await this.#revokeTokensOf(em, tenantId, { capabilityIds: live.map((c) => c.id) });
+    this.#recordChange(em, tenantId);
   }
 
   async listCapabilities(em: EntityManager, tenantId: string, regionId: string, request: PageRequest): Promise<{ capabilities: Capability[]; nextPageToken: string }> {

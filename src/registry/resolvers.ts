@@ -37,6 +37,13 @@ export interface ResolverSettings {
 }
 
 const MAX_CACHED = 10_000;
+/**
+ * DNS names are per region and capability: assertions naming random regions
+ * of an allow-listed DNS registry would each cost a query. At most this many
+ * queries a second go to one DNS registry; past it, lookups of names not
+ * cached answer UPSTREAM_UNAVAILABLE until the next second.
+ */
+const DNS_FETCHES_PER_SECOND = 50;
 const MAX_DOCUMENT_RECORDS = 100_000;
 
 interface Cached<T> {
@@ -58,6 +65,7 @@ export class RegistryResolvers {
   readonly #inflight = new Map<string, Promise<unknown>>();
   /** Last refetch per registry (the cooldown is per registry, whatever the ids asked for). */
   readonly #lastRefetch = new Map<string, number>();
+  readonly #dnsBudget = new Map<string, { second: number; used: number }>();
 
   constructor(http: RemoteHttp, settings: ResolverSettings) {
     this.#http = http;
@@ -107,6 +115,7 @@ export class RegistryResolvers {
     let regionJwts: string[];
     let capabilityJwts: string[];
     if (registry.kind === "dns") {
+      this.#spendDnsBudget(registry.name);
       [regionJwts, capabilityJwts] = await Promise.all([
         this.#txt(registry, regionDnsName(registry.name)),
         this.#txt(registry, capabilityDnsName(registry.name, regionId, capability)),
@@ -132,6 +141,13 @@ export class RegistryResolvers {
       if (error instanceof RecordError) throw badRecord(registry.name, error);
       throw error;
     }
+  }
+
+  #spendDnsBudget(name: string): void {
+    const second = Math.floor(Date.now() / 1000);
+    let budget = this.#dnsBudget.get(name);
+    if (!budget || budget.second !== second) this.#dnsBudget.set(name, (budget = { second, used: 0 }));
+    if (++budget.used > DNS_FETCHES_PER_SECOND) throw upstreamUnavailable(`the DNS registry ${name} (lookup rate limit)`, 1000);
   }
 
   async #txt(registry: TrustedRegistry, name: string): Promise<string[]> {

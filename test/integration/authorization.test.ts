@@ -26,7 +26,12 @@ const PUBLIC = new Set(methodLabels().filter((label) => allowsAnonymous(accessOf
  * Reads of the global permission catalogue (not tenant data): any tenant's
  * admin holding the permission may call them; ordinary users may not.
  */
-const GLOBAL_CATALOGUE_READS = new Set(["PermissionService.ListMicroservices", "PermissionService.ListPermissions"]);
+const GLOBAL_CATALOGUE_READS = new Set([
+  "PermissionService.ListMicroservices",
+  "PermissionService.ListPermissions",
+  // Registries are public: resolving a capability through the server's allow-list reads no tenant's data.
+  "RegistryService.LookupCapability",
+]);
 
 /** RPCs any authenticated principal may call about itself. */
 const SELF_SERVICE = new Set(methodLabels().filter((label) => ["self", "authenticated"].includes(accessOf(label).kind)));

@@ -6,7 +6,7 @@ import { startTestServer, type TestServer } from "../support/server.ts";
 
 
 /** The identity.self.* codenames every user holds on its own account. */
-const SELF_CODENAMES = ["identity.self.list_sessions", "identity.self.retrieve", "identity.self.revoke_sessions", "identity.self.set_password"];
+const SELF_CODENAMES = ["identity.self.list_sessions", "identity.self.publish_keys", "identity.self.retrieve", "identity.self.revoke_sessions", "identity.self.set_password"];
 let server: TestServer;
 let admin: TestServer["clients"];
 

@@ -141,3 +141,36 @@ describe("registry management", () => {
     expect(zone.zoneFile).toContain("billing-reader.capability.billing-api.registry.tessera.test. ");
   });
 });
+
+describe("a user's own key (the seed's user flow)", () => {
+  it("publishes for one of its groups and signs assertions that verify as itself, until it leaves, is disabled or revokes", async () => {
+    const created = await admin.users.createUser({ user: { username: "sally" } as never, password: "sally-password-1" } as never);
+    const userId = created.user!.id;
+    const group = await admin.permissions.createGroup({ group: { name: "staff_members", permissions: ["billing.invoices.retrieve"], default: false, autoGrantPatterns: [], description: "" } } as never);
+    await admin.permissions.addGroupMembers({ groupId: group.group!.id, userIds: [userId] } as never);
+    const sally = server.as((await server.login("system", "sally", "sally-password-1")).accessToken);
+    const own = serviceKey("P-384");
+    // Not one of its groups, or another region: refused.
+    await expectFailure(sally.registry.publishCapability({ regionId: "", capability: "billing-reader", publicKey: own.publicJwk, expireTime: inAnHour() } as never), { code: Status.PERMISSION_DENIED, reason: "PERMISSION_DENIED" });
+    await expectFailure(sally.registry.publishCapability({ regionId: "billing-api", capability: "staff_members", publicKey: own.publicJwk, expireTime: inAnHour() } as never), { code: Status.PERMISSION_DENIED, reason: "PERMISSION_DENIED" });
+    const published = await sally.registry.publishCapability({ regionId: "", capability: "staff_members", publicKey: own.publicJwk, expireTime: inAnHour() } as never);
+    expect(published.capability).toMatchObject({ regionId: userId, capability: "staff_members", algorithm: "ES384" });
+    const mine = (overrides = {}) => signAssertion(own, { region: userId, capability: "staff_members", registry: SELF, aud: "tessera", ...overrides });
+    const { principal } = await server.clients.verify.verifyToken({ token: mine(), audience: "" });
+    expect(principal).toMatchObject({ kind: PrincipalKind.PRINCIPAL_KIND_USER, subject: userId, username: "sally", permissions: ["billing.invoices.retrieve"] });
+    // Out of the group: its key carries nothing.
+    await admin.permissions.removeGroupMembers({ groupId: group.group!.id, userIds: [userId] } as never);
+    expect((await server.clients.verify.verifyToken({ token: mine(), audience: "" })).principal?.permissions).toEqual([]);
+    await admin.permissions.addGroupMembers({ groupId: group.group!.id, userIds: [userId] } as never);
+    // Disabled: refused at once; its keys are revoked like its sessions, so enabled again it publishes again.
+    await admin.users.updateUser({ user: { id: userId, disabled: true } as never, updateMask: ["disabled"] } as never);
+    await expectFailure(server.clients.verify.verifyToken({ token: mine(), audience: "" }), { code: Status.UNAUTHENTICATED, reason: "SESSION_REVOKED" });
+    await admin.users.updateUser({ user: { id: userId, disabled: false } as never, updateMask: ["disabled"] } as never);
+    await expectFailure(server.clients.verify.verifyToken({ token: mine(), audience: "" }), { code: Status.UNAUTHENTICATED, reason: "SESSION_REVOKED" });
+    const again = server.as((await server.login("system", "sally", "sally-password-1")).accessToken);
+    await again.registry.publishCapability({ regionId: "", capability: "staff_members", publicKey: own.publicJwk, expireTime: inAnHour() } as never);
+    await server.clients.verify.verifyToken({ token: mine(), audience: "" });
+    await again.registry.revokeCapability({ regionId: "", capability: "staff_members" } as never);
+    await expectFailure(server.clients.verify.verifyToken({ token: mine(), audience: "" }), { code: Status.UNAUTHENTICATED, reason: "SESSION_REVOKED" });
+  });
+});

@@ -86,7 +86,14 @@ export interface Capability {
 /** CreateRegionRequest is the input of RegistryService.CreateRegion. */
 export interface CreateRegionRequest {
   /** The region to create. */
-  region: Region | undefined;
+  region:
+    | Region
+    | undefined;
+  /**
+   * The tenant; empty means the caller's own (only the system tenant acts
+   * on others).
+   */
+  tenantId: string;
 }
 
 /** CreateRegionResponse is the output of RegistryService.CreateRegion. */
@@ -99,6 +106,11 @@ export interface CreateRegionResponse {
 export interface GetRegionRequest {
   /** The region id. */
   id: string;
+  /**
+   * The tenant; empty means the caller's own (only the system tenant acts
+   * on others).
+   */
+  tenantId: string;
 }
 
 /** GetRegionResponse is the output of RegistryService.GetRegion. */
@@ -113,6 +125,11 @@ export interface ListRegionsRequest {
   pageSize: number;
   /** `next_page_token` of a previous call. */
   pageToken: string;
+  /**
+   * The tenant; empty means the caller's own (only the system tenant acts
+   * on others).
+   */
+  tenantId: string;
 }
 
 /** ListRegionsResponse is the output of RegistryService.ListRegions. */
@@ -130,7 +147,14 @@ export interface UpdateRegionRequest {
     | Region
     | undefined;
   /** Fields to update: alias, active. Required. */
-  updateMask: string[] | undefined;
+  updateMask:
+    | string[]
+    | undefined;
+  /**
+   * The tenant; empty means the caller's own (only the system tenant acts
+   * on others).
+   */
+  tenantId: string;
 }
 
 /** UpdateRegionResponse is the output of RegistryService.UpdateRegion. */
@@ -143,6 +167,11 @@ export interface UpdateRegionResponse {
 export interface DeleteRegionRequest {
   /** The region id. */
   id: string;
+  /**
+   * The tenant; empty means the caller's own (only the system tenant acts
+   * on others).
+   */
+  tenantId: string;
 }
 
 /** DeleteRegionResponse is the output of RegistryService.DeleteRegion. */
@@ -164,7 +193,14 @@ export interface PublishCapabilityRequest {
    */
   publicKey: string;
   /** When the capability expires. Required, in the future. */
-  expireTime: Date | undefined;
+  expireTime:
+    | Date
+    | undefined;
+  /**
+   * The tenant; empty means the caller's own (only the system tenant acts
+   * on others).
+   */
+  tenantId: string;
 }
 
 /**
@@ -182,6 +218,11 @@ export interface RevokeCapabilityRequest {
   regionId: string;
   /** The capability name. */
   capability: string;
+  /**
+   * The tenant; empty means the caller's own (only the system tenant acts
+   * on others).
+   */
+  tenantId: string;
 }
 
 /** RevokeCapabilityResponse is the output of RegistryService.RevokeCapability. */
@@ -196,6 +237,11 @@ export interface ListCapabilitiesRequest {
   pageSize: number;
   /** `next_page_token` of a previous call. */
   pageToken: string;
+  /**
+   * The tenant; empty means the caller's own (only the system tenant acts
+   * on others).
+   */
+  tenantId: string;
 }
 
 /** ListCapabilitiesResponse is the output of RegistryService.ListCapabilities. */
@@ -679,13 +725,16 @@ export const Capability: MessageFns<Capability> = {
 };
 
 function createBaseCreateRegionRequest(): CreateRegionRequest {
-  return { region: undefined };
+  return { region: undefined, tenantId: "" };
 }
 
 export const CreateRegionRequest: MessageFns<CreateRegionRequest> = {
   encode(message: CreateRegionRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.region !== undefined) {
       Region.encode(message.region, writer.uint32(10).fork()).join();
+    }
+    if (message.tenantId !== "") {
+      writer.uint32(18).string(message.tenantId);
     }
     return writer;
   },
@@ -711,6 +760,14 @@ export const CreateRegionRequest: MessageFns<CreateRegionRequest> = {
             message.region = Region.decode(reader, reader.uint32());
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.tenantId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -731,6 +788,7 @@ export const CreateRegionRequest: MessageFns<CreateRegionRequest> = {
     message.region = (object.region !== undefined && object.region !== null)
       ? Region.fromPartial(object.region)
       : undefined;
+    message.tenantId = object.tenantId ?? "";
     return message;
   },
 };
@@ -793,13 +851,16 @@ export const CreateRegionResponse: MessageFns<CreateRegionResponse> = {
 };
 
 function createBaseGetRegionRequest(): GetRegionRequest {
-  return { id: "" };
+  return { id: "", tenantId: "" };
 }
 
 export const GetRegionRequest: MessageFns<GetRegionRequest> = {
   encode(message: GetRegionRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.id !== "") {
       writer.uint32(10).string(message.id);
+    }
+    if (message.tenantId !== "") {
+      writer.uint32(18).string(message.tenantId);
     }
     return writer;
   },
@@ -825,6 +886,14 @@ export const GetRegionRequest: MessageFns<GetRegionRequest> = {
             message.id = reader.string();
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.tenantId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -843,6 +912,7 @@ export const GetRegionRequest: MessageFns<GetRegionRequest> = {
   fromPartial(object: DeepPartial<GetRegionRequest>): GetRegionRequest {
     const message = createBaseGetRegionRequest();
     message.id = object.id ?? "";
+    message.tenantId = object.tenantId ?? "";
     return message;
   },
 };
@@ -905,7 +975,7 @@ export const GetRegionResponse: MessageFns<GetRegionResponse> = {
 };
 
 function createBaseListRegionsRequest(): ListRegionsRequest {
-  return { pageSize: 0, pageToken: "" };
+  return { pageSize: 0, pageToken: "", tenantId: "" };
 }
 
 export const ListRegionsRequest: MessageFns<ListRegionsRequest> = {
@@ -915,6 +985,9 @@ export const ListRegionsRequest: MessageFns<ListRegionsRequest> = {
     }
     if (message.pageToken !== "") {
       writer.uint32(18).string(message.pageToken);
+    }
+    if (message.tenantId !== "") {
+      writer.uint32(26).string(message.tenantId);
     }
     return writer;
   },
@@ -948,6 +1021,14 @@ export const ListRegionsRequest: MessageFns<ListRegionsRequest> = {
             message.pageToken = reader.string();
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.tenantId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -967,6 +1048,7 @@ export const ListRegionsRequest: MessageFns<ListRegionsRequest> = {
     const message = createBaseListRegionsRequest();
     message.pageSize = object.pageSize ?? 0;
     message.pageToken = object.pageToken ?? "";
+    message.tenantId = object.tenantId ?? "";
     return message;
   },
 };
@@ -1039,7 +1121,7 @@ export const ListRegionsResponse: MessageFns<ListRegionsResponse> = {
 };
 
 function createBaseUpdateRegionRequest(): UpdateRegionRequest {
-  return { region: undefined, updateMask: undefined };
+  return { region: undefined, updateMask: undefined, tenantId: "" };
 }
 
 export const UpdateRegionRequest: MessageFns<UpdateRegionRequest> = {
@@ -1049,6 +1131,9 @@ export const UpdateRegionRequest: MessageFns<UpdateRegionRequest> = {
     }
     if (message.updateMask !== undefined) {
       FieldMask.encode(FieldMask.wrap(message.updateMask), writer.uint32(18).fork()).join();
+    }
+    if (message.tenantId !== "") {
+      writer.uint32(26).string(message.tenantId);
     }
     return writer;
   },
@@ -1082,6 +1167,14 @@ export const UpdateRegionRequest: MessageFns<UpdateRegionRequest> = {
             message.updateMask = FieldMask.unwrap(FieldMask.decode(reader, reader.uint32()));
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.tenantId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1103,6 +1196,7 @@ export const UpdateRegionRequest: MessageFns<UpdateRegionRequest> = {
       ? Region.fromPartial(object.region)
       : undefined;
     message.updateMask = object.updateMask ?? undefined;
+    message.tenantId = object.tenantId ?? "";
     return message;
   },
 };
@@ -1165,13 +1259,16 @@ export const UpdateRegionResponse: MessageFns<UpdateRegionResponse> = {
 };
 
 function createBaseDeleteRegionRequest(): DeleteRegionRequest {
-  return { id: "" };
+  return { id: "", tenantId: "" };
 }
 
 export const DeleteRegionRequest: MessageFns<DeleteRegionRequest> = {
   encode(message: DeleteRegionRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.id !== "") {
       writer.uint32(10).string(message.id);
+    }
+    if (message.tenantId !== "") {
+      writer.uint32(18).string(message.tenantId);
     }
     return writer;
   },
@@ -1197,6 +1294,14 @@ export const DeleteRegionRequest: MessageFns<DeleteRegionRequest> = {
             message.id = reader.string();
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.tenantId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1215,6 +1320,7 @@ export const DeleteRegionRequest: MessageFns<DeleteRegionRequest> = {
   fromPartial(object: DeepPartial<DeleteRegionRequest>): DeleteRegionRequest {
     const message = createBaseDeleteRegionRequest();
     message.id = object.id ?? "";
+    message.tenantId = object.tenantId ?? "";
     return message;
   },
 };
@@ -1263,7 +1369,7 @@ export const DeleteRegionResponse: MessageFns<DeleteRegionResponse> = {
 };
 
 function createBasePublishCapabilityRequest(): PublishCapabilityRequest {
-  return { regionId: "", capability: "", publicKey: "", expireTime: undefined };
+  return { regionId: "", capability: "", publicKey: "", expireTime: undefined, tenantId: "" };
 }
 
 export const PublishCapabilityRequest: MessageFns<PublishCapabilityRequest> = {
@@ -1279,6 +1385,9 @@ export const PublishCapabilityRequest: MessageFns<PublishCapabilityRequest> = {
     }
     if (message.expireTime !== undefined) {
       Timestamp.encode(toTimestamp(message.expireTime), writer.uint32(34).fork()).join();
+    }
+    if (message.tenantId !== "") {
+      writer.uint32(42).string(message.tenantId);
     }
     return writer;
   },
@@ -1328,6 +1437,14 @@ export const PublishCapabilityRequest: MessageFns<PublishCapabilityRequest> = {
             message.expireTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.tenantId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1349,6 +1466,7 @@ export const PublishCapabilityRequest: MessageFns<PublishCapabilityRequest> = {
     message.capability = object.capability ?? "";
     message.publicKey = object.publicKey ?? "";
     message.expireTime = object.expireTime ?? undefined;
+    message.tenantId = object.tenantId ?? "";
     return message;
   },
 };
@@ -1411,7 +1529,7 @@ export const PublishCapabilityResponse: MessageFns<PublishCapabilityResponse> = 
 };
 
 function createBaseRevokeCapabilityRequest(): RevokeCapabilityRequest {
-  return { regionId: "", capability: "" };
+  return { regionId: "", capability: "", tenantId: "" };
 }
 
 export const RevokeCapabilityRequest: MessageFns<RevokeCapabilityRequest> = {
@@ -1421,6 +1539,9 @@ export const RevokeCapabilityRequest: MessageFns<RevokeCapabilityRequest> = {
     }
     if (message.capability !== "") {
       writer.uint32(18).string(message.capability);
+    }
+    if (message.tenantId !== "") {
+      writer.uint32(26).string(message.tenantId);
     }
     return writer;
   },
@@ -1454,6 +1575,14 @@ export const RevokeCapabilityRequest: MessageFns<RevokeCapabilityRequest> = {
             message.capability = reader.string();
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.tenantId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1473,6 +1602,7 @@ export const RevokeCapabilityRequest: MessageFns<RevokeCapabilityRequest> = {
     const message = createBaseRevokeCapabilityRequest();
     message.regionId = object.regionId ?? "";
     message.capability = object.capability ?? "";
+    message.tenantId = object.tenantId ?? "";
     return message;
   },
 };
@@ -1521,7 +1651,7 @@ export const RevokeCapabilityResponse: MessageFns<RevokeCapabilityResponse> = {
 };
 
 function createBaseListCapabilitiesRequest(): ListCapabilitiesRequest {
-  return { regionId: "", pageSize: 0, pageToken: "" };
+  return { regionId: "", pageSize: 0, pageToken: "", tenantId: "" };
 }
 
 export const ListCapabilitiesRequest: MessageFns<ListCapabilitiesRequest> = {
@@ -1534,6 +1664,9 @@ export const ListCapabilitiesRequest: MessageFns<ListCapabilitiesRequest> = {
     }
     if (message.pageToken !== "") {
       writer.uint32(26).string(message.pageToken);
+    }
+    if (message.tenantId !== "") {
+      writer.uint32(34).string(message.tenantId);
     }
     return writer;
   },
@@ -1575,6 +1708,14 @@ export const ListCapabilitiesRequest: MessageFns<ListCapabilitiesRequest> = {
             message.pageToken = reader.string();
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.tenantId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1595,6 +1736,7 @@ export const ListCapabilitiesRequest: MessageFns<ListCapabilitiesRequest> = {
     message.regionId = object.regionId ?? "";
     message.pageSize = object.pageSize ?? 0;
     message.pageToken = object.pageToken ?? "";
+    message.tenantId = object.tenantId ?? "";
     return message;
   },
 };
@@ -2748,7 +2890,8 @@ export const RegistryServiceDefinition = {
      * `<capability>.capability.<region id>.<host>`, split into 255-byte
      * strings, with TTL TESSERA_REGISTRY_MAX_AGE.
      *
-     * Required permission: identity.regions.list.
+     * Required permission: identity.regions.list (system tenant: the zone
+     * holds every tenant's records, which the operator publishes).
      * Error reasons: INVALID_INPUT, PERMISSION_DENIED.
      */
     exportDnsZone: {
@@ -2761,7 +2904,7 @@ export const RegistryServiceDefinition = {
         _unknownFields: {
           413610: [
             Buffer.from([
-              25,
+              27,
               8,
               3,
               18,
@@ -2787,6 +2930,8 @@ export const RegistryServiceDefinition = {
               105,
               115,
               116,
+              32,
+              1,
             ]) as Buffer,
           ],
         },
@@ -3021,7 +3166,8 @@ export interface RegistryServiceImplementation<CallContextExt = {}> {
    * `<capability>.capability.<region id>.<host>`, split into 255-byte
    * strings, with TTL TESSERA_REGISTRY_MAX_AGE.
    *
-   * Required permission: identity.regions.list.
+   * Required permission: identity.regions.list (system tenant: the zone
+   * holds every tenant's records, which the operator publishes).
    * Error reasons: INVALID_INPUT, PERMISSION_DENIED.
    */
   exportDnsZone(
@@ -3170,7 +3316,8 @@ export interface RegistryServiceClient<CallOptionsExt = {}> {
    * `<capability>.capability.<region id>.<host>`, split into 255-byte
    * strings, with TTL TESSERA_REGISTRY_MAX_AGE.
    *
-   * Required permission: identity.regions.list.
+   * Required permission: identity.regions.list (system tenant: the zone
+   * holds every tenant's records, which the operator publishes).
    * Error reasons: INVALID_INPUT, PERMISSION_DENIED.
    */
   exportDnsZone(

@@ -33,10 +33,12 @@ class Capability(_message.Message):
     def __init__(self, region_id: _Optional[str] = ..., capability: _Optional[str] = ..., public_key_jwk: _Optional[str] = ..., active: bool = ..., expire_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., create_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., id: _Optional[str] = ..., key_id: _Optional[str] = ..., algorithm: _Optional[str] = ...) -> None: ...
 
 class CreateRegionRequest(_message.Message):
-    __slots__ = ["region"]
+    __slots__ = ["region", "tenant_id"]
     REGION_FIELD_NUMBER: _ClassVar[int]
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     region: Region
-    def __init__(self, region: _Optional[_Union[Region, _Mapping]] = ...) -> None: ...
+    tenant_id: str
+    def __init__(self, region: _Optional[_Union[Region, _Mapping]] = ..., tenant_id: _Optional[str] = ...) -> None: ...
 
 class CreateRegionResponse(_message.Message):
     __slots__ = ["region"]
@@ -45,10 +47,12 @@ class CreateRegionResponse(_message.Message):
     def __init__(self, region: _Optional[_Union[Region, _Mapping]] = ...) -> None: ...
 
 class DeleteRegionRequest(_message.Message):
-    __slots__ = ["id"]
+    __slots__ = ["id", "tenant_id"]
     ID_FIELD_NUMBER: _ClassVar[int]
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     id: str
-    def __init__(self, id: _Optional[str] = ...) -> None: ...
+    tenant_id: str
+    def __init__(self, id: _Optional[str] = ..., tenant_id: _Optional[str] = ...) -> None: ...
 
 class DeleteRegionResponse(_message.Message):
     __slots__ = []
@@ -79,10 +83,12 @@ class ExportDnsZoneResponse(_message.Message):
     def __init__(self, records: _Optional[_Iterable[_Union[DnsTxtRecord, _Mapping]]] = ..., zone_file: _Optional[str] = ...) -> None: ...
 
 class GetRegionRequest(_message.Message):
-    __slots__ = ["id"]
+    __slots__ = ["id", "tenant_id"]
     ID_FIELD_NUMBER: _ClassVar[int]
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     id: str
-    def __init__(self, id: _Optional[str] = ...) -> None: ...
+    tenant_id: str
+    def __init__(self, id: _Optional[str] = ..., tenant_id: _Optional[str] = ...) -> None: ...
 
 class GetRegionResponse(_message.Message):
     __slots__ = ["region"]
@@ -105,14 +111,16 @@ class GetRegistryDocumentResponse(_message.Message):
     def __init__(self, regions: _Optional[_Iterable[str]] = ..., capabilities: _Optional[_Iterable[str]] = ..., authority_public_key_jwk: _Optional[str] = ...) -> None: ...
 
 class ListCapabilitiesRequest(_message.Message):
-    __slots__ = ["page_size", "page_token", "region_id"]
+    __slots__ = ["page_size", "page_token", "region_id", "tenant_id"]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     REGION_ID_FIELD_NUMBER: _ClassVar[int]
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     page_size: int
     page_token: str
     region_id: str
-    def __init__(self, region_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+    tenant_id: str
+    def __init__(self, region_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., tenant_id: _Optional[str] = ...) -> None: ...
 
 class ListCapabilitiesResponse(_message.Message):
     __slots__ = ["capabilities", "next_page_token"]
@@ -123,12 +131,14 @@ class ListCapabilitiesResponse(_message.Message):
     def __init__(self, capabilities: _Optional[_Iterable[_Union[Capability, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class ListRegionsRequest(_message.Message):
-    __slots__ = ["page_size", "page_token"]
+    __slots__ = ["page_size", "page_token", "tenant_id"]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     page_size: int
     page_token: str
-    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+    tenant_id: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., tenant_id: _Optional[str] = ...) -> None: ...
 
 class ListRegionsResponse(_message.Message):
     __slots__ = ["next_page_token", "regions"]
@@ -157,16 +167,18 @@ class LookupCapabilityResponse(_message.Message):
     def __init__(self, capability: _Optional[_Union[Capability, _Mapping]] = ..., region: _Optional[_Union[Region, _Mapping]] = ...) -> None: ...
 
 class PublishCapabilityRequest(_message.Message):
-    __slots__ = ["capability", "expire_time", "public_key", "region_id"]
+    __slots__ = ["capability", "expire_time", "public_key", "region_id", "tenant_id"]
     CAPABILITY_FIELD_NUMBER: _ClassVar[int]
     EXPIRE_TIME_FIELD_NUMBER: _ClassVar[int]
     PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
     REGION_ID_FIELD_NUMBER: _ClassVar[int]
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     capability: str
     expire_time: _timestamp_pb2.Timestamp
     public_key: str
     region_id: str
-    def __init__(self, region_id: _Optional[str] = ..., capability: _Optional[str] = ..., public_key: _Optional[str] = ..., expire_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    tenant_id: str
+    def __init__(self, region_id: _Optional[str] = ..., capability: _Optional[str] = ..., public_key: _Optional[str] = ..., expire_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., tenant_id: _Optional[str] = ...) -> None: ...
 
 class PublishCapabilityResponse(_message.Message):
     __slots__ = ["capability"]
@@ -201,12 +213,14 @@ class RegistryReference(_message.Message):
     def __init__(self, https_url: _Optional[str] = ..., dns_host: _Optional[str] = ..., local_store: _Optional[str] = ...) -> None: ...
 
 class RevokeCapabilityRequest(_message.Message):
-    __slots__ = ["capability", "region_id"]
+    __slots__ = ["capability", "region_id", "tenant_id"]
     CAPABILITY_FIELD_NUMBER: _ClassVar[int]
     REGION_ID_FIELD_NUMBER: _ClassVar[int]
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     capability: str
     region_id: str
-    def __init__(self, region_id: _Optional[str] = ..., capability: _Optional[str] = ...) -> None: ...
+    tenant_id: str
+    def __init__(self, region_id: _Optional[str] = ..., capability: _Optional[str] = ..., tenant_id: _Optional[str] = ...) -> None: ...
 
 class RevokeCapabilityResponse(_message.Message):
     __slots__ = []
@@ -223,12 +237,14 @@ class RotateAuthorityKeyResponse(_message.Message):
     def __init__(self, authority_public_key_jwk: _Optional[str] = ...) -> None: ...
 
 class UpdateRegionRequest(_message.Message):
-    __slots__ = ["region", "update_mask"]
+    __slots__ = ["region", "tenant_id", "update_mask"]
     REGION_FIELD_NUMBER: _ClassVar[int]
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     UPDATE_MASK_FIELD_NUMBER: _ClassVar[int]
     region: Region
+    tenant_id: str
     update_mask: _field_mask_pb2.FieldMask
-    def __init__(self, region: _Optional[_Union[Region, _Mapping]] = ..., update_mask: _Optional[_Union[_field_mask_pb2.FieldMask, _Mapping]] = ...) -> None: ...
+    def __init__(self, region: _Optional[_Union[Region, _Mapping]] = ..., update_mask: _Optional[_Union[_field_mask_pb2.FieldMask, _Mapping]] = ..., tenant_id: _Optional[str] = ...) -> None: ...
 
 class UpdateRegionResponse(_message.Message):
     __slots__ = ["region"]

@@ -205,7 +205,8 @@ class RegistryServiceServicer(object):
         `<capability>.capability.<region id>.<host>`, split into 255-byte
         strings, with TTL TESSERA_REGISTRY_MAX_AGE.
 
-        Required permission: identity.regions.list.
+        Required permission: identity.regions.list (system tenant: the zone
+        holds every tenant's records, which the operator publishes).
         Error reasons: INVALID_INPUT, PERMISSION_DENIED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
