@@ -174,3 +174,33 @@ describe("a user's own key (the seed's user flow)", () => {
     await expectFailure(server.clients.verify.verifyToken({ token: mine(), audience: "" }), { code: Status.UNAUTHENTICATED, reason: "SESSION_REVOKED" });
   });
 });
+
+describe("the README walkthrough", () => {
+  it("creates a region, publishes a key made by service-key, verifies and exchanges its assertions, and serves the document", { timeout: 120_000 }, async () => {
+    const { execFile } = await import("node:child_process");
+    const { readFileSync, rmSync } = await import("node:fs");
+    const { promisify } = await import("node:util");
+    const walkthrough = await startTestServer({ TESSERA_REGISTRY_SELF: "https://id.example.com/registry.json" });
+    try {
+      const section = readFileSync("README.md", "utf8").split(/^## Services proving who they are \(Region System\)$/m)[1]!.split(/^## /m)[0]!;
+      const block = [...section.matchAll(/^```sh\n([\s\S]*?)^```$/gm)].map((m) => m[1]!).find((b) => b.includes("service-key -- new"))!;
+      // The test starts the server itself; the rest runs as printed, against the test server.
+      const script = block
+        .split("\n")
+        .filter((line) => !line.includes("npm start"))
+        .join("\n")
+        .replaceAll("http://127.0.0.1:50051", `http://${walkthrough.address}`)
+        .replaceAll("http://127.0.0.1:8080", `http://127.0.0.1:${walkthrough.tessera.httpPort}`);
+      const { stdout } = await promisify(execFile)("/bin/sh", ["-c", `set -e\n${script}`], { env: { ...process.env, TOKEN: walkthrough.adminToken } });
+      const documents = stdout.trim().split(/\n(?=\{)/).map((doc) => JSON.parse(doc) as Record<string, unknown>);
+      expect(documents[1]).toMatchObject({ region: { id: "billing-api" } });
+      expect(documents[2]).toMatchObject({ capability: { regionId: "billing-api", capability: "billing-reader", algorithm: "EdDSA" } });
+      expect(documents[3]).toMatchObject({ principal: { kind: "PRINCIPAL_KIND_SERVICE", subject: "billing-api", permissions: ["identity.users.list"] } });
+      expect(documents[4]).toMatchObject({ principalKind: "PRINCIPAL_KIND_SERVICE", grantedPermissions: ["identity.users.list"] });
+      expect((documents[5] as { capabilities: string[] }).capabilities).toHaveLength(1);
+    } finally {
+      rmSync("billing-api.key", { force: true });
+      await walkthrough.close();
+    }
+  });
+});
