@@ -156,6 +156,15 @@ describe("IssueToken (password)", () => {
       fields: ["password.tenant", "password.username", "password.password"],
     });
   });
+
+  it("says which settings enable service assertions when no registry is trusted", async () => {
+    const failure = await expectFailure(server.clients.issue.issueToken({ credential: { $case: "serviceAssertion", value: { assertion: "a.b.c" } } }), {
+      code: Status.INVALID_ARGUMENT,
+      reason: "INVALID_INPUT",
+      fields: ["credential.service_assertion"],
+    });
+    expect(failure.details).toMatch(/TESSERA_REGISTRY_SELF or TESSERA_REGISTRIES/);
+  });
 });
 
 describe("VerifyToken", () => {

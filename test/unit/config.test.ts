@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { generateKeyPairSync } from "node:crypto";
 import { ConfigError, loadConfig, parseDurationSeconds } from "../../src/config.ts";
 
 describe("loadConfig", () => {
@@ -108,5 +109,54 @@ describe("parseDurationSeconds", () => {
   });
   it.each(["", "-5s", "5x", "1.5h", "0s"])("rejects %j", (raw) => {
     expect(parseDurationSeconds(raw)).toBeUndefined();
+  });
+});
+
+describe("registry settings", () => {
+  const authority = JSON.stringify(generateKeyPairSync("ed25519").publicKey.export({ format: "jwk" }));
+  const entry = (over: Record<string, unknown> = {}) => JSON.stringify([{ registry: "https://id.example.com/registry.json?v=1", authority_keys: [JSON.parse(authority)], tenant: "acme", ...over }]);
+
+  it("reads the allow-list: exact URL, hyphenated DNS host, local store from an environment variable", () => {
+    const config = loadConfig({
+      TESSERA_REGISTRY_SELF: "https://self.example.com/registry.json",
+      TESSERA_REGISTRIES: JSON.stringify([
+        { registry: "https://id.example.com/registry.json?v=1", authority_keys: [JSON.parse(authority)], tenant: "acme" },
+        { registry: "reg-1.svc-east.example.com", authority_key: authority, tenant: "acme" },
+        { registry: "local:partners", authority_keys: [JSON.parse(authority)], tenant: "acme", document_env: "PARTNERS" },
+      ]),
+      PARTNERS: '{"regions": [], "capabilities": []}',
+      TESSERA_REGISTRY_DNS_SERVERS: "127.0.0.1:5353,[::1]:53",
+    });
+    expect(config.registrySelfNames).toEqual(["https://self.example.com/registry.json"]);
+    expect(config.trustedRegistries.map((t) => [t.name, t.kind])).toEqual([
+      ["https://id.example.com/registry.json?v=1", "https"],
+      ["reg-1.svc-east.example.com", "dns"],
+      ["local:partners", "local"],
+    ]);
+    expect(config.trustedRegistries[2]!.readDocument!()).toContain("regions");
+    expect(config.registryDnsServers).toEqual(["127.0.0.1:5353", "[::1]:53"]);
+  });
+
+  it.each([
+    ["TESSERA_REGISTRIES", "not json"],
+    ["TESSERA_REGISTRIES", "{}"],
+    ["TESSERA_REGISTRIES", entry({ registry: "http://id.example.com/registry.json" })],
+    ["TESSERA_REGISTRIES", entry({ registry: "Upper.Example.com" })],
+    ["TESSERA_REGISTRIES", entry({ authority_keys: [] })],
+    ["TESSERA_REGISTRIES", entry({ authority_keys: ["-----BEGIN PRIVATE KEY-----\nabc\n-----END PRIVATE KEY-----"] })],
+    ["TESSERA_REGISTRIES", entry({ authority_keys: [{ kty: "RSA", n: "x", e: "AQAB" }] })],
+    ["TESSERA_REGISTRIES", entry({ tenant: undefined })],
+    ["TESSERA_REGISTRIES", entry({ registry: "local:x" })],
+    ["TESSERA_REGISTRIES", entry({ registry: "local:x", document_env: "UNSET_VARIABLE" })],
+    ["TESSERA_REGISTRY_SELF", "http://plain.example.com/"],
+    ["TESSERA_REGISTRY_DNS_SERVERS", "dns.example.com"],
+    ["TESSERA_ASSERTION_MAX_LIFETIME", "2h"],
+    ["TESSERA_GATEKEEPER_COOKIE", "bad cookie"],
+  ])("refuses %s=%s, naming the variable", (name, value) => {
+    expect(() => loadConfig({ [name]: value })).toThrow(new RegExp(`invalid configuration: ${name} `));
+  });
+
+  it("refuses a registry both trusted from outside and named as this server's own", () => {
+    expect(() => loadConfig({ TESSERA_REGISTRIES: entry(), TESSERA_REGISTRY_SELF: "https://id.example.com/registry.json?v=1" })).toThrow(/TESSERA_REGISTRIES/);
   });
 });
