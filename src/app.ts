@@ -32,7 +32,7 @@ import { MinecraftSessionServer, OidcVerifier, RemoteHttp } from "./federation/i
 import { createAdminGroup, PermissionService, permissionServiceImpl } from "./permissions/index.ts";
 import { configurePageTokens } from "./shared/pagination.ts";
 import { TenantService, tenantServiceImpl } from "./tenants/index.ts";
-import { LoginThrottle, openLimiterStore, RateLimit } from "./throttling/index.ts";
+import { LoginThrottle, openLimiterStore, RateLimit, ReplayStore } from "./throttling/index.ts";
 import { createTokens, issueServiceImpl, jwksRoute, loadOrCreateMasterKey, refreshServiceImpl, verifyAnyToken, verifyServiceImpl } from "./tokens/index.ts";
 import { PasswordHasher, PasswordPolicy, UserService, userServiceImpl } from "./users/index.ts";
 
@@ -121,7 +121,12 @@ export async function startTessera(config: Config, logger: Logger): Promise<Tess
     // with its own calls in flight (one slow issuer does not stall Minecraft logins).
     const oidcHttp = new RemoteHttp({ ...remoteBounds, publicOnly: { allowLoopback: config.oidcAllowHttpLoopback } });
     started.push(() => remoteHttp.close(), () => oidcHttp.close());
+    // Single-use proofs (service assertions, ID tokens) already used, on every replica.
+    const replays = new ReplayStore(orm);
+    const stopSweeping = replays.startSweeping((err: unknown) => logger.warn({ err }, "sweeping expired replay records failed"));
+    started.push(stopSweeping);
     const registry = createRegistry(orm, {
+      replays,
       masterKey,
       selfNames: config.registrySelfNames,
       trusted: config.trustedRegistries,
@@ -172,6 +177,7 @@ export async function startTessera(config: Config, logger: Logger): Promise<Tess
             if (error instanceof TesseraError && error.reason === "TENANT_NOT_FOUND") return null;
             throw error;
           }),
+        replays,
         provision: (em, tenant, identity, groupIds) =>
           users.provisionExternal(em, tenant, identity, (tem, user) => permissions.joinGroups(tem, user, groupIds)),
       },
@@ -270,6 +276,7 @@ export async function startTessera(config: Config, logger: Logger): Promise<Tess
       async close() {
         health.setStatus("unhealthy");
         stopKeyRotation();
+        stopSweeping();
         await amqp?.stop();
         const grace = setTimeout(() => grpc.forceShutdown(), config.shutdownGraceSeconds * 1000);
         await grpc.shutdown();

@@ -5,8 +5,8 @@ import { ExternalIdentityEntity, UserEntity } from "../users/index.ts";
 import { GroupEntity, GroupMemberEntity, MicroserviceEntity, PermissionEntity } from "../permissions/index.ts";
 import { RefreshTokenEntity, SessionEntity, SigningKeyEntity } from "../tokens/index.ts";
 import { RevocationEventEntity } from "../events/index.ts";
-import { ThrottleCounterEntity } from "../throttling/index.ts";
-import { AssertionReplayEntity, CapabilityEntity, RegionEntity, RegistryAuthorityKeyEntity } from "../registry/index.ts";
+import { ReplayRecordEntity, ThrottleCounterEntity } from "../throttling/index.ts";
+import { CapabilityEntity, RegionEntity, RegistryAuthorityKeyEntity } from "../registry/index.ts";
 
 export const entities = [
   TenantEntity,
@@ -25,5 +25,5 @@ export const entities = [
   RegionEntity,
   CapabilityEntity,
   RegistryAuthorityKeyEntity,
-  AssertionReplayEntity,
+  ReplayRecordEntity,
 ];

@@ -26,6 +26,10 @@ export interface OidcIdentity {
   subject: string;
   /** The mapped claim's value, or `sub` when the token lacks it. */
   name: string;
+  /** The token's `exp` (plus the clock tolerance): until when it must be remembered as used. */
+  expiresAt: Date;
+  /** The token's `jti`, when it has one. */
+  jti?: string;
 }
 
 export interface OidcSettings {
@@ -124,7 +128,9 @@ export class OidcVerifier {
     if (subject.length > 255) throw remoteLoginFailed("the ID token's sub is too long");
     const claim = payload[config.usernameClaim || "preferred_username"];
     const name = typeof claim === "string" && claim.trim() ? claim.trim() : subject;
-    return { identity: { issuer: config.issuer, subject, name }, config };
+    const expiresAt = new Date(((payload.exp as number) + this.#settings.clockToleranceSeconds) * 1000);
+    const jti = typeof payload.jti === "string" && payload.jti.length <= 255 ? payload.jti : undefined;
+    return { identity: { issuer: config.issuer, subject, name, expiresAt, ...(jti ? { jti } : {}) }, config };
   }
 
   async #keySet(issuer: string): Promise<ReturnType<typeof createRemoteJWKSet>> {

@@ -7,7 +7,6 @@
 // assertion's signature with the capability's key (an unknown key refetches
 // once, rate-limited); and last its `jti`, remembered in the database until
 // the assertion expires, so a replay is refused on every replica.
-import { createHash } from "node:crypto";
 import type { EntityManager } from "@mikro-orm/core";
 import { TesseraError, unauthenticated, Violations } from "../errors.ts";
 import { parseJws, signatureValid, type ParsedJws, type VerifyKey } from "./jws.ts";
@@ -53,8 +52,8 @@ export interface AssertionDeps {
   resolvers: RegistryResolvers;
   /** The tenant (id, name, disabled) an outside registry's entry names. */
   tenantByName(em: EntityManager, name: string): Promise<{ id: string; name: string; disabled: boolean } | null>;
-  /** Remembers a jti until `expiresAt`; false when it was already there (a replay). */
-  remember(em: EntityManager, key: string, expiresAt: Date): Promise<boolean>;
+  /** Remembers (registry, region, jti) until `expiresAt`; false when it was already there (a replay). */
+  remember(em: EntityManager, parts: readonly string[], expiresAt: Date): Promise<boolean>;
 }
 
 const invalid = (message: string) => unauthenticated("TOKEN_INVALID", message);
@@ -101,8 +100,7 @@ export class AssertionVerifier {
       : await this.#verifyTrusted(em, parsed, meta, trusted!);
 
     // Last, so that only assertions that verified are remembered (nobody can fill the table with junk).
-    const replayKey = createHash("sha256").update(`${meta.registry}\u0000${meta.id}\u0000${claims.jti}`).digest("hex");
-    if (!(await this.#deps.remember(em, replayKey, new Date(claims.exp * 1000)))) {
+    if (!(await this.#deps.remember(em, [meta.registry, meta.id, claims.jti], new Date(claims.exp * 1000)))) {
       throw unauthenticated("ASSERTION_REPLAYED", "this assertion (jti) was already used");
     }
     return {

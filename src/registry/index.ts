@@ -8,13 +8,13 @@ import type { RevocationFeed } from "../events/index.ts";
 import { RemoteHttp, type RemoteHttpSettings } from "../federation/index.ts";
 import type { SessionFallback, SessionState } from "../tokens/index.ts";
 import { AssertionVerifier } from "./assertions.ts";
-import { ReplayStore } from "./replay-store.ts";
 import { RegistryResolvers, type ResolverSettings } from "./resolvers.ts";
 import { RegistryService } from "./registry.service.ts";
 import type { TrustedRegistry } from "./trust.ts";
 import { intersectPatterns } from "../permissions/index.ts";
+import type { ReplayStore } from "../throttling/index.ts";
 
-export { AssertionReplayEntity, CapabilityEntity, RegionEntity, RegistryAuthorityKeyEntity } from "./registry.entity.ts";
+export { CapabilityEntity, RegionEntity, RegistryAuthorityKeyEntity } from "./registry.entity.ts";
 export { parseSelfNames, parseTrustedRegistries, type TrustedRegistry } from "./trust.ts";
 export { registryServiceImpl } from "./registry.grpc.ts";
 export { registryDocumentRoute } from "./registry.http.ts";
@@ -32,6 +32,8 @@ export interface RegistryOptions {
   http: RemoteHttpSettings & { ca?: string };
   tenantByName: (em: import("@mikro-orm/core").EntityManager, name: string) => Promise<{ id: string; name: string; disabled: boolean } | null>;
   feed: RevocationFeed;
+  /** The single-use record (shared with the other single-use proofs). */
+  replays: ReplayStore;
   log: Logger;
 }
 
@@ -49,10 +51,10 @@ export function createRegistry(orm: Database, options: RegistryOptions): Registr
   const service = new RegistryService({ masterKey: options.masterKey, publishMaxAgeSeconds: options.publishMaxAgeSeconds });
   const http = new RemoteHttp(options.http);
   const resolvers = new RegistryResolvers(http, options.resolver);
-  const replays = new ReplayStore(orm);
+  const replays = options.replays;
   const verifier = new AssertionVerifier(
     { maxLifetimeSeconds: options.assertionMaxLifetimeSeconds, selfNames: options.selfNames, trusted: options.trusted },
-    { registry: service, resolvers, tenantByName: options.tenantByName, remember: (_em, key, expiresAt) => replays.remember(key, expiresAt) },
+    { registry: service, resolvers, tenantByName: options.tenantByName, remember: (_em, parts, expiresAt) => replays.remember("assertion", parts, expiresAt) },
   );
   options.feed.onEvent((event) => {
     switch (event.kind) {
@@ -69,10 +71,6 @@ export function createRegistry(orm: Database, options: RegistryOptions): Registr
         return;
     }
   });
-  const sweeper = setInterval(() => {
-    replays.sweep().catch((err: unknown) => options.log.warn({ err }, "sweeping expired assertion jtis failed"));
-  }, 60_000);
-  sweeper.unref();
 
   const sessionFallback: SessionFallback = async (em, sessionId): Promise<SessionState | null> => {
     const c = await service.localCapability(em, { id: sessionId });
@@ -103,7 +101,6 @@ export function createRegistry(orm: Database, options: RegistryOptions): Registr
     sessionFallback,
     lookup: { deps: { registry: service, resolvers }, settings: { selfNames: options.selfNames, trusted: options.trusted } },
     async close() {
-      clearInterval(sweeper);
       await http.close();
     },
   };

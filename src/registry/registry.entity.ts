@@ -65,18 +65,3 @@ export const RegistryAuthorityKeyEntity = defineEntity({
   },
 });
 export type RegistryAuthorityKey = InferEntity<typeof RegistryAuthorityKeyEntity>;
-
-/**
- * A service assertion's `jti`, remembered until the assertion expires so that
- * a replay is refused on every replica. The key is SHA-256 of (registry,
- * region, jti): bounded whatever the caller sends.
- */
-export const AssertionReplayEntity = defineEntity({
-  name: "AssertionReplay",
-  tableName: "assertion_replays",
-  properties: {
-    key: p.string().length(64).primary(),
-    expiresAt: p.datetime().index(),
-  },
-});
-export type AssertionReplay = InferEntity<typeof AssertionReplayEntity>;

@@ -4,6 +4,7 @@
 // login: the user (provisioned at its first login), its grants, the elected
 // permissions, a session. The remote system is never asked again for a
 // refresh: the session's refresh token carries it from here.
+import { createHash } from "node:crypto";
 import type { EntityManager } from "@mikro-orm/core";
 import { notFound, TesseraError, unauthenticated, Violations } from "../errors.ts";
 import { MINECRAFT_NAME, MINECRAFT_SERVER_HASH, remoteLoginFailed, unverifiedJwtPart, type MinecraftSessionServer, type OidcIssuerConfig, type OidcVerifier } from "../federation/index.ts";
@@ -25,6 +26,8 @@ export interface RemoteLoginDeps {
   tenantByNameOrId(em: EntityManager, nameOrId: string): Promise<Tenant | null>;
   /** The user of a verified identity; created at the first login, joining `groupIds` besides the tenant's default groups. */
   provision(em: EntityManager, tenant: Tenant, identity: ExternalIdentityInput, groupIds: readonly string[]): Promise<User>;
+  /** Single-use proofs: an ID token logs in once, on any tenant and any replica. */
+  replays: { remember(kind: string, parts: readonly string[], expiresAt: Date): Promise<boolean> };
 }
 
 interface Election {
@@ -104,6 +107,15 @@ export class RemoteLogin {
     const ok = await this.#deps.throttle.attempt(account, input.peer, async () => {
       try {
         verified = await this.#deps.oidc.verify(input.idToken, trusted, input.nonce);
+        // An ID token is a proof for one login: presented again (here, at another tenant that trusts the
+        // same issuer and client, on another replica) it is refused, as a failed login.
+        const { identity } = verified;
+        const proof = identity.jti ? `jti:${identity.jti}` : `token:${createHash("sha256").update(input.idToken).digest("base64url")}`;
+        if (!(await this.#deps.replays.remember("oidc", [identity.issuer, proof], identity.expiresAt))) {
+          verified = undefined;
+          failure = remoteLoginFailed("this ID token was already used to log in");
+          return false;
+        }
         return true;
       } catch (error) {
         // A token that does not verify is a failed login; an issuer that cannot be asked is not.

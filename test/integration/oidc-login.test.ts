@@ -88,6 +88,18 @@ describe("IssueToken (oidc)", () => {
     expect(decodePart(refreshed.accessToken, 1).sub).toBe(claims.sub);
   });
 
+  it("logs in once with an ID token: again, or at another tenant trusting the same issuer and client, it is refused", async () => {
+    const twin = (await admin.tenants.createTenant({ tenant: { name: "fed-twin" } })).tenant!.id;
+    await admin.tenants.updateTenant({ tenant: { id: twin, oidcIssuers: [trust(provider.issuer)] }, updateMask: ["oidc_issuers"] });
+    const idToken = await provider.idToken({ accountId: "carol-sub" });
+    await oidc(idToken);
+    const replay = await expectFailure(oidc(idToken), { code: Status.UNAUTHENTICATED, reason: "INVALID_CREDENTIALS" });
+    expect(replay.details).toContain("already used");
+    await expectFailure(oidc(idToken, "fed-twin"), { code: Status.UNAUTHENTICATED, reason: "INVALID_CREDENTIALS" });
+    // A fresh token of the same user logs in at the other tenant.
+    await oidc(await provider.idToken({ accountId: "carol-sub" }), "fed-twin");
+  });
+
   it("checks the nonce", async () => {
     const idToken = await provider.idToken({ accountId: "alice-sub", nonce: "the-nonce" });
     await expectFailure(oidc(idToken, "fed", "another-nonce"), { code: Status.UNAUTHENTICATED, reason: "INVALID_CREDENTIALS" });

@@ -2,7 +2,7 @@
 // concurrent verifications share one INSERT, and exactly one holder of a key wins,
 // within a batch as across batches; expired records are swept.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ReplayStore } from "../../src/registry/replay-store.ts";
+import { ReplayStore } from "../../src/throttling/replay-store.ts";
 import { openUnitDatabase, type UnitDatabase } from "../support/unit-db.ts";
 
 let db: UnitDatabase;
@@ -17,24 +17,24 @@ afterAll(() => db?.close());
 
 describe("ReplayStore", () => {
   it("lets exactly one of many concurrent presentations of a key through", async () => {
-    const results = await Promise.all(Array.from({ length: 50 }, () => store.remember("k-same", soon())));
+    const results = await Promise.all(Array.from({ length: 50 }, () => store.remember("test", ["k-same"], soon())));
     expect(results.filter(Boolean)).toHaveLength(1);
-    expect(await store.remember("k-same", soon())).toBe(false);
+    expect(await store.remember("test", ["k-same"], soon())).toBe(false);
   });
 
   it("answers each key of a burst for itself", async () => {
-    await store.remember("k-old", soon());
+    await store.remember("test", ["k-old"], soon());
     const keys = ["k-old", ...Array.from({ length: 600 }, (_, i) => `k-new-${i}`)];
-    const results = await Promise.all(keys.map((k) => store.remember(k, soon())));
+    const results = await Promise.all(keys.map((k) => store.remember("test", [k], soon())));
     expect(results[0]).toBe(false);
     expect(results.slice(1).every(Boolean)).toBe(true);
   });
 
   it("sweeps only expired records", async () => {
-    await store.remember("k-expired", new Date(Date.now() - 1000));
-    await store.remember("k-live", soon());
+    await store.remember("test", ["k-expired"], new Date(Date.now() - 1000));
+    await store.remember("test", ["k-live"], soon());
     expect(await store.sweep()).toBeGreaterThanOrEqual(1);
-    expect(await store.remember("k-expired", soon())).toBe(true);
-    expect(await store.remember("k-live", soon())).toBe(false);
+    expect(await store.remember("test", ["k-expired"], soon())).toBe(true);
+    expect(await store.remember("test", ["k-live"], soon())).toBe(false);
   });
 });

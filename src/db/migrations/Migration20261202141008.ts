@@ -5,8 +5,8 @@ export class Migration20261202141008 extends Migration {
   override name = 'Migration20261202141008';
 
   override up(): void | Promise<void> {
-    this.addSql(`create table "assertion_replays" ("key" varchar(64) not null, "expires_at" timestamptz not null, primary key ("key"));`);
-    this.addSql(`create index "assertion_replays_expires_at_index" on "assertion_replays" ("expires_at");`);
+    this.addSql(`create table "replay_records" ("key" varchar(64) not null, "expires_at" timestamptz not null, primary key ("key"));`);
+    this.addSql(`create index "replay_records_expires_at_index" on "replay_records" ("expires_at");`);
 
     this.addSql(`create table "registry_authority_keys" ("kid" varchar(64) not null, "public_jwk" jsonb not null, "private_key_encrypted" text not null, "created_at" timestamptz not null, "retired_at" timestamptz null, primary key ("kid"));`);
 
@@ -25,7 +25,7 @@ export class Migration20261202141008 extends Migration {
   override down(): void | Promise<void> {
     this.addSql(`alter table "capabilities" drop constraint "capabilities_region_id_foreign";`);
 
-    this.addSql(`drop table if exists "assertion_replays" cascade;`);
+    this.addSql(`drop table if exists "replay_records" cascade;`);
     this.addSql(`drop table if exists "registry_authority_keys" cascade;`);
     this.addSql(`drop table if exists "regions" cascade;`);
     this.addSql(`drop table if exists "capabilities" cascade;`);

@@ -1,8 +1,9 @@
-// The jti replay record of service assertions, in the database so that every
-// replica refuses a replay. Concurrent verifications share one INSERT … ON
+// Single-use proofs (service assertions' jti, OpenID Connect ID tokens),
+// recorded in the database so that every replica refuses a replay. Concurrent verifications share one INSERT … ON
 // CONFLICT DO NOTHING RETURNING (a group commit): one round trip for a burst
 // of assertions instead of one each. Within a batch the first holder of a key
 // wins; expired rows are deleted in bounded batches by the sweeper.
+import { createHash } from "node:crypto";
 import type { Database } from "../db/orm.ts";
 
 interface Pending {
@@ -23,8 +24,9 @@ export class ReplayStore {
     this.#orm = orm;
   }
 
-  /** Records `key` until `expiresAt`; false when it is already recorded (a replay). */
-  remember(key: string, expiresAt: Date): Promise<boolean> {
+  /** Records `kind` + `parts` until `expiresAt`; false when it is already recorded (a replay). */
+  remember(kind: string, parts: readonly string[], expiresAt: Date): Promise<boolean> {
+    const key = createHash("sha256").update([kind, ...parts].join("\u0000")).digest("hex");
     return new Promise((resolve, reject) => {
       this.#pending.push({ key, expiresAt, resolve, reject });
       if (!this.#scheduled) {
@@ -55,7 +57,7 @@ export class ReplayStore {
       const values = rows.map(() => "(?, ?)").join(", ");
       const params = rows.flatMap((p) => [p.key, p.expiresAt]);
       const inserted = await this.#orm.em.getConnection().execute<{ key: string }[]>(
-        `insert into assertion_replays (key, expires_at) values ${values} on conflict (key) do nothing returning key`,
+        `insert into replay_records (key, expires_at) values ${values} on conflict (key) do nothing returning key`,
         params,
         "all",
       );
@@ -66,10 +68,17 @@ export class ReplayStore {
     }
   }
 
+  /** Sweeps every minute; returns the stop function. */
+  startSweeping(onError: (error: unknown) => void): () => void {
+    const timer = setInterval(() => this.sweep().catch(onError), 60_000);
+    timer.unref();
+    return () => clearInterval(timer);
+  }
+
   /** Deletes expired records, a bounded batch at a time; returns how many. */
   async sweep(limit = 10_000): Promise<number> {
     const result = await this.#orm.em.getConnection().execute<{ affectedRows?: number }>(
-      "delete from assertion_replays where key in (select key from assertion_replays where expires_at < ? limit ?)",
+      "delete from replay_records where key in (select key from replay_records where expires_at < ? limit ?)",
       [new Date(), limit],
       "run",
     );
