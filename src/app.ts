@@ -28,7 +28,7 @@ import { buildGrpcServer } from "./grpc/server.ts";
 import { apiRegistry, RequestLimits } from "./grpc/request-limits.ts";
 import { healthRoute } from "./http/health.ts";
 import { buildHttpServer } from "./http/server.ts";
-import { MinecraftSessionServer, OidcVerifier, RemoteHttp } from "./federation/index.ts";
+import { MinecraftChallenges, MinecraftSessionServer, OidcVerifier, RemoteHttp } from "./federation/index.ts";
 import { createAdminGroup, PermissionService, permissionServiceImpl } from "./permissions/index.ts";
 import { configurePageTokens } from "./shared/pagination.ts";
 import { TenantService, tenantServiceImpl } from "./tenants/index.ts";
@@ -164,6 +164,8 @@ export async function startTessera(config: Config, logger: Logger): Promise<Tess
       remote: {
         throttle: loginThrottle,
         minecraft: new MinecraftSessionServer(config.minecraftSessionUrl, remoteHttp),
+        minecraftChallenges: new MinecraftChallenges(masterKey, config.minecraftChallengeTtlSeconds),
+        minecraftClientHash: config.minecraftClientHash,
         oidc: new OidcVerifier(oidcHttp, {
           cacheSeconds: config.oidcCacheSeconds,
           allowHttpLoopback: config.oidcAllowHttpLoopback,

@@ -103,6 +103,10 @@ export interface Config {
   serviceTokenTtlSeconds: number;
   /** Cookie Gate-Keeper reads a token from when there is no Authorization header. */
   gatekeeperCookie: string;
+  /** Accept Argus's client-chosen Minecraft server hash (any Minecraft server the player joins learns it). */
+  minecraftClientHash: boolean;
+  /** How long a Minecraft login challenge is accepted. */
+  minecraftChallengeTtlSeconds: number;
 }
 
 export class ConfigError extends Error {
@@ -376,5 +380,7 @@ export function loadConfig(env: Env = process.env): Config {
     ...readRegistry(env),
     serviceTokenTtlSeconds: readDuration(env, "TESSERA_SERVICE_TOKEN_TTL", "5m"),
     gatekeeperCookie: readCookieName(env),
+    minecraftClientHash: readBoolean(env, "TESSERA_MINECRAFT_CLIENT_HASH", false),
+    minecraftChallengeTtlSeconds: readDuration(env, "TESSERA_MINECRAFT_CHALLENGE_TTL", "2m"),
   };
 }

@@ -3,4 +3,5 @@
 // client. Nothing here knows tenants, users or tokens.
 export { MINECRAFT_NAME, MINECRAFT_SERVER_HASH, MinecraftSessionServer, remoteLoginFailed, type MinecraftProfile } from "./minecraft.ts";
 export { issuerUrlProblem, OidcVerifier, unverifiedJwtPart, type OidcIdentity, type OidcIssuerConfig, type OidcSettings } from "./oidc.ts";
+export { MINECRAFT_CHALLENGE, MinecraftChallenges, minecraftDigest } from "./minecraft-challenge.ts";
 export { addressAllowed, RemoteHttp, upstreamUnavailable, type RemoteHttpSettings } from "./remote-http.ts";

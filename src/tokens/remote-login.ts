@@ -6,8 +6,19 @@
 // refresh: the session's refresh token carries it from here.
 import { createHash } from "node:crypto";
 import type { EntityManager } from "@mikro-orm/core";
-import { notFound, TesseraError, unauthenticated, Violations } from "../errors.ts";
-import { MINECRAFT_NAME, MINECRAFT_SERVER_HASH, remoteLoginFailed, unverifiedJwtPart, type MinecraftSessionServer, type OidcIssuerConfig, type OidcVerifier } from "../federation/index.ts";
+import { invalidInput, notFound, TesseraError, unauthenticated, Violations } from "../errors.ts";
+import {
+  MINECRAFT_CHALLENGE,
+  MINECRAFT_NAME,
+  MINECRAFT_SERVER_HASH,
+  minecraftDigest,
+  remoteLoginFailed,
+  unverifiedJwtPart,
+  type MinecraftChallenges,
+  type MinecraftSessionServer,
+  type OidcIssuerConfig,
+  type OidcVerifier,
+} from "../federation/index.ts";
 import { grantedPatterns } from "../permissions/index.ts";
 import { foldKey } from "../shared/validation.ts";
 import type { Tenant } from "../tenants/index.ts";
@@ -21,6 +32,10 @@ import type { SessionStore } from "./session-store.ts";
 export interface RemoteLoginDeps {
   throttle: LoginThrottle;
   minecraft: MinecraftSessionServer;
+  /** Server ids Tessera issues for Minecraft logins, bound to a tenant. */
+  minecraftChallenges: MinecraftChallenges;
+  /** Accept Argus's client-chosen server hash (any Minecraft server the player joins learns it). */
+  minecraftClientHash: boolean;
   oidc: OidcVerifier;
   tenantByServerAddress(em: EntityManager, address: string): Promise<Tenant | null>;
   tenantByNameOrId(em: EntityManager, nameOrId: string): Promise<Tenant | null>;
@@ -40,6 +55,8 @@ export interface MinecraftLoginInput extends Election {
   username: string;
   serverHash: string;
   serverAddress: string;
+  /** A challenge of CreateMinecraftChallenge (then serverHash is empty). */
+  serverId: string;
 }
 
 export interface OidcLoginInput extends Election {
@@ -66,7 +83,14 @@ export class RemoteLogin {
   async minecraft(em: EntityManager, input: MinecraftLoginInput): Promise<TokenSet> {
     const v = new Violations();
     if (!MINECRAFT_NAME.test(input.username)) v.add("minecraft.username", "must be a Minecraft profile name: 1-16 letters, digits and _");
-    if (!MINECRAFT_SERVER_HASH.test(input.serverHash)) v.add("minecraft.server_hash", "must be the server hash sent to join: up to 40 lower-case hexadecimal digits, optionally signed");
+    if (input.serverId && input.serverHash) v.add("minecraft.server_hash", "leave empty with server_id");
+    else if (input.serverId) {
+      if (!MINECRAFT_CHALLENGE.test(input.serverId)) v.add("minecraft.server_id", "must be a server id from CreateMinecraftChallenge");
+    } else if (!this.#deps.minecraftClientHash) {
+      v.add("minecraft.server_id", "is required: get one from CreateMinecraftChallenge (a client-chosen server_hash is accepted only with TESSERA_MINECRAFT_CLIENT_HASH=true)");
+    } else if (!MINECRAFT_SERVER_HASH.test(input.serverHash)) {
+      v.add("minecraft.server_hash", "must be the server hash sent to join: up to 40 lower-case hexadecimal digits, optionally signed");
+    }
     if (!input.serverAddress.trim()) v.add("minecraft.server_address", "is required");
     checkElection(input, v);
     v.throwIfAny();
@@ -77,15 +101,46 @@ export class RemoteLogin {
     // guessed, so an account-wide ceiling would only let strangers lock a player out.
     const account = throttleKey("minecraft", tenant.id, foldKey(input.username), input.peer);
     let profile: Awaited<ReturnType<MinecraftSessionServer["hasJoined"]>> = null;
+    let failure: TesseraError | undefined;
     const ok = await this.#deps.throttle.attempt(account, input.peer, async () => {
-      profile = await this.#deps.minecraft.hasJoined(input.username, input.serverHash);
-      return profile !== null;
+      let serverHash = input.serverHash;
+      let proof: { parts: string[]; expiresAt: Date };
+      if (input.serverId) {
+        const challenge = this.#deps.minecraftChallenges.check(input.serverId, tenant.id);
+        if (!challenge) {
+          failure = remoteLoginFailed("the server id is not a live challenge for this server address");
+          return false;
+        }
+        serverHash = minecraftDigest(input.serverId);
+        proof = { parts: ["challenge", input.serverId], expiresAt: challenge.expiresAt };
+      } else {
+        // The session server answers hasJoined for a short while after join; a hash is remembered longer.
+        proof = { parts: ["hash", foldKey(input.username), serverHash], expiresAt: new Date(Date.now() + 10 * 60_000) };
+      }
+      profile = await this.#deps.minecraft.hasJoined(input.username, serverHash);
+      if (profile === null) return false;
+      // One login per join.
+      if (!(await this.#deps.replays.remember("minecraft", proof.parts, proof.expiresAt))) {
+        profile = null;
+        failure = remoteLoginFailed("this join was already used to log in");
+        return false;
+      }
+      return true;
     });
-    if (!ok || !profile) throw remoteLoginFailed("the player has not joined this server (or the session server's answer does not name this player)");
+    if (!ok || !profile) throw failure ?? remoteLoginFailed("the player has not joined this server (or the session server's answer does not name this player)");
     const { id, name } = profile as { id: string; name: string };
     if (tenant.disabled) throw unauthenticated("TENANT_DISABLED", "the tenant is disabled");
     const user = await this.#deps.provision(em, tenant, { issuer: MINECRAFT_ISSUER, subject: id, name, usernameSuffix: "minecraft" }, []);
     return this.#issue(em, tenant, user, id, input);
+  }
+
+  /** A server id for a Minecraft login into the tenant of `serverAddress`, and the digest to `join` with. */
+  async minecraftChallenge(em: EntityManager, serverAddress: string): Promise<{ serverId: string; serverHash: string; expiresAt: Date }> {
+    if (!serverAddress.trim()) throw invalidInput([{ field: "server_address", description: "is required" }]);
+    const tenant = await this.#deps.tenantByServerAddress(em, serverAddress);
+    if (!tenant) throw notFound("TENANT_NOT_FOUND", "no tenant serves this server address");
+    const { serverId, expiresAt } = this.#deps.minecraftChallenges.issue(tenant.id);
+    return { serverId, serverHash: minecraftDigest(serverId), expiresAt };
   }
 
   async oidc(em: EntityManager, input: OidcLoginInput): Promise<TokenSet> {

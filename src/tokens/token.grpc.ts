@@ -89,6 +89,7 @@ export function issueServiceImpl(tokens: Tokens): ServiceImplementation<typeof I
             username: credential.value.username,
             serverHash: credential.value.serverHash,
             serverAddress: credential.value.serverAddress,
+            serverId: credential.value.serverId,
           });
           break;
         case "oidc":
@@ -102,6 +103,11 @@ export function issueServiceImpl(tokens: Tokens): ServiceImplementation<typeof I
           throw invalidInput([{ field: `credential.${(credential as { $case: string }).$case}`, description: "this credential kind is not enabled on this server" }]);
       }
       return { ...tokenResponse(set), principalKind: kindOf(set.kind) };
+    },
+
+    async createMinecraftChallenge(request, context) {
+      const challenge = await tokens.remote.minecraftChallenge(context.em, request.serverAddress);
+      return { serverId: challenge.serverId, serverHash: challenge.serverHash, expireTime: challenge.expiresAt };
     },
 
     async revokeSession(request, context) {

@@ -142,6 +142,7 @@ describe("deny by default", () => {
     );
     expect(methods.length).toBeGreaterThan(40);
     expect([...PUBLIC].sort()).toEqual([
+      "IssueService.CreateMinecraftChallenge",
       "IssueService.IssueToken",
       "RefreshService.Refresh",
       "RegistryService.GetRegistryDocument",

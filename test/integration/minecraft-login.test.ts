@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { expectFailure } from "../support/errors.ts";
 import { startTestServer, type TestServer } from "../support/server.ts";
 import { decodePart } from "../support/tokens.ts";
+import { minecraftDigest } from "../../src/federation/index.ts";
 
 type Answer = (res: ServerResponse) => void;
 
@@ -50,8 +51,19 @@ function handle(req: IncomingMessage, res: ServerResponse): void {
   (answer ?? notJoined)(res);
 }
 
-function minecraft(username: string, serverAddress = "mc.craft.test", requestedPermissions: string[] = [], serverHash = SERVER_HASH) {
-  return server.clients.issue.issueToken({ credential: { $case: "minecraft", value: { username, serverHash, serverAddress } }, requestedPermissions });
+let lastChallenge: { serverId: string; serverHash: string } | undefined;
+
+/**
+ * A login as a Tessera-aware launcher does it: a challenge for the server address, `join` with its
+ * digest (the test's session server lets players in by name), IssueToken with the server id. With
+ * `serverHash`, Argus's flow instead (a hash the client chose; this server allows it).
+ */
+async function minecraft(username: string, serverAddress = "mc.craft.test", requestedPermissions: string[] = [], serverHash?: string) {
+  if (serverHash !== undefined) {
+    return server.clients.issue.issueToken({ credential: { $case: "minecraft", value: { username, serverHash, serverAddress, serverId: "" } }, requestedPermissions });
+  }
+  lastChallenge = await server.clients.issue.createMinecraftChallenge({ serverAddress });
+  return server.clients.issue.issueToken({ credential: { $case: "minecraft", value: { username, serverHash: "", serverAddress, serverId: lastChallenge.serverId } }, requestedPermissions });
 }
 
 beforeAll(async () => {
@@ -60,6 +72,7 @@ beforeAll(async () => {
   await new Promise((resolve) => sessionServer.once("listening", resolve));
   const port = (sessionServer.address() as AddressInfo).port;
   server = await startTestServer({
+    TESSERA_MINECRAFT_CLIENT_HASH: "true",
     TESSERA_MINECRAFT_SESSION_URL: `http://127.0.0.1:${port}/session/minecraft`,
     TESSERA_REMOTE_CONNECT_TIMEOUT: "500ms",
     TESSERA_REMOTE_TIMEOUT: "1s",
@@ -85,7 +98,9 @@ describe("IssueToken (minecraft)", () => {
   it("logs a player in to the tenant of the server address, keyed by its UUID, with upn <uuid>@<tenant>", async () => {
     calls.length = 0;
     const res = await minecraft("Steve", "MC.Craft.Test:25565");
-    expect(calls).toEqual([{ username: "Steve", serverId: SERVER_HASH }]);
+    // The session server was asked about the join with the challenge's digest, which Tessera computed itself.
+    expect(calls).toEqual([{ username: "Steve", serverId: minecraftDigest(lastChallenge!.serverId) }]);
+    expect(lastChallenge!.serverHash).toBe(minecraftDigest(lastChallenge!.serverId));
     const claims = decodePart(res.accessToken, 1);
     expect(claims).toMatchObject({ tid: tenantId, upn: `${STEVE}@craft`, preferred_username: "Steve@minecraft" });
     expect(res.grantedPermissions).toContain(defaultGroupPermission);
@@ -143,6 +158,24 @@ describe("IssueToken (minecraft)", () => {
     expect(new Set(results.map((r) => decodePart(r.accessToken, 1).sub)).size).toBe(1);
   });
 
+  it("binds a challenge to its tenant and uses it up; Argus's client-chosen hash logs in once", async () => {
+    const forCraft = await server.clients.issue.createMinecraftChallenge({ serverAddress: "mc.craft.test" });
+    const withChallenge = (serverId: string, serverAddress: string) =>
+      server.clients.issue.issueToken({ credential: { $case: "minecraft", value: { username: "Steve", serverHash: "", serverAddress, serverId } } });
+    // A server operator who got a challenge for its own tenant cannot spend it on another tenant's address.
+    await expectFailure(withChallenge(forCraft.serverId, "mc.other.test"), { code: Status.UNAUTHENTICATED, reason: "INVALID_CREDENTIALS" });
+    await withChallenge(forCraft.serverId, "mc.craft.test");
+    const replay = await expectFailure(withChallenge(forCraft.serverId, "mc.craft.test"), { code: Status.UNAUTHENTICATED, reason: "INVALID_CREDENTIALS" });
+    expect(replay.details).toContain("already used");
+    // An edited challenge (its expiry pushed out) is not one this server issued.
+    const [prefix, nonce, , mac] = forCraft.serverId.split(".");
+    await expectFailure(withChallenge(`${prefix}.${nonce}.zzzzzz.${mac}`, "mc.craft.test"), { code: Status.UNAUTHENTICATED, reason: "INVALID_CREDENTIALS" });
+    // The client-chosen hash (allowed on this server): once.
+    const hash = "-1f0e2d3c4b5a69788796a5b4c3d2e1f0a9b8c7d";
+    await minecraft("Steve", "mc.craft.test", [], hash);
+    await expectFailure(minecraft("Steve", "mc.craft.test", [], hash), { code: Status.UNAUTHENTICATED, reason: "INVALID_CREDENTIALS" });
+  });
+
   it("refuses a server address no tenant has, without asking the session server", async () => {
     calls.length = 0;
     await expectFailure(minecraft("Steve", "mc.nowhere.test"), { code: Status.NOT_FOUND, reason: "TENANT_NOT_FOUND" });
@@ -161,7 +194,13 @@ describe("IssueToken (minecraft)", () => {
       reason: "INVALID_INPUT",
       fields: ["minecraft.username", "minecraft.server_hash"],
     });
-    await expectFailure(minecraft("Steve", " "), { code: Status.INVALID_ARGUMENT, reason: "INVALID_INPUT", fields: ["minecraft.server_address"] });
+    await expectFailure(minecraft("Steve", " ", [], SERVER_HASH), { code: Status.INVALID_ARGUMENT, reason: "INVALID_INPUT", fields: ["minecraft.server_address"] });
+    await expectFailure(minecraft("Steve", " "), { code: Status.INVALID_ARGUMENT, reason: "INVALID_INPUT", fields: ["server_address"] });
+    await expectFailure(server.clients.issue.issueToken({ credential: { $case: "minecraft", value: { username: "Steve", serverHash: "", serverAddress: "mc.craft.test", serverId: "tmc1.forged" } } }), {
+      code: Status.INVALID_ARGUMENT,
+      reason: "INVALID_INPUT",
+      fields: ["minecraft.server_id"],
+    });
     expect(calls).toEqual([]);
   });
 
@@ -196,7 +235,7 @@ describe("IssueToken (minecraft)", () => {
       setTimeout(() => profile(STEVE, "Slow")(res), 5000).unref();
     });
     const slow = await expectFailure(server.clients.issue.issueToken(
-      { credential: { $case: "minecraft", value: { username: "Slow", serverHash: SERVER_HASH, serverAddress: "mc.craft.test" } } },
+      { credential: { $case: "minecraft", value: { username: "Slow", serverHash: SERVER_HASH, serverAddress: "mc.craft.test", serverId: "" } } },
       { signal: AbortSignal.timeout(4000) },
     ), { code: Status.UNAVAILABLE, reason: "UPSTREAM_UNAVAILABLE" });
     expect(slow.extra.some((d) => d.$type === RetryInfo.$type)).toBe(true);
@@ -281,6 +320,11 @@ describe("the README walkthrough", () => {
       const { stdout } = await promisify(execFile)("/bin/sh", ["-c", `set -e\n${script}`], { env: { ...process.env, TOKEN: walkthrough.adminToken } });
       const documents = stdout.trim().split(/\n(?=\{)/).map((doc) => JSON.parse(doc) as Record<string, unknown>);
       expect(documents[0]).toMatchObject({ tenant: { name: "survival", domains: ["mc.example.com"] } });
+      // By default a client-chosen server hash is refused, naming what to send instead.
+      await expectFailure(
+        walkthrough.clients.issue.issueToken({ credential: { $case: "minecraft", value: { username: "Steve", serverHash: SERVER_HASH, serverAddress: "mc.example.com", serverId: "" } } }),
+        { code: Status.INVALID_ARGUMENT, reason: "INVALID_INPUT", fields: ["minecraft.server_id"] },
+      );
       const refreshed = documents.at(-1) as { accessToken: string };
       expect(decodePart(refreshed.accessToken, 1)).toMatchObject({ preferred_username: "Steve@minecraft", upn: expect.stringMatching(/@survival$/) });
     } finally {

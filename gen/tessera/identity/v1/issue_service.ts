@@ -27,6 +27,13 @@ export interface PasswordCredential {
 /**
  * MinecraftCredential logs a player in through the session server's
  * `hasJoined` (Argus; TESSERA_MINECRAFT_SESSION_URL, Mojang's by default).
+ * Set `server_id` (a challenge from CreateMinecraftChallenge): Tessera asks
+ * `hasJoined` with the digest of it, and the challenge is used up. Argus's
+ * `server_hash` (a hash the client chose) is accepted only when the server
+ * allows it (TESSERA_MINECRAFT_CLIENT_HASH=true): any Minecraft server the
+ * player joins learns that hash and could log the player in with it, so that
+ * flow fits only deployments whose every Minecraft server is trusted; each
+ * such hash logs in once.
  * The tenant is the one whose `domains` contain `server_address` (compared
  * case-insensitively; a domain without a port matches every port, one with
  * a port only that port). The player is a user of that tenant
@@ -45,7 +52,8 @@ export interface MinecraftCredential {
   username: string;
   /**
    * The server hash the client sent to the session server's `join`
-   * (Minecraft's signed hexadecimal SHA-1 digest).
+   * (Minecraft's signed hexadecimal SHA-1 digest); only with
+   * TESSERA_MINECRAFT_CLIENT_HASH=true, and empty with `server_id`.
    */
   serverHash: string;
   /**
@@ -53,6 +61,36 @@ export interface MinecraftCredential {
    * selects the tenant.
    */
   serverAddress: string;
+  /**
+   * The challenge from CreateMinecraftChallenge for this server address (then
+   * `server_hash` stays empty).
+   */
+  serverId: string;
+}
+
+/**
+ * CreateMinecraftChallengeRequest is the input of
+ * IssueService.CreateMinecraftChallenge.
+ */
+export interface CreateMinecraftChallengeRequest {
+  /**
+   * The server address the player will log in to (`host` or `host:port`);
+   * selects the tenant, as in MinecraftCredential.
+   */
+  serverAddress: string;
+}
+
+/**
+ * CreateMinecraftChallengeResponse is the output of
+ * IssueService.CreateMinecraftChallenge.
+ */
+export interface CreateMinecraftChallengeResponse {
+  /** The server id: `join` with its Minecraft digest, then log in with it. */
+  serverId: string;
+  /** The digest to send to the session server's `join` as `serverId`. */
+  serverHash: string;
+  /** When the challenge stops being accepted. */
+  expireTime: Date | undefined;
 }
 
 /**
@@ -321,7 +359,7 @@ export const PasswordCredential: MessageFns<PasswordCredential> = {
 };
 
 function createBaseMinecraftCredential(): MinecraftCredential {
-  return { username: "", serverHash: "", serverAddress: "" };
+  return { username: "", serverHash: "", serverAddress: "", serverId: "" };
 }
 
 export const MinecraftCredential: MessageFns<MinecraftCredential> = {
@@ -334,6 +372,9 @@ export const MinecraftCredential: MessageFns<MinecraftCredential> = {
     }
     if (message.serverAddress !== "") {
       writer.uint32(26).string(message.serverAddress);
+    }
+    if (message.serverId !== "") {
+      writer.uint32(34).string(message.serverId);
     }
     return writer;
   },
@@ -375,6 +416,14 @@ export const MinecraftCredential: MessageFns<MinecraftCredential> = {
             message.serverAddress = reader.string();
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.serverId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -395,6 +444,141 @@ export const MinecraftCredential: MessageFns<MinecraftCredential> = {
     message.username = object.username ?? "";
     message.serverHash = object.serverHash ?? "";
     message.serverAddress = object.serverAddress ?? "";
+    message.serverId = object.serverId ?? "";
+    return message;
+  },
+};
+
+function createBaseCreateMinecraftChallengeRequest(): CreateMinecraftChallengeRequest {
+  return { serverAddress: "" };
+}
+
+export const CreateMinecraftChallengeRequest: MessageFns<CreateMinecraftChallengeRequest> = {
+  encode(message: CreateMinecraftChallengeRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.serverAddress !== "") {
+      writer.uint32(10).string(message.serverAddress);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CreateMinecraftChallengeRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCreateMinecraftChallengeRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.serverAddress = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<CreateMinecraftChallengeRequest>): CreateMinecraftChallengeRequest {
+    return CreateMinecraftChallengeRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<CreateMinecraftChallengeRequest>): CreateMinecraftChallengeRequest {
+    const message = createBaseCreateMinecraftChallengeRequest();
+    message.serverAddress = object.serverAddress ?? "";
+    return message;
+  },
+};
+
+function createBaseCreateMinecraftChallengeResponse(): CreateMinecraftChallengeResponse {
+  return { serverId: "", serverHash: "", expireTime: undefined };
+}
+
+export const CreateMinecraftChallengeResponse: MessageFns<CreateMinecraftChallengeResponse> = {
+  encode(message: CreateMinecraftChallengeResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.serverId !== "") {
+      writer.uint32(10).string(message.serverId);
+    }
+    if (message.serverHash !== "") {
+      writer.uint32(18).string(message.serverHash);
+    }
+    if (message.expireTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.expireTime), writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CreateMinecraftChallengeResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCreateMinecraftChallengeResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.serverId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.serverHash = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.expireTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<CreateMinecraftChallengeResponse>): CreateMinecraftChallengeResponse {
+    return CreateMinecraftChallengeResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<CreateMinecraftChallengeResponse>): CreateMinecraftChallengeResponse {
+    const message = createBaseCreateMinecraftChallengeResponse();
+    message.serverId = object.serverId ?? "";
+    message.serverHash = object.serverHash ?? "";
+    message.expireTime = object.expireTime ?? undefined;
     return message;
   },
 };
@@ -1528,6 +1712,27 @@ export const IssueServiceDefinition = {
       options: { _unknownFields: { 413610: [Buffer.from([2, 8, 1]) as Buffer] } },
     },
     /**
+     * CreateMinecraftChallenge issues the server id of a Minecraft login into
+     * the tenant of `server_address`: the player's launcher calls the session
+     * server's `join` with the Minecraft digest of this server id alone (SHA-1,
+     * signed hexadecimal), then IssueToken with `minecraft.server_id`. The
+     * challenge lives TESSERA_MINECRAFT_CHALLENGE_TTL and logs in once. Because
+     * a game client joining any Minecraft server digests the server id with a
+     * fresh secret and that server's key, no server operator can turn a
+     * player's visit into a login here.
+     *
+     * Required permission: none (public).
+     * Error reasons: INVALID_INPUT, TENANT_NOT_FOUND.
+     */
+    createMinecraftChallenge: {
+      name: "CreateMinecraftChallenge",
+      requestType: CreateMinecraftChallengeRequest as typeof CreateMinecraftChallengeRequest,
+      requestStream: false,
+      responseType: CreateMinecraftChallengeResponse as typeof CreateMinecraftChallengeResponse,
+      responseStream: false,
+      options: { _unknownFields: { 413610: [Buffer.from([2, 8, 1]) as Buffer] } },
+    },
+    /**
      * RevokeSession ends one session (logout): its access tokens stop
      * verifying and its refresh token dies at once. Empty `session_id` means
      * the caller's current session.
@@ -1859,6 +2064,23 @@ export interface IssueServiceImplementation<CallContextExt = {}> {
     context: CallContext & CallContextExt,
   ): Promise<DeepPartial<IssueTokenResponse>>;
   /**
+   * CreateMinecraftChallenge issues the server id of a Minecraft login into
+   * the tenant of `server_address`: the player's launcher calls the session
+   * server's `join` with the Minecraft digest of this server id alone (SHA-1,
+   * signed hexadecimal), then IssueToken with `minecraft.server_id`. The
+   * challenge lives TESSERA_MINECRAFT_CHALLENGE_TTL and logs in once. Because
+   * a game client joining any Minecraft server digests the server id with a
+   * fresh secret and that server's key, no server operator can turn a
+   * player's visit into a login here.
+   *
+   * Required permission: none (public).
+   * Error reasons: INVALID_INPUT, TENANT_NOT_FOUND.
+   */
+  createMinecraftChallenge(
+    request: CreateMinecraftChallengeRequest,
+    context: CallContext & CallContextExt,
+  ): Promise<DeepPartial<CreateMinecraftChallengeResponse>>;
+  /**
    * RevokeSession ends one session (logout): its access tokens stop
    * verifying and its refresh token dies at once. Empty `session_id` means
    * the caller's current session.
@@ -1941,6 +2163,23 @@ export interface IssueServiceClient<CallOptionsExt = {}> {
     request: DeepPartial<IssueTokenRequest>,
     options?: CallOptions & CallOptionsExt,
   ): Promise<IssueTokenResponse>;
+  /**
+   * CreateMinecraftChallenge issues the server id of a Minecraft login into
+   * the tenant of `server_address`: the player's launcher calls the session
+   * server's `join` with the Minecraft digest of this server id alone (SHA-1,
+   * signed hexadecimal), then IssueToken with `minecraft.server_id`. The
+   * challenge lives TESSERA_MINECRAFT_CHALLENGE_TTL and logs in once. Because
+   * a game client joining any Minecraft server digests the server id with a
+   * fresh secret and that server's key, no server operator can turn a
+   * player's visit into a login here.
+   *
+   * Required permission: none (public).
+   * Error reasons: INVALID_INPUT, TENANT_NOT_FOUND.
+   */
+  createMinecraftChallenge(
+    request: DeepPartial<CreateMinecraftChallengeRequest>,
+    options?: CallOptions & CallOptionsExt,
+  ): Promise<CreateMinecraftChallengeResponse>;
   /**
    * RevokeSession ends one session (logout): its access tokens stop
    * verifying and its refresh token dies at once. Empty `session_id` means

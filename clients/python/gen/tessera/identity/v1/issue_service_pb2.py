@@ -16,7 +16,7 @@ from tessera.identity.v1 import common_pb2 as tessera_dot_identity_dot_v1_dot_co
 from tessera.identity.v1 import options_pb2 as tessera_dot_identity_dot_v1_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'tessera/identity/v1/issue_service.proto\x12\x13tessera.identity.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a tessera/identity/v1/common.proto\x1a!tessera/identity/v1/options.proto\"~\n\x12PasswordCredential\x12\x1e\n\x06tenant\x18\x01 \x01(\tB\x06\xa2\x9f\x19\x02\x08?R\x06tenant\x12#\n\x08username\x18\x02 \x01(\tB\x07\xa2\x9f\x19\x03\x08\xfe\x01R\x08username\x12#\n\x08password\x18\x03 \x01(\tB\x07\xa2\x9f\x19\x03\x08\x80\x08R\x08password\"\x92\x01\n\x13MinecraftCredential\x12\"\n\x08username\x18\x01 \x01(\tB\x06\xa2\x9f\x19\x02\x08 R\x08username\x12\'\n\x0bserver_hash\x18\x02 \x01(\tB\x06\xa2\x9f\x19\x02\x08@R\nserverHash\x12.\n\x0eserver_address\x18\x03 \x01(\tB\x07\xa2\x9f\x19\x03\x08\x84\x02R\rserverAddress\"t\n\x0eOidcCredential\x12\x1e\n\x06tenant\x18\x01 \x01(\tB\x06\xa2\x9f\x19\x02\x08?R\x06tenant\x12#\n\x08id_token\x18\x02 \x01(\tB\x08\xa2\x9f\x19\x04\x08\x80\x80\x01R\x07idToken\x12\x1d\n\x05nonce\x18\x03 \x01(\tB\x07\xa2\x9f\x19\x03\x08\xff\x01R\x05nonce\"C\n\x1aServiceAssertionCredential\x12%\n\tassertion\x18\x01 \x01(\tB\x07\xa2\x9f\x19\x03\x08\x80@R\tassertion\"\xb2\x03\n\x11IssueTokenRequest\x12\x45\n\x08password\x18\x01 \x01(\x0b\x32\'.tessera.identity.v1.PasswordCredentialH\x00R\x08password\x12H\n\tminecraft\x18\x02 \x01(\x0b\x32(.tessera.identity.v1.MinecraftCredentialH\x00R\tminecraft\x12^\n\x11service_assertion\x18\x03 \x01(\x0b\x32/.tessera.identity.v1.ServiceAssertionCredentialH\x00R\x10serviceAssertion\x12\x39\n\x04oidc\x18\x06 \x01(\x0b\x32#.tessera.identity.v1.OidcCredentialH\x00R\x04oidc\x12>\n\x15requested_permissions\x18\x04 \x03(\tB\t\xa2\x9f\x19\x05\x08\xc8\x01\x10\x64R\x14requestedPermissions\x12#\n\x08\x61udience\x18\x05 \x01(\tB\x07\xa2\x9f\x19\x03\x08\xff\x01R\x08\x61udienceB\x0c\n\ncredential\"\x9f\x03\n\x12IssueTokenResponse\x12!\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\tR\x0b\x61\x63\x63\x65ssToken\x12\x1d\n\ntoken_type\x18\x02 \x01(\tR\ttokenType\x12;\n\x0b\x65xpire_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nexpireTime\x12#\n\rrefresh_token\x18\x04 \x01(\tR\x0crefreshToken\x12J\n\x13refresh_expire_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x11refreshExpireTime\x12\x1d\n\nsession_id\x18\x06 \x01(\tR\tsessionId\x12/\n\x13granted_permissions\x18\x07 \x03(\tR\x12grantedPermissions\x12I\n\x0eprincipal_kind\x18\x08 \x01(\x0e\x32\".tessera.identity.v1.PrincipalKindR\rprincipalKind\"\xac\x03\n\x07Session\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n\ttenant_id\x18\x02 \x01(\tR\x08tenantId\x12\x18\n\x07subject\x18\x03 \x01(\tR\x07subject\x12I\n\x0eprincipal_kind\x18\x04 \x01(\x0e\x32\".tessera.identity.v1.PrincipalKindR\rprincipalKind\x12/\n\x13\x65lected_permissions\x18\x05 \x03(\tR\x12\x65lectedPermissions\x12;\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\ncreateTime\x12=\n\x0crefresh_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x0brefreshTime\x12;\n\x0b\x65xpire_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nexpireTime\x12%\n\x0e\x63lient_address\x18\t \x01(\tR\rclientAddress\"=\n\x14RevokeSessionRequest\x12%\n\nsession_id\x18\x01 \x01(\tB\x06\xa2\x9f\x19\x02\x08$R\tsessionId\"\x17\n\x15RevokeSessionResponse\"`\n\x18RevokeAllSessionsRequest\x12#\n\ttenant_id\x18\x01 \x01(\tB\x06\xa2\x9f\x19\x02\x08$R\x08tenantId\x12\x1f\n\x07user_id\x18\x02 \x01(\tB\x06\xa2\x9f\x19\x02\x08$R\x06userId\"@\n\x19RevokeAllSessionsResponse\x12#\n\rrevoked_count\x18\x01 \x01(\x05R\x0crevokedCount\"\xa0\x01\n\x13ListSessionsRequest\x12#\n\ttenant_id\x18\x01 \x01(\tB\x06\xa2\x9f\x19\x02\x08$R\x08tenantId\x12\x1f\n\x07user_id\x18\x02 \x01(\tB\x06\xa2\x9f\x19\x02\x08$R\x06userId\x12\x1b\n\tpage_size\x18\x03 \x01(\x05R\x08pageSize\x12&\n\npage_token\x18\x04 \x01(\tB\x07\xa2\x9f\x19\x03\x08\x80\x08R\tpageToken\"x\n\x14ListSessionsResponse\x12\x38\n\x08sessions\x18\x01 \x03(\x0b\x32\x1c.tessera.identity.v1.SessionR\x08sessions\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"G\n\x17RotateSigningKeyRequest\x12,\n\x12retire_current_now\x18\x01 \x01(\x08R\x10retireCurrentNow\"r\n\x18RotateSigningKeyResponse\x12\x15\n\x06key_id\x18\x01 \x01(\tR\x05keyId\x12?\n\ractivate_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x0c\x61\x63tivateTime2\x8a\x06\n\x0cIssueService\x12\x65\n\nIssueToken\x12&.tessera.identity.v1.IssueTokenRequest\x1a\'.tessera.identity.v1.IssueTokenResponse\"\x06\xaa\x9f\x19\x02\x08\x01\x12\xa7\x01\n\rRevokeSession\x12).tessera.identity.v1.RevokeSessionRequest\x1a*.tessera.identity.v1.RevokeSessionResponse\"?\xaa\x9f\x19;\x08\x04\x12\x18identity.sessions.revoke\x1a\x1didentity.self.revoke_sessions\x12\xb3\x01\n\x11RevokeAllSessions\x12-.tessera.identity.v1.RevokeAllSessionsRequest\x1a..tessera.identity.v1.RevokeAllSessionsResponse\"?\xaa\x9f\x19;\x08\x04\x12\x18identity.sessions.revoke\x1a\x1didentity.self.revoke_sessions\x12\xa0\x01\n\x0cListSessions\x12(.tessera.identity.v1.ListSessionsRequest\x1a).tessera.identity.v1.ListSessionsResponse\";\xaa\x9f\x19\x37\x08\x04\x12\x16identity.sessions.list\x1a\x1bidentity.self.list_sessions\x12\x8f\x01\n\x10RotateSigningKey\x12,.tessera.identity.v1.RotateSigningKeyRequest\x1a-.tessera.identity.v1.RotateSigningKeyResponse\"\x1e\xaa\x9f\x19\x1a\x08\x03\x12\x14identity.keys.rotate \x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'tessera/identity/v1/issue_service.proto\x12\x13tessera.identity.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a tessera/identity/v1/common.proto\x1a!tessera/identity/v1/options.proto\"~\n\x12PasswordCredential\x12\x1e\n\x06tenant\x18\x01 \x01(\tB\x06\xa2\x9f\x19\x02\x08?R\x06tenant\x12#\n\x08username\x18\x02 \x01(\tB\x07\xa2\x9f\x19\x03\x08\xfe\x01R\x08username\x12#\n\x08password\x18\x03 \x01(\tB\x07\xa2\x9f\x19\x03\x08\x80\x08R\x08password\"\xb7\x01\n\x13MinecraftCredential\x12\"\n\x08username\x18\x01 \x01(\tB\x06\xa2\x9f\x19\x02\x08 R\x08username\x12\'\n\x0bserver_hash\x18\x02 \x01(\tB\x06\xa2\x9f\x19\x02\x08@R\nserverHash\x12.\n\x0eserver_address\x18\x03 \x01(\tB\x07\xa2\x9f\x19\x03\x08\x84\x02R\rserverAddress\x12#\n\tserver_id\x18\x04 \x01(\tB\x06\xa2\x9f\x19\x02\x08@R\x08serverId\"Q\n\x1f\x43reateMinecraftChallengeRequest\x12.\n\x0eserver_address\x18\x01 \x01(\tB\x07\xa2\x9f\x19\x03\x08\x84\x02R\rserverAddress\"\x9d\x01\n CreateMinecraftChallengeResponse\x12\x1b\n\tserver_id\x18\x01 \x01(\tR\x08serverId\x12\x1f\n\x0bserver_hash\x18\x02 \x01(\tR\nserverHash\x12;\n\x0b\x65xpire_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nexpireTime\"t\n\x0eOidcCredential\x12\x1e\n\x06tenant\x18\x01 \x01(\tB\x06\xa2\x9f\x19\x02\x08?R\x06tenant\x12#\n\x08id_token\x18\x02 \x01(\tB\x08\xa2\x9f\x19\x04\x08\x80\x80\x01R\x07idToken\x12\x1d\n\x05nonce\x18\x03 \x01(\tB\x07\xa2\x9f\x19\x03\x08\xff\x01R\x05nonce\"C\n\x1aServiceAssertionCredential\x12%\n\tassertion\x18\x01 \x01(\tB\x07\xa2\x9f\x19\x03\x08\x80@R\tassertion\"\xb2\x03\n\x11IssueTokenRequest\x12\x45\n\x08password\x18\x01 \x01(\x0b\x32\'.tessera.identity.v1.PasswordCredentialH\x00R\x08password\x12H\n\tminecraft\x18\x02 \x01(\x0b\x32(.tessera.identity.v1.MinecraftCredentialH\x00R\tminecraft\x12^\n\x11service_assertion\x18\x03 \x01(\x0b\x32/.tessera.identity.v1.ServiceAssertionCredentialH\x00R\x10serviceAssertion\x12\x39\n\x04oidc\x18\x06 \x01(\x0b\x32#.tessera.identity.v1.OidcCredentialH\x00R\x04oidc\x12>\n\x15requested_permissions\x18\x04 \x03(\tB\t\xa2\x9f\x19\x05\x08\xc8\x01\x10\x64R\x14requestedPermissions\x12#\n\x08\x61udience\x18\x05 \x01(\tB\x07\xa2\x9f\x19\x03\x08\xff\x01R\x08\x61udienceB\x0c\n\ncredential\"\x9f\x03\n\x12IssueTokenResponse\x12!\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\tR\x0b\x61\x63\x63\x65ssToken\x12\x1d\n\ntoken_type\x18\x02 \x01(\tR\ttokenType\x12;\n\x0b\x65xpire_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nexpireTime\x12#\n\rrefresh_token\x18\x04 \x01(\tR\x0crefreshToken\x12J\n\x13refresh_expire_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x11refreshExpireTime\x12\x1d\n\nsession_id\x18\x06 \x01(\tR\tsessionId\x12/\n\x13granted_permissions\x18\x07 \x03(\tR\x12grantedPermissions\x12I\n\x0eprincipal_kind\x18\x08 \x01(\x0e\x32\".tessera.identity.v1.PrincipalKindR\rprincipalKind\"\xac\x03\n\x07Session\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n\ttenant_id\x18\x02 \x01(\tR\x08tenantId\x12\x18\n\x07subject\x18\x03 \x01(\tR\x07subject\x12I\n\x0eprincipal_kind\x18\x04 \x01(\x0e\x32\".tessera.identity.v1.PrincipalKindR\rprincipalKind\x12/\n\x13\x65lected_permissions\x18\x05 \x03(\tR\x12\x65lectedPermissions\x12;\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\ncreateTime\x12=\n\x0crefresh_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x0brefreshTime\x12;\n\x0b\x65xpire_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nexpireTime\x12%\n\x0e\x63lient_address\x18\t \x01(\tR\rclientAddress\"=\n\x14RevokeSessionRequest\x12%\n\nsession_id\x18\x01 \x01(\tB\x06\xa2\x9f\x19\x02\x08$R\tsessionId\"\x17\n\x15RevokeSessionResponse\"`\n\x18RevokeAllSessionsRequest\x12#\n\ttenant_id\x18\x01 \x01(\tB\x06\xa2\x9f\x19\x02\x08$R\x08tenantId\x12\x1f\n\x07user_id\x18\x02 \x01(\tB\x06\xa2\x9f\x19\x02\x08$R\x06userId\"@\n\x19RevokeAllSessionsResponse\x12#\n\rrevoked_count\x18\x01 \x01(\x05R\x0crevokedCount\"\xa0\x01\n\x13ListSessionsRequest\x12#\n\ttenant_id\x18\x01 \x01(\tB\x06\xa2\x9f\x19\x02\x08$R\x08tenantId\x12\x1f\n\x07user_id\x18\x02 \x01(\tB\x06\xa2\x9f\x19\x02\x08$R\x06userId\x12\x1b\n\tpage_size\x18\x03 \x01(\x05R\x08pageSize\x12&\n\npage_token\x18\x04 \x01(\tB\x07\xa2\x9f\x19\x03\x08\x80\x08R\tpageToken\"x\n\x14ListSessionsResponse\x12\x38\n\x08sessions\x18\x01 \x03(\x0b\x32\x1c.tessera.identity.v1.SessionR\x08sessions\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"G\n\x17RotateSigningKeyRequest\x12,\n\x12retire_current_now\x18\x01 \x01(\x08R\x10retireCurrentNow\"r\n\x18RotateSigningKeyResponse\x12\x15\n\x06key_id\x18\x01 \x01(\tR\x05keyId\x12?\n\ractivate_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x0c\x61\x63tivateTime2\x9c\x07\n\x0cIssueService\x12\x65\n\nIssueToken\x12&.tessera.identity.v1.IssueTokenRequest\x1a\'.tessera.identity.v1.IssueTokenResponse\"\x06\xaa\x9f\x19\x02\x08\x01\x12\x8f\x01\n\x18\x43reateMinecraftChallenge\x12\x34.tessera.identity.v1.CreateMinecraftChallengeRequest\x1a\x35.tessera.identity.v1.CreateMinecraftChallengeResponse\"\x06\xaa\x9f\x19\x02\x08\x01\x12\xa7\x01\n\rRevokeSession\x12).tessera.identity.v1.RevokeSessionRequest\x1a*.tessera.identity.v1.RevokeSessionResponse\"?\xaa\x9f\x19;\x08\x04\x12\x18identity.sessions.revoke\x1a\x1didentity.self.revoke_sessions\x12\xb3\x01\n\x11RevokeAllSessions\x12-.tessera.identity.v1.RevokeAllSessionsRequest\x1a..tessera.identity.v1.RevokeAllSessionsResponse\"?\xaa\x9f\x19;\x08\x04\x12\x18identity.sessions.revoke\x1a\x1didentity.self.revoke_sessions\x12\xa0\x01\n\x0cListSessions\x12(.tessera.identity.v1.ListSessionsRequest\x1a).tessera.identity.v1.ListSessionsResponse\";\xaa\x9f\x19\x37\x08\x04\x12\x16identity.sessions.list\x1a\x1bidentity.self.list_sessions\x12\x8f\x01\n\x10RotateSigningKey\x12,.tessera.identity.v1.RotateSigningKeyRequest\x1a-.tessera.identity.v1.RotateSigningKeyResponse\"\x1e\xaa\x9f\x19\x1a\x08\x03\x12\x14identity.keys.rotate \x01\x62\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tessera.identity.v1.issue_service_pb2', globals())
@@ -35,6 +35,10 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   _MINECRAFTCREDENTIAL.fields_by_name['server_hash']._serialized_options = b'\242\237\031\002\010@'
   _MINECRAFTCREDENTIAL.fields_by_name['server_address']._options = None
   _MINECRAFTCREDENTIAL.fields_by_name['server_address']._serialized_options = b'\242\237\031\003\010\204\002'
+  _MINECRAFTCREDENTIAL.fields_by_name['server_id']._options = None
+  _MINECRAFTCREDENTIAL.fields_by_name['server_id']._serialized_options = b'\242\237\031\002\010@'
+  _CREATEMINECRAFTCHALLENGEREQUEST.fields_by_name['server_address']._options = None
+  _CREATEMINECRAFTCHALLENGEREQUEST.fields_by_name['server_address']._serialized_options = b'\242\237\031\003\010\204\002'
   _OIDCCREDENTIAL.fields_by_name['tenant']._options = None
   _OIDCCREDENTIAL.fields_by_name['tenant']._serialized_options = b'\242\237\031\002\010?'
   _OIDCCREDENTIAL.fields_by_name['id_token']._options = None
@@ -61,6 +65,8 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   _LISTSESSIONSREQUEST.fields_by_name['page_token']._serialized_options = b'\242\237\031\003\010\200\010'
   _ISSUESERVICE.methods_by_name['IssueToken']._options = None
   _ISSUESERVICE.methods_by_name['IssueToken']._serialized_options = b'\252\237\031\002\010\001'
+  _ISSUESERVICE.methods_by_name['CreateMinecraftChallenge']._options = None
+  _ISSUESERVICE.methods_by_name['CreateMinecraftChallenge']._serialized_options = b'\252\237\031\002\010\001'
   _ISSUESERVICE.methods_by_name['RevokeSession']._options = None
   _ISSUESERVICE.methods_by_name['RevokeSession']._serialized_options = b'\252\237\031;\010\004\022\030identity.sessions.revoke\032\035identity.self.revoke_sessions'
   _ISSUESERVICE.methods_by_name['RevokeAllSessions']._options = None
@@ -72,33 +78,37 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   _PASSWORDCREDENTIAL._serialized_start=166
   _PASSWORDCREDENTIAL._serialized_end=292
   _MINECRAFTCREDENTIAL._serialized_start=295
-  _MINECRAFTCREDENTIAL._serialized_end=441
-  _OIDCCREDENTIAL._serialized_start=443
-  _OIDCCREDENTIAL._serialized_end=559
-  _SERVICEASSERTIONCREDENTIAL._serialized_start=561
-  _SERVICEASSERTIONCREDENTIAL._serialized_end=628
-  _ISSUETOKENREQUEST._serialized_start=631
-  _ISSUETOKENREQUEST._serialized_end=1065
-  _ISSUETOKENRESPONSE._serialized_start=1068
-  _ISSUETOKENRESPONSE._serialized_end=1483
-  _SESSION._serialized_start=1486
-  _SESSION._serialized_end=1914
-  _REVOKESESSIONREQUEST._serialized_start=1916
-  _REVOKESESSIONREQUEST._serialized_end=1977
-  _REVOKESESSIONRESPONSE._serialized_start=1979
-  _REVOKESESSIONRESPONSE._serialized_end=2002
-  _REVOKEALLSESSIONSREQUEST._serialized_start=2004
-  _REVOKEALLSESSIONSREQUEST._serialized_end=2100
-  _REVOKEALLSESSIONSRESPONSE._serialized_start=2102
-  _REVOKEALLSESSIONSRESPONSE._serialized_end=2166
-  _LISTSESSIONSREQUEST._serialized_start=2169
-  _LISTSESSIONSREQUEST._serialized_end=2329
-  _LISTSESSIONSRESPONSE._serialized_start=2331
-  _LISTSESSIONSRESPONSE._serialized_end=2451
-  _ROTATESIGNINGKEYREQUEST._serialized_start=2453
-  _ROTATESIGNINGKEYREQUEST._serialized_end=2524
-  _ROTATESIGNINGKEYRESPONSE._serialized_start=2526
-  _ROTATESIGNINGKEYRESPONSE._serialized_end=2640
-  _ISSUESERVICE._serialized_start=2643
-  _ISSUESERVICE._serialized_end=3421
+  _MINECRAFTCREDENTIAL._serialized_end=478
+  _CREATEMINECRAFTCHALLENGEREQUEST._serialized_start=480
+  _CREATEMINECRAFTCHALLENGEREQUEST._serialized_end=561
+  _CREATEMINECRAFTCHALLENGERESPONSE._serialized_start=564
+  _CREATEMINECRAFTCHALLENGERESPONSE._serialized_end=721
+  _OIDCCREDENTIAL._serialized_start=723
+  _OIDCCREDENTIAL._serialized_end=839
+  _SERVICEASSERTIONCREDENTIAL._serialized_start=841
+  _SERVICEASSERTIONCREDENTIAL._serialized_end=908
+  _ISSUETOKENREQUEST._serialized_start=911
+  _ISSUETOKENREQUEST._serialized_end=1345
+  _ISSUETOKENRESPONSE._serialized_start=1348
+  _ISSUETOKENRESPONSE._serialized_end=1763
+  _SESSION._serialized_start=1766
+  _SESSION._serialized_end=2194
+  _REVOKESESSIONREQUEST._serialized_start=2196
+  _REVOKESESSIONREQUEST._serialized_end=2257
+  _REVOKESESSIONRESPONSE._serialized_start=2259
+  _REVOKESESSIONRESPONSE._serialized_end=2282
+  _REVOKEALLSESSIONSREQUEST._serialized_start=2284
+  _REVOKEALLSESSIONSREQUEST._serialized_end=2380
+  _REVOKEALLSESSIONSRESPONSE._serialized_start=2382
+  _REVOKEALLSESSIONSRESPONSE._serialized_end=2446
+  _LISTSESSIONSREQUEST._serialized_start=2449
+  _LISTSESSIONSREQUEST._serialized_end=2609
+  _LISTSESSIONSRESPONSE._serialized_start=2611
+  _LISTSESSIONSRESPONSE._serialized_end=2731
+  _ROTATESIGNINGKEYREQUEST._serialized_start=2733
+  _ROTATESIGNINGKEYREQUEST._serialized_end=2804
+  _ROTATESIGNINGKEYRESPONSE._serialized_start=2806
+  _ROTATESIGNINGKEYRESPONSE._serialized_end=2920
+  _ISSUESERVICE._serialized_start=2923
+  _ISSUESERVICE._serialized_end=3847
 # @@protoc_insertion_point(module_scope)

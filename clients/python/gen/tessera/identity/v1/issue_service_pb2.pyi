@@ -8,6 +8,22 @@ from typing import ClassVar as _ClassVar, Iterable as _Iterable, Mapping as _Map
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class CreateMinecraftChallengeRequest(_message.Message):
+    __slots__ = ["server_address"]
+    SERVER_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    server_address: str
+    def __init__(self, server_address: _Optional[str] = ...) -> None: ...
+
+class CreateMinecraftChallengeResponse(_message.Message):
+    __slots__ = ["expire_time", "server_hash", "server_id"]
+    EXPIRE_TIME_FIELD_NUMBER: _ClassVar[int]
+    SERVER_HASH_FIELD_NUMBER: _ClassVar[int]
+    SERVER_ID_FIELD_NUMBER: _ClassVar[int]
+    expire_time: _timestamp_pb2.Timestamp
+    server_hash: str
+    server_id: str
+    def __init__(self, server_id: _Optional[str] = ..., server_hash: _Optional[str] = ..., expire_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
 class IssueTokenRequest(_message.Message):
     __slots__ = ["audience", "minecraft", "oidc", "password", "requested_permissions", "service_assertion"]
     AUDIENCE_FIELD_NUMBER: _ClassVar[int]
@@ -65,14 +81,16 @@ class ListSessionsResponse(_message.Message):
     def __init__(self, sessions: _Optional[_Iterable[_Union[Session, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class MinecraftCredential(_message.Message):
-    __slots__ = ["server_address", "server_hash", "username"]
+    __slots__ = ["server_address", "server_hash", "server_id", "username"]
     SERVER_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     SERVER_HASH_FIELD_NUMBER: _ClassVar[int]
+    SERVER_ID_FIELD_NUMBER: _ClassVar[int]
     USERNAME_FIELD_NUMBER: _ClassVar[int]
     server_address: str
     server_hash: str
+    server_id: str
     username: str
-    def __init__(self, username: _Optional[str] = ..., server_hash: _Optional[str] = ..., server_address: _Optional[str] = ...) -> None: ...
+    def __init__(self, username: _Optional[str] = ..., server_hash: _Optional[str] = ..., server_address: _Optional[str] = ..., server_id: _Optional[str] = ...) -> None: ...
 
 class OidcCredential(_message.Message):
     __slots__ = ["id_token", "nonce", "tenant"]

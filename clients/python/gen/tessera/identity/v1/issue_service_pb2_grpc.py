@@ -22,6 +22,11 @@ class IssueServiceStub(object):
                 request_serializer=tessera_dot_identity_dot_v1_dot_issue__service__pb2.IssueTokenRequest.SerializeToString,
                 response_deserializer=tessera_dot_identity_dot_v1_dot_issue__service__pb2.IssueTokenResponse.FromString,
                 )
+        self.CreateMinecraftChallenge = channel.unary_unary(
+                '/tessera.identity.v1.IssueService/CreateMinecraftChallenge',
+                request_serializer=tessera_dot_identity_dot_v1_dot_issue__service__pb2.CreateMinecraftChallengeRequest.SerializeToString,
+                response_deserializer=tessera_dot_identity_dot_v1_dot_issue__service__pb2.CreateMinecraftChallengeResponse.FromString,
+                )
         self.RevokeSession = channel.unary_unary(
                 '/tessera.identity.v1.IssueService/RevokeSession',
                 request_serializer=tessera_dot_identity_dot_v1_dot_issue__service__pb2.RevokeSessionRequest.SerializeToString,
@@ -71,6 +76,23 @@ class IssueServiceServicer(object):
         google.rpc.RetryInfo), UPSTREAM_UNAVAILABLE (the remote system timed
         out, failed or is overloaded; with google.rpc.RetryInfo), TOKEN_INVALID,
         REGISTRY_NOT_ALLOWED, ASSERTION_REPLAYED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateMinecraftChallenge(self, request, context):
+        """CreateMinecraftChallenge issues the server id of a Minecraft login into
+        the tenant of `server_address`: the player's launcher calls the session
+        server's `join` with the Minecraft digest of this server id alone (SHA-1,
+        signed hexadecimal), then IssueToken with `minecraft.server_id`. The
+        challenge lives TESSERA_MINECRAFT_CHALLENGE_TTL and logs in once. Because
+        a game client joining any Minecraft server digests the server id with a
+        fresh secret and that server's key, no server operator can turn a
+        player's visit into a login here.
+
+        Required permission: none (public).
+        Error reasons: INVALID_INPUT, TENANT_NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -138,6 +160,11 @@ def add_IssueServiceServicer_to_server(servicer, server):
                     request_deserializer=tessera_dot_identity_dot_v1_dot_issue__service__pb2.IssueTokenRequest.FromString,
                     response_serializer=tessera_dot_identity_dot_v1_dot_issue__service__pb2.IssueTokenResponse.SerializeToString,
             ),
+            'CreateMinecraftChallenge': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateMinecraftChallenge,
+                    request_deserializer=tessera_dot_identity_dot_v1_dot_issue__service__pb2.CreateMinecraftChallengeRequest.FromString,
+                    response_serializer=tessera_dot_identity_dot_v1_dot_issue__service__pb2.CreateMinecraftChallengeResponse.SerializeToString,
+            ),
             'RevokeSession': grpc.unary_unary_rpc_method_handler(
                     servicer.RevokeSession,
                     request_deserializer=tessera_dot_identity_dot_v1_dot_issue__service__pb2.RevokeSessionRequest.FromString,
@@ -185,6 +212,23 @@ class IssueService(object):
         return grpc.experimental.unary_unary(request, target, '/tessera.identity.v1.IssueService/IssueToken',
             tessera_dot_identity_dot_v1_dot_issue__service__pb2.IssueTokenRequest.SerializeToString,
             tessera_dot_identity_dot_v1_dot_issue__service__pb2.IssueTokenResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def CreateMinecraftChallenge(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/tessera.identity.v1.IssueService/CreateMinecraftChallenge',
+            tessera_dot_identity_dot_v1_dot_issue__service__pb2.CreateMinecraftChallengeRequest.SerializeToString,
+            tessera_dot_identity_dot_v1_dot_issue__service__pb2.CreateMinecraftChallengeResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
 
