@@ -19,7 +19,6 @@ import { REGISTER_MICROSERVICE_PATH, RegistrationConsumer } from "./amqp/index.t
 import { announceBootstrap, bootstrap } from "./bootstrap.ts";
 import { ConfigError, type Config } from "./config.ts";
 import { TesseraError } from "./errors.ts";
-import { refKey } from "./db/refs.ts";
 import { migrate, openDatabase, type Database } from "./db/orm.ts";
 import { GAP_WAIT_MS, RevocationFeed } from "./events/index.ts";
 import type { Authenticator } from "./grpc/auth.middleware.ts";
@@ -191,12 +190,16 @@ export async function startTessera(config: Config, logger: Logger): Promise<Tess
       createAdminGroup(em, tenant, admin, false);
       await permissions.createDefaultGroups(em, tenant);
     });
-    tenants.onTenantRevoked((em, tenantId) => tokens.sessions.revokeTenantSessionsInTransaction(em, tenantId));
+    tenants.onTenantRevoked(async (em, tenantId) => {
+      await tokens.sessions.revokeTenantSessionsInTransaction(em, tenantId);
+      await registry.service.revokeTenantKeysInTransaction(em, tenantId);
+    });
+    // Whatever ends all of a user's sessions ends the keys it published for itself too (an intruder's key must not outlive the clean-up).
+    tokens.sessions.onUserSessionsRevoked((em, tenantId, userId) => registry.service.revokeUserKeysInTransaction(em, tenantId, userId));
     users.addHooks({
       created: (em, user) => permissions.joinDefaultGroups(em, user),
       revoked: async (em, user, why) => {
         await tokens.sessions.revokeUserSessionsInTransaction(em, user, why);
-        if (why !== "password_changed") await registry.service.revokeUserKeysInTransaction(em, refKey(user.tenant), user.id);
       },
     });
 

@@ -9,6 +9,7 @@
 // the assertion expires, so a replay is refused on every replica.
 import type { EntityManager } from "@mikro-orm/core";
 import { TesseraError, unauthenticated, Violations } from "../errors.ts";
+import { UUID } from "../shared/validation.ts";
 import { parseJws, signatureValid, type ParsedJws, type VerifyKey } from "./jws.ts";
 import type { RegistryResolvers } from "./resolvers.ts";
 import type { LocalCapability, RegistryService } from "./registry.service.ts";
@@ -88,7 +89,9 @@ export class AssertionVerifier {
     const meta = claims.regionmeta;
     const selfRegistry = this.#self.has(meta.registry);
     const trusted = selfRegistry ? undefined : this.#trusted.get(meta.registry);
-    if (!selfRegistry && !trusted) throw unauthenticated("REGISTRY_NOT_ALLOWED", `registry ${JSON.stringify(meta.registry.slice(0, 200))} is not on this server's allow-list`);
+    if (!selfRegistry && !trusted) throw unauthenticated("REGISTRY_NOT_ALLOWED", "the assertion's registry is not on this server's allow-list");
+    // UUID-shaped ids are users' own regions: from outside they could pass for a user of this server.
+    if (trusted && UUID.test(meta.id)) throw unauthenticated("INVALID_CREDENTIALS", "user keys of outside registries are not accepted");
     if (claims.exp <= now) throw unauthenticated("TOKEN_EXPIRED", "assertion has expired");
     if (claims.iat > now + CLOCK_SKEW_SECONDS) throw invalid("assertion is issued in the future");
     if (claims.exp - claims.iat > this.#settings.maxLifetimeSeconds) throw invalid(`assertion lives longer than ${this.#settings.maxLifetimeSeconds} s (exp - iat)`);
@@ -100,7 +103,7 @@ export class AssertionVerifier {
       : await this.#verifyTrusted(em, parsed, meta, trusted!);
 
     // Last, so that only assertions that verified are remembered (nobody can fill the table with junk).
-    if (!(await this.#deps.remember(em, [meta.registry, meta.id, claims.jti], new Date(claims.exp * 1000)))) {
+    if (!(await this.#deps.remember(em, [meta.registry, meta.id, meta.capability, claims.jti], new Date(claims.exp * 1000)))) {
       throw unauthenticated("ASSERTION_REPLAYED", "this assertion (jti) was already used");
     }
     return {
@@ -140,12 +143,18 @@ export class AssertionVerifier {
         signed = !!resolved && keyMatches(parsed, resolved.key);
       }
     }
-    if (!resolved) throw unauthenticated("INVALID_CREDENTIALS", `capability ${meta.capability} of region ${meta.id} is not in registry ${registry.name}`);
+    if (!resolved) throw unauthenticated("INVALID_CREDENTIALS", "no such capability in the registry");
+    // The signature first: nothing about the records is told to someone who cannot sign for them.
+    if (!signed) throw invalid("assertion signature is invalid");
     const now = Math.floor(Date.now() / 1000);
     if (!resolved.region.active) throw unauthenticated("SESSION_REVOKED", "the region is inactive");
     if (!resolved.capability.active) throw unauthenticated("SESSION_REVOKED", "the capability is revoked");
     if (resolved.capability.exp <= now) throw unauthenticated("TOKEN_EXPIRED", "the capability has expired");
-    if (!signed) throw invalid("assertion signature is invalid");
+    // A user's own key there is that registry's user, not a service of this tenant; and a registry's other tenants are not this one.
+    if (resolved.region.user === true) throw unauthenticated("INVALID_CREDENTIALS", "user keys of outside registries are not accepted");
+    if (registry.sourceTenant !== undefined && resolved.region.tenant !== registry.sourceTenant) {
+      throw unauthenticated("INVALID_CREDENTIALS", "the region belongs to another tenant of that registry");
+    }
     const tenant = await this.#deps.tenantByName(em, registry.tenant);
     if (!tenant) throw unauthenticated("TENANT_NOT_FOUND", `the tenant ${registry.tenant} of registry ${registry.name} does not exist`);
     if (tenant.disabled) throw unauthenticated("TENANT_DISABLED", "the tenant is disabled");
@@ -155,7 +164,7 @@ export class AssertionVerifier {
       tenantId: tenant.id,
       tenantName: tenant.name,
       username: "",
-      granted: await this.#deps.registry.capabilityGrants(em, tenant.id, meta.capability, null),
+      granted: registry.capabilities[meta.capability] ? await this.#deps.registry.groupGrantsByName(em, tenant.id, registry.capabilities[meta.capability]!) : [],
       capabilityId: undefined,
       capabilityExpiresAt: new Date(resolved.capability.exp * 1000),
     };
@@ -195,9 +204,10 @@ function keyMatches(parsed: ParsedJws, key: VerifyKey): boolean {
 
 function checkCapability(found: LocalCapability | null, parsed: ParsedJws): LocalCapability {
   if (!found) throw unauthenticated("INVALID_CREDENTIALS", "no such capability in this registry");
+  // The signature first: nothing about the capability is told to someone who cannot sign for it.
+  if (!signatureValid(parsed, found.key)) throw invalid("assertion signature is invalid");
   if (!found.active) throw unauthenticated("SESSION_REVOKED", "the capability is revoked or its region inactive");
   if (found.expiresAt.getTime() <= Date.now()) throw unauthenticated("TOKEN_EXPIRED", "the capability has expired");
-  if (!signatureValid(parsed, found.key)) throw invalid("assertion signature is invalid");
   return found;
 }
 
@@ -215,6 +225,7 @@ export async function lookupThrough(
   name: string,
   regionId: string,
   capability: string,
+  onlyTenant?: string,
 ): Promise<LookedUp> {
   const v = new Violations();
   checkRegionId(regionId, "region_id", v);
@@ -223,7 +234,7 @@ export async function lookupThrough(
   const notFoundHere = () => new TesseraError("NOT_FOUND", "CAPABILITY_NOT_FOUND", `capability ${capability} of region ${regionId} is not in registry ${name}`);
   if (settings.selfNames.includes(name)) {
     const c = await deps.registry.localCapability(em, { regionId, name: capability });
-    if (!c) throw notFoundHere();
+    if (!c || (onlyTenant !== undefined && c.tenantId !== onlyTenant)) throw notFoundHere();
     const region = await deps.registry.regionRow(em, regionId);
     return {
       region: { id: regionId, alias: region?.alias ?? "", active: c.active, created: region?.createdAt ?? new Date(0), updated: region?.updatedAt ?? new Date(0), userId: c.userId ?? "" },

@@ -4,7 +4,7 @@
 // their allow-list. Rotation makes a new key sign at once (records are signed
 // when the document is built); verifiers pin the new key beside the old one
 // before the rotation (the document names the current key).
-import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from "node:crypto";
+import { createPrivateKey, generateKeyPairSync, type KeyObject } from "node:crypto";
 import type { EntityManager } from "@mikro-orm/core";
 import { open, seal } from "../tokens/master-key.ts";
 import { readPublicKey, type VerifyKey } from "./jws.ts";
@@ -37,11 +37,16 @@ export class AuthorityKeys {
   }
 
   async #load(em: EntityManager): Promise<AuthoritySigner> {
-    const fork = em.fork();
-    // Two replicas starting on a fresh database may each create one: the newest signs, both stay harmless.
-    let row = await fork.findOne(RegistryAuthorityKeyEntity, { retiredAt: null }, { orderBy: { createdAt: "desc", kid: "asc" }, populate: ["privateKeyEncrypted"] });
-    row ??= await this.#create(fork);
-    return this.#signer(row);
+    // Two replicas starting on a fresh database may each create one: the oldest live key signs on every
+    // replica (read again after creating), so they agree once both have committed.
+    const oldest = () =>
+      em.fork().findOne(RegistryAuthorityKeyEntity, { retiredAt: null }, { orderBy: { createdAt: "asc", kid: "asc" }, populate: ["privateKeyEncrypted"] });
+    let row = await oldest();
+    if (!row) {
+      await this.#create(em.fork());
+      row = await oldest();
+    }
+    return this.#signer(row!);
   }
 
   #signer(row: RegistryAuthorityKey): AuthoritySigner {
@@ -77,7 +82,3 @@ export class AuthorityKeys {
   }
 }
 
-/** For tests and tools: the public key of a JWK as the allow-list reads it. */
-export function authorityKeyFrom(jwk: Record<string, unknown>): KeyObject {
-  return createPublicKey({ key: jwk as import("node:crypto").JsonWebKey, format: "jwk" });
-}

@@ -75,7 +75,7 @@ export function createRegistry(orm: Database, options: RegistryOptions): Registr
   const sessionFallback: SessionFallback = async (em, sessionId): Promise<SessionState | null> => {
     const c = await service.localCapability(em, { id: sessionId });
     if (!c) return null;
-    const granted = await service.capabilityGrants(em, c.tenantId, c.name, c.userId);
+    const granted = await service.capabilityGrants(em, c);
     return {
       sessionId,
       kind: c.userId ? "user" : "service",

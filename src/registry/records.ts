@@ -16,6 +16,10 @@ export interface RegionRecord {
   active: boolean;
   id: string;
   alias: string;
+  /** The tenant (name) the region belongs to, in a Tessera registry. */
+  tenant?: string;
+  /** A user's own region (the seed's user flow): outside verifiers do not take it for a service. */
+  user?: boolean;
   /** NumericDate seconds. */
   created: number;
   updated: number;
@@ -43,8 +47,17 @@ export interface RegistryDocument {
 
 const seconds = (date: Date) => Math.floor(date.getTime() / 1000);
 
-export function regionRecord(r: { id: string; alias: string; active: boolean; createdAt: Date; updatedAt: Date }, now: Date): RegionRecord {
-  return { active: r.active, id: r.id, alias: r.alias, created: seconds(r.createdAt), updated: seconds(r.updatedAt), iat: seconds(now) };
+export function regionRecord(r: { id: string; alias: string; active: boolean; createdAt: Date; updatedAt: Date; tenantName: string; user: boolean }, now: Date): RegionRecord {
+  return {
+    active: r.active,
+    id: r.id,
+    alias: r.alias,
+    tenant: r.tenantName,
+    ...(r.user ? { user: true } : {}),
+    created: seconds(r.createdAt),
+    updated: seconds(r.updatedAt),
+    iat: seconds(now),
+  };
 }
 
 export function capabilityRecord(

@@ -1,6 +1,7 @@
 import { defineEntity, p, type InferEntity } from "@mikro-orm/core";
 import { TenantEntity } from "../tenants/index.ts";
 import { UserEntity } from "../users/index.ts";
+import { GroupEntity } from "../permissions/index.ts";
 
 /**
  * A region: a signing identity of the registry (a service, or a user's own
@@ -37,6 +38,12 @@ export const CapabilityEntity = defineEntity({
     id: p.uuid().primary(),
     region: () => p.manyToOne(RegionEntity).deleteRule("cascade"),
     name: p.string().length(63),
+    /**
+     * The group whose grants its principals get: the tenant's group named like
+     * the capability when it was published (bound by id, so a later rename or a
+     * new group of that name changes nothing); none when there was none.
+     */
+    group: () => p.manyToOne(GroupEntity).nullable().deleteRule("set null"),
     /** The public JWK (kty, crv, x[, y], kid = RFC 7638 thumbprint, alg). */
     publicJwk: p.json<Record<string, string>>(),
     kid: p.string().length(64),

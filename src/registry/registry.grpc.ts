@@ -9,6 +9,8 @@ import { UUID } from "../shared/validation.ts";
 import { lookupThrough, type AssertionDeps, type AssertionSettings, type LookedUp } from "./assertions.ts";
 import type { Capability, Region } from "./registry.entity.ts";
 import type { RegistryService } from "./registry.service.ts";
+import { registryKind } from "./trust.ts";
+import { SYSTEM_TENANT_NAME } from "../tenants/index.ts";
 
 function toRegionMessage(r: Region): RegionMessage {
   return { id: r.id, alias: r.alias, active: r.active, createTime: r.createdAt, updateTime: r.updatedAt, userId: r.user ? refKey(r.user) : "" };
@@ -61,12 +63,12 @@ const regionFields = (r: RegionMessage | undefined) => ({ id: r?.id ?? "", alias
  */
 function publisher(context: TesseraContext, regionId: string, tenantId: string): { tenantId: string; self?: { userId: string } } {
   const principal = requirePrincipal(context);
-  if (hasPermission(principal, context.access.permission)) return { tenantId: tenantOf(context, tenantId) };
+  // A user's own region (empty, or its own id) is always the self path: nobody else publishes there.
   if (isSelf(principal, { tenantId, userId: "" }) && (!regionId || regionId === principal.subject)) {
     requireSelfPermission(context, context.access.selfPermission);
     return { tenantId: principal.tenantId, self: { userId: principal.subject } };
   }
-  return { tenantId: tenantOf(context, tenantId) }; // refuses, naming the missing permission
+  return { tenantId: tenantOf(context, tenantId) }; // refuses without the declared permission
 }
 
 export function registryServiceImpl(
@@ -105,7 +107,7 @@ export function registryServiceImpl(
         context.em,
         who.tenantId,
         { regionId: request.regionId, capability: request.capability, publicKey: request.publicKey, expireTime: request.expireTime },
-        who.self,
+        who.self ? { self: who.self } : { grants: requirePrincipal(context).permissions },
       );
       return { capability: toCapabilityMessage(capability) };
     },
@@ -137,7 +139,15 @@ export function registryServiceImpl(
       const ref = request.registry?.kind;
       if (!ref || !ref.value) throw invalidInput([{ field: "registry", description: "set one of https_url, dns_host, local_store" }]);
       const name = ref.$case === "localStore" ? `local:${ref.value}` : ref.value;
-      const found = await lookupThrough(lookup.deps, lookup.settings, context.em, name, request.regionId, request.capability);
+      const expected = { httpsUrl: "https", dnsHost: "dns", localStore: "local" }[ref.$case];
+      if (registryKind(name) !== expected) {
+        const field = { httpsUrl: "https_url", dnsHost: "dns_host", localStore: "local_store" }[ref.$case];
+        throw invalidInput([{ field: `registry.${field}`, description: `is not ${{ https: "an https:// URL", dns: "a lowercase DNS host", local: "a local store name" }[expected]}` }]);
+      }
+      const principal = requirePrincipal(context);
+      // This server's own registry answers about the caller's tenant only (the system tenant sees all).
+      const onlyTenant = principal.tenantName === SYSTEM_TENANT_NAME ? undefined : principal.tenantId;
+      const found = await lookupThrough(lookup.deps, lookup.settings, context.em, name, request.regionId, request.capability, onlyTenant);
       return lookedUpMessages(found);
     },
 

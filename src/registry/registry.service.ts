@@ -8,7 +8,7 @@ import { alreadyExists, notFound, permissionDenied, Violations } from "../errors
 import { isUniqueViolation } from "../db/errors.ts";
 import { refKey } from "../db/refs.ts";
 import { recordRevocation } from "../events/index.ts";
-import { GroupEntity, GroupMemberEntity } from "../permissions/index.ts";
+import { anyCovers, GroupEntity, GroupMemberEntity } from "../permissions/index.ts";
 import { nextPageToken, readPage, type PageRequest } from "../shared/pagination.ts";
 import { checkMaxLength, HOSTNAME, readUpdateMask, UUID } from "../shared/validation.ts";
 import { AuthorityKeys } from "./authority.ts";
@@ -58,6 +58,8 @@ export interface LocalCapability {
   active: boolean;
   expiresAt: Date;
   key: VerifyKey;
+  /** The group whose grants it carries. */
+  groupId: string | null;
   /** The user of a user region. */
   userId: string | null;
   username: string;
@@ -121,7 +123,7 @@ export class RegistryService {
     if (cached && Date.now() - cached.at < SELF_CACHE_MS) return cached.value;
     const value = (async () => {
       const capability = await this.localCapability(em, { regionId, name });
-      return { capability, granted: capability ? await this.capabilityGrants(em, capability.tenantId, capability.name, capability.userId) : [] };
+      return { capability, granted: capability ? await this.capabilityGrants(em, capability) : [] };
     })();
     if (this.#self.size >= SELF_CACHE_MAX) this.#self.clear();
     this.#self.set(key, { at: Date.now(), value });
@@ -179,7 +181,8 @@ export class RegistryService {
       if (masked.has("alias")) region.alias = fields.alias;
       if (masked.has("active") && region.active !== fields.active) {
         region.active = fields.active;
-        if (!fields.active) await this.#revokeTokensOf(tem, tenantId, { region: region.id });
+        // Its capabilities are revoked for good (activating the region again does not bring their tokens back).
+        if (!fields.active) await this.#revokeCapabilities(tem, tenantId, { region: { id: region.id } });
       }
       this.#recordChange(tem, tenantId);
       await tem.flush();
@@ -206,7 +209,13 @@ export class RegistryService {
    * its own region (its id is the user's id, created on first use), for one
    * of its groups.
    */
-  async publishCapability(em: EntityManager, tenantId: string, input: CapabilityInput, self?: { userId: string }): Promise<{ capability: Capability; region: Region }> {
+  async publishCapability(
+    em: EntityManager,
+    tenantId: string,
+    input: CapabilityInput,
+    who: { self: { userId: string } } | { grants: readonly string[] },
+  ): Promise<{ capability: Capability; region: Region }> {
+    const self = "self" in who ? who.self : undefined;
     const v = new Violations();
     const regionId = input.regionId || (self ? self.userId : "");
     checkRegionId(regionId, "region_id", v);
@@ -231,6 +240,15 @@ export class RegistryService {
         region ??= tem.create(RegionEntity, { id: regionId, tenant: tenantId, alias: "", active: true, user: self.userId });
       } else if (!region || refKey(region.tenant) !== tenantId) {
         throw notFound("REGION_NOT_FOUND", "region not found");
+      } else if (region.user) {
+        // Only the user publishes into its own region: anyone else's key there would verify as that user.
+        throw permissionDenied("this is a user's own region: only that user publishes keys into it");
+      }
+      const group = await tem.findOne(GroupEntity, { tenant: tenantId, name: input.capability });
+      // The capability gets the group's grants: publishing it must not give more than the publisher holds.
+      if (group && "grants" in who) {
+        const beyond = group.permissions.find((p) => !anyCovers(who.grants, p));
+        if (beyond) throw permissionDenied(`the group ${input.capability} grants ${beyond}, which you do not hold`);
       }
       let capability = await tem.findOne(CapabilityEntity, { region: regionId, name: input.capability });
       if (capability && !capability.active) {
@@ -239,6 +257,7 @@ export class RegistryService {
         capability = null;
       }
       if (capability) {
+        capability.group = group ?? null;
         capability.publicJwk = key.jwk;
         capability.kid = key.kid;
         capability.algorithm = key.alg;
@@ -248,6 +267,7 @@ export class RegistryService {
           id: randomUUID(),
           region: regionId,
           name: input.capability,
+          group: group ? group.id : null,
           publicJwk: key.jwk,
           kid: key.kid,
           algorithm: key.alg,
@@ -286,11 +306,21 @@ export class RegistryService {
    * bring them back; it publishes again), in the caller's transaction.
    */
   async revokeUserKeysInTransaction(em: EntityManager, tenantId: string, userId: string): Promise<void> {
-    const live = await em.find(CapabilityEntity, { region: { user: userId }, active: true });
+    await this.#revokeCapabilities(em, tenantId, { region: { user: userId } });
+  }
+
+  /** A tenant was disabled or is being deleted: its capabilities are revoked for good, as its sessions are. */
+  async revokeTenantKeysInTransaction(em: EntityManager, tenantId: string): Promise<void> {
+    await this.#revokeCapabilities(em, tenantId, { region: { tenant: tenantId } });
+  }
+
+  async #revokeCapabilities(em: EntityManager, tenantId: string, where: { region: Record<string, string> }): Promise<void> {
+    const live = await em.find(CapabilityEntity, { ...where, active: true });
     if (live.length === 0) return;
     for (const c of live) c.active = false;
     await this.#revokeTokensOf(em, tenantId, { capabilityIds: live.map((c) => c.id) });
     this.#recordChange(em, tenantId);
+    await em.flush();
   }
 
   async listCapabilities(em: EntityManager, tenantId: string, regionId: string, request: PageRequest): Promise<{ capabilities: Capability[]; nextPageToken: string }> {
@@ -331,7 +361,7 @@ export class RegistryService {
     const live = new Map(regions.map((r) => [r.id, r.active && !r.tenant.disabled && !(r.user && r.user.disabled)]));
     const capabilities = await em.find(CapabilityEntity, { expiresAt: { $gt: now } }, { orderBy: { region: "asc", name: "asc" } });
     const signer = { kid: authority.kid, privateKey: authority.privateKey };
-    const signedRegions = regions.map((r) => ({ id: r.id, jwt: signRecord(REGION_RECORD_TYP, regionRecord({ ...r, active: live.get(r.id)! }, now), signer) }));
+    const signedRegions = regions.map((r) => ({ id: r.id, jwt: signRecord(REGION_RECORD_TYP, regionRecord({ ...r, active: live.get(r.id)!, tenantName: r.tenant.name, user: !!r.user }, now), signer) }));
     const signedCapabilities = capabilities.map((c) => {
       const regionId = refKey(c.region);
       return {
@@ -390,6 +420,7 @@ export class RegistryService {
       active: c.active && region.active && !region.tenant.disabled && !(region.user && region.user.disabled),
       expiresAt: c.expiresAt,
       key: read.key,
+      groupId: c.group ? refKey(c.group) : null,
       userId: region.user?.id ?? null,
       username: region.user?.username ?? "",
       createdAt: c.createdAt,
@@ -397,9 +428,16 @@ export class RegistryService {
     };
   }
 
-  /** The grant patterns of the tenant's group named after the capability (none when there is no such group). */
-  async capabilityGrants(em: EntityManager, tenantId: string, name: string, userId: string | null): Promise<string[]> {
+  /** The grant patterns of the tenant's group of that name (an allow-list entry's mapping), none when there is none. */
+  async groupGrantsByName(em: EntityManager, tenantId: string, name: string): Promise<string[]> {
     const group = await em.fork().findOne(GroupEntity, { tenant: tenantId, name });
+    return group ? [...group.permissions] : [];
+  }
+
+  /** The grant patterns of the capability's group (none when it has none). */
+  async capabilityGrants(em: EntityManager, capability: Pick<LocalCapability, "groupId" | "tenantId" | "userId">): Promise<string[]> {
+    const { groupId, tenantId, userId } = capability;
+    const group = groupId ? await em.fork().findOne(GroupEntity, { id: groupId, tenant: tenantId }) : null;
     if (!group) return [];
     // A user's key carries its group's grants only while the user is in the group.
     if (userId && !(await em.fork().findOne(GroupMemberEntity, { user: userId, group: group.id }))) return [];

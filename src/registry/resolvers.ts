@@ -61,7 +61,9 @@ export class RegistryResolvers {
   /** Per (registry, region, capability): the verified records, or null (not there). */
   readonly #lookups = new Map<string, Cached<ResolvedCapability | null>>();
   /** HTTPS and local-store documents, per registry. */
-  readonly #documents = new Map<string, Cached<{ regions: string[]; capabilities: string[] }>>();
+  readonly #documents = new Map<string, Cached<IndexedDocument>>();
+  /** A registry whose document fetch failed, until when it is not asked again. */
+  readonly #failures = new Map<string, { until: number; error: TesseraError }>();
   readonly #inflight = new Map<string, Promise<unknown>>();
   /** Last refetch per registry (the cooldown is per registry, whatever the ids asked for). */
   readonly #lastRefetch = new Map<string, number>();
@@ -83,14 +85,17 @@ export class RegistryResolvers {
     const key = `${registry.name}\u0000${regionId}\u0000${capability}`;
     const now = Date.now();
     const cached = this.#lookups.get(key);
-    let refetch = !cached || now - cached.at > this.#settings.cacheMs;
-    if (!refetch && fresh) {
+    const expired = !cached || now - cached.at > this.#settings.cacheMs;
+    let granted = false;
+    if (!expired && fresh) {
       const last = this.#lastRefetch.get(registry.name) ?? 0;
-      if (now - last >= this.#settings.refetchCooldownMs && now - cached!.at >= Math.min(1000, this.#settings.refetchCooldownMs)) refetch = true;
+      granted = now - last >= this.#settings.refetchCooldownMs && now - cached!.at >= Math.min(1000, this.#settings.refetchCooldownMs);
+      if (granted) this.#lastRefetch.set(registry.name, now);
     }
-    if (!refetch) return { resolved: cached!.value, refetched: false };
-    if (cached && fresh) this.#lastRefetch.set(registry.name, now);
-    const resolved = await this.#single(key, () => this.#fetch(registry, regionId, capability, fresh || !!cached));
+    if (!expired && !granted) return { resolved: cached!.value, refetched: false };
+    // A lookup whose own entry expired reads the registry's cached document (its own TTL); only a
+    // granted refetch fetches the document again, so assertions naming random regions cost nothing more.
+    const resolved = await this.#single(key, () => this.#fetch(registry, regionId, capability, granted));
     if (this.#lookups.size >= MAX_CACHED) this.#lookups.clear();
     this.#lookups.set(key, { value: resolved, at: Date.now() });
     return { resolved, refetched: true };
@@ -100,6 +105,7 @@ export class RegistryResolvers {
   clear(): void {
     this.#lookups.clear();
     this.#documents.clear();
+    this.#failures.clear();
   }
 
   async #single<T>(key: string, work: () => Promise<T>): Promise<T> {
@@ -112,24 +118,24 @@ export class RegistryResolvers {
   }
 
   async #fetch(registry: TrustedRegistry, regionId: string, capability: string, refreshDocument: boolean): Promise<ResolvedCapability | null> {
-    let regionJwts: string[];
-    let capabilityJwts: string[];
+    let regionJwt: string | undefined;
+    let capabilityJwt: string | undefined;
     if (registry.kind === "dns") {
       this.#spendDnsBudget(registry.name);
-      [regionJwts, capabilityJwts] = await Promise.all([
+      const [regionJwts, capabilityJwts] = await Promise.all([
         this.#txt(registry, regionDnsName(registry.name)),
         this.#txt(registry, capabilityDnsName(registry.name, regionId, capability)),
       ]);
+      regionJwt = regionJwts.find((jwt) => peekRecord(jwt)?.id === regionId);
+      capabilityJwt = capabilityJwts.find((jwt) => {
+        const peek = peekRecord(jwt);
+        return peek?.region_id === regionId && peek.capability === capability;
+      });
     } else {
       const document = await this.#document(registry, refreshDocument);
-      regionJwts = document.regions;
-      capabilityJwts = document.capabilities;
+      regionJwt = document.regions.get(regionId);
+      capabilityJwt = document.capabilities.get(`${regionId}\u0000${capability}`);
     }
-    const regionJwt = regionJwts.find((jwt) => peekRecord(jwt)?.id === regionId);
-    const capabilityJwt = capabilityJwts.find((jwt) => {
-      const peek = peekRecord(jwt);
-      return peek?.region_id === regionId && peek.capability === capability;
-    });
     if (!regionJwt || !capabilityJwt) return null;
     try {
       const region = verifyRecord<RegionRecord>(regionJwt, REGION_RECORD_TYP, registry.authorities);
@@ -160,26 +166,48 @@ export class RegistryResolvers {
     }
   }
 
-  async #document(registry: TrustedRegistry, refresh: boolean): Promise<{ regions: string[]; capabilities: string[] }> {
+  async #document(registry: TrustedRegistry, refresh: boolean): Promise<IndexedDocument> {
     const cached = this.#documents.get(registry.name);
     if (cached && !refresh && Date.now() - cached.at <= this.#settings.cacheMs) return cached.value;
-    const document = await this.#single(`document\u0000${registry.name}`, async () => {
-      let text: string;
-      if (registry.kind === "local") {
-        text = registry.readDocument!();
-      } else {
-        const response = await this.#http.get(registry.name, `the registry ${registry.name}`);
-        if (response.status !== 200) throw upstreamUnavailable(`the registry ${registry.name} (HTTP ${response.status})`, 1000);
-        text = response.body;
-      }
-      return parseDocument(registry.name, text);
-    });
-    this.#documents.set(registry.name, { value: document, at: Date.now() });
-    return document;
+    // A registry that just failed is not asked again until the cooldown has passed: a flood of
+    // assertions costs one fetch per cooldown, not one each (a stale document is better than none).
+    const failed = this.#failures.get(registry.name);
+    if (failed && Date.now() < failed.until) {
+      if (cached) return cached.value;
+      throw failed.error;
+    }
+    try {
+      const document = await this.#single(`document\u0000${registry.name}`, async () => {
+        let text: string;
+        if (registry.kind === "local") {
+          text = registry.readDocument!();
+        } else {
+          const response = await this.#http.get(registry.name, `the registry ${registry.name}`);
+          if (response.status !== 200) throw upstreamUnavailable(`the registry ${registry.name} (HTTP ${response.status})`, 1000);
+          text = response.body;
+        }
+        return parseDocument(registry.name, text);
+      });
+      this.#documents.set(registry.name, { value: document, at: Date.now() });
+      this.#failures.delete(registry.name);
+      return document;
+    } catch (error) {
+      const retry = Math.max(this.#settings.refetchCooldownMs, 1000);
+      const unavailable = error instanceof TesseraError ? error : upstreamUnavailable(`the registry ${registry.name}`, retry, error);
+      this.#failures.set(registry.name, { until: Date.now() + retry, error: unavailable });
+      throw unavailable;
+    }
   }
 }
 
-function parseDocument(name: string, text: string): { regions: string[]; capabilities: string[] } {
+/** A registry document indexed once when fetched: lookups by id, never a scan per assertion. */
+interface IndexedDocument {
+  regions: Map<string, string>;
+  /** By `<region id>\0<capability>`. */
+  capabilities: Map<string, string>;
+}
+
+function parseDocument(name: string, text: string): IndexedDocument {
   let value: unknown;
   try {
     value = JSON.parse(text);
@@ -191,5 +219,17 @@ function parseDocument(name: string, text: string): { regions: string[]; capabil
   const regions = list(doc?.regions);
   const capabilities = list(doc?.capabilities);
   if (!regions || !capabilities) throw upstreamUnavailable(`the registry ${name} (not a registry document)`, 5000);
-  return { regions, capabilities };
+  // The first record of an id wins; what a record says is checked (its signature) only when it is used.
+  const indexed: IndexedDocument = { regions: new Map(), capabilities: new Map() };
+  for (const jwt of regions) {
+    const id = peekRecord(jwt)?.id;
+    if (typeof id === "string" && !indexed.regions.has(id)) indexed.regions.set(id, jwt);
+  }
+  for (const jwt of capabilities) {
+    const peek = peekRecord(jwt);
+    if (typeof peek?.region_id !== "string" || typeof peek.capability !== "string") continue;
+    const key = `${peek.region_id}\u0000${peek.capability}`;
+    if (!indexed.capabilities.has(key)) indexed.capabilities.set(key, jwt);
+  }
+  return indexed;
 }

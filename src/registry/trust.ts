@@ -7,7 +7,14 @@
 //   TESSERA_REGISTRIES      a JSON array (or @/path/to/file.json) of outside
 //                           registries: {"registry": <name>, "authority_keys":
 //                           [<JWK or SPKI PEM>...], "tenant": <tenant name>,
+//                           "capabilities"?: {<capability>: <group name>},
+//                           "source_tenant"?: <the registry's tenant name>,
 //                           "document_file"?: <path>, "document_env"?: <var>}
+//
+// An outside registry's services get permissions only through the explicit
+// `capabilities` map (capability name → a group of `tenant`): a registry is
+// shared by many publishers (a Tessera's holds every tenant's regions), so
+// nothing may gain a group's grants by merely naming a capability after it.
 //
 // A name is an exact https:// URL (path and query included) for an HTTPS
 // registry, `local:<name>` for a local store (its document from a file or an
@@ -26,6 +33,10 @@ export interface TrustedRegistry {
   authorities: VerifyKey[];
   /** The tenant (by name) whose principals its assertions become; its own region's tenant for self. */
   tenant: string;
+  /** Capability name → group name in `tenant`: the only way its principals get permissions. */
+  capabilities: Record<string, string>;
+  /** Accept only regions whose record names this tenant (a Tessera registry's records carry `tenant`). */
+  sourceTenant?: string;
   /** A local store's document: read again on each refetch. */
   readDocument?: () => string;
 }
@@ -75,6 +86,17 @@ export function parseTrustedRegistries(raw: string | undefined, env: Record<stri
       return read.key;
     });
     if (typeof e.tenant !== "string" || !e.tenant) throw new Error(`${at} needs "tenant": the tenant (name) its services belong to`);
+    const capabilities: Record<string, string> = {};
+    if (e.capabilities !== undefined) {
+      if (!e.capabilities || typeof e.capabilities !== "object" || Array.isArray(e.capabilities)) throw new Error(`${at}: "capabilities" must map capability names to group names`);
+      for (const [capability, group] of Object.entries(e.capabilities as Record<string, unknown>)) {
+        if (!/^[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$/.test(capability) || typeof group !== "string" || !group || group.length > 100) {
+          throw new Error(`${at}: "capabilities" maps "${capability.slice(0, 64)}" to something that is not a group name`);
+        }
+        capabilities[capability] = group;
+      }
+    }
+    if (e.source_tenant !== undefined && (typeof e.source_tenant !== "string" || !e.source_tenant)) throw new Error(`${at}: "source_tenant" must be a tenant name`);
     let readDocument: (() => string) | undefined;
     if (kind === "local") {
       if (typeof e.document_file === "string") {
@@ -89,7 +111,7 @@ export function parseTrustedRegistries(raw: string | undefined, env: Record<stri
         throw new Error(`${at}: a local store needs "document_file" or "document_env"`);
       }
     }
-    return { name, kind, authorities, tenant: e.tenant, readDocument };
+    return { name, kind, authorities, tenant: e.tenant, capabilities, ...(e.source_tenant ? { sourceTenant: e.source_tenant as string } : {}), readDocument };
   });
 }
 

@@ -37,6 +37,12 @@ export interface NewSession {
 
 export class SessionStore {
   readonly #settings: TokenSettings;
+  #userRevokedHooks: ((em: EntityManager, tenantId: string, userId: string) => Promise<void>)[] = [];
+
+  /** Work to do, in the same transaction, whenever every session of a user is revoked (disable, delete, password change, revoke all). */
+  onUserSessionsRevoked(hook: (em: EntityManager, tenantId: string, userId: string) => Promise<void>): void {
+    this.#userRevokedHooks.push(hook);
+  }
 
   constructor(settings: TokenSettings) {
     this.#settings = settings;
@@ -110,6 +116,7 @@ export class SessionStore {
   async revokeUserSessionsInTransaction(em: EntityManager, user: Pick<User, "id"> & { tenant: unknown }, reason: string): Promise<number> {
     const revoked = await em.nativeUpdate(SessionEntity, { user: user.id, revokedAt: null }, { revokedAt: new Date(), revokeReason: reason });
     recordRevocation(em, { kind: "USER_REVOKED", tenantId: refKey(user.tenant), userId: user.id });
+    for (const hook of this.#userRevokedHooks) await hook(em, refKey(user.tenant), user.id);
     return revoked;
   }
 

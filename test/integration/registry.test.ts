@@ -204,3 +204,89 @@ describe("the README walkthrough", () => {
     }
   });
 });
+
+describe("what publishing cannot do", () => {
+  it("a publisher cannot give a capability more than it holds, nor publish into a user's own region", async () => {
+    // A tenant whose key manager may publish, but holds nothing of the administrators group.
+    const { tenant } = await admin.tenants.createTenant({ tenant: { name: "keyshop" }, admin: { username: "boss", password: "boss-password-1" } } as never);
+    const boss = server.as((await server.login("keyshop", "boss", "boss-password-1")).accessToken);
+    const manager = await boss.users.createUser({ user: { username: "keys" }, password: "keys-password-1" } as never);
+    const managers = await boss.permissions.createGroup({ group: { name: "key-managers", permissions: ["identity.capabilities.publish", "identity.regions.create"] } } as never);
+    await boss.permissions.addGroupMembers({ groupId: managers.group!.id, userIds: [manager.user!.id] } as never);
+    const keys = server.as((await server.login("keyshop", "keys", "keys-password-1")).accessToken);
+    await keys.registry.createRegion({ region: { id: "keyshop-svc", alias: "", active: true } } as never);
+    const k = serviceKey();
+    await expectFailure(keys.registry.publishCapability({ regionId: "keyshop-svc", capability: "administrators", publicKey: k.publicJwk, expireTime: inAnHour() } as never), {
+      code: Status.PERMISSION_DENIED,
+      reason: "PERMISSION_DENIED",
+    });
+    // A capability named after no group carries nothing, even once such a group appears: groups are bound when published.
+    const published = await keys.registry.publishCapability({ regionId: "keyshop-svc", capability: "late-group", publicKey: k.publicJwk, expireTime: inAnHour() } as never);
+    await boss.permissions.createGroup({ group: { name: "late-group", permissions: ["identity.users.list"] } } as never);
+    const token = signAssertion(k, { region: "keyshop-svc", capability: "late-group", registry: SELF, aud: "tessera" });
+    const { principal } = await server.clients.verify.verifyToken({ token, audience: "" });
+    expect(principal).toMatchObject({ tenantId: tenant!.id, subject: "keyshop-svc", permissions: [] });
+    expect(published.capability?.id).toBeTruthy();
+    // A user's own region: only that user publishes there (anyone else's key would verify as the user).
+    const sally = await boss.users.createUser({ user: { username: "sam" }, password: "sam-password-12" } as never);
+    await boss.permissions.addGroupMembers({ groupId: managers.group!.id, userIds: [sally.user!.id] } as never);
+    const sam = server.as((await server.login("keyshop", "sam", "sam-password-12")).accessToken);
+    await sam.registry.publishCapability({ regionId: "", capability: "key-managers", publicKey: serviceKey().publicJwk, expireTime: inAnHour() } as never);
+    await expectFailure(boss.registry.publishCapability({ regionId: sally.user!.id, capability: "key-managers", publicKey: k.publicJwk, expireTime: inAnHour() } as never), {
+      code: Status.PERMISSION_DENIED,
+      reason: "PERMISSION_DENIED",
+    });
+  });
+
+  it("a user's keys end with RevokeAllSessions and SetPassword, as its sessions do", async () => {
+    await admin.users.createUser({ user: { username: "ursula" }, password: "ursula-password-1" } as never);
+    const groups = await admin.permissions.listGroups({ pageSize: 100 } as never);
+    const staff = groups.groups.find((g) => g.name === "staff_members")!;
+    const ursulaId = (await admin.users.listUsers({ filter: "ursula", pageSize: 10 } as never)).users.find((u) => u.username === "ursula")!.id;
+    await admin.permissions.addGroupMembers({ groupId: staff.id, userIds: [ursulaId] } as never);
+    const own = serviceKey();
+    const publish = async () => {
+      const ursula = server.as((await server.login("system", "ursula", "ursula-password-1")).accessToken);
+      await ursula.registry.publishCapability({ regionId: "", capability: "staff_members", publicKey: own.publicJwk, expireTime: inAnHour() } as never);
+      return ursula;
+    };
+    const hers = () => signAssertion(own, { region: ursulaId, capability: "staff_members", registry: SELF, aud: "tessera" });
+    const ursula = await publish();
+    await server.clients.verify.verifyToken({ token: hers(), audience: "" });
+    await ursula.issue.revokeAllSessions({} as never);
+    await expectFailure(server.clients.verify.verifyToken({ token: hers(), audience: "" }), { code: Status.UNAUTHENTICATED, reason: "SESSION_REVOKED" });
+    await publish();
+    await server.clients.verify.verifyToken({ token: hers(), audience: "" });
+    await admin.users.setPassword({ id: ursulaId, newPassword: "ursula-password-1" } as never);
+    await expectFailure(server.clients.verify.verifyToken({ token: hers(), audience: "" }), { code: Status.UNAUTHENTICATED, reason: "SESSION_REVOKED" });
+  });
+
+  it("a region deactivated and activated again does not bring its capabilities back", async () => {
+    const k = serviceKey();
+    await admin.registry.createRegion({ region: { id: "flapping-svc", alias: "", active: true } } as never);
+    await admin.registry.publishCapability({ regionId: "flapping-svc", capability: "billing-reader", publicKey: k.publicJwk, expireTime: inAnHour() } as never);
+    const exchanged = await server.clients.issue.issueToken({
+      credential: { $case: "serviceAssertion", value: { assertion: signAssertion(k, { region: "flapping-svc", capability: "billing-reader", registry: SELF, aud: "https://id.tessera.test" }) } },
+    } as never);
+    await admin.registry.updateRegion({ region: { id: "flapping-svc", active: false }, updateMask: ["active"] } as never);
+    await admin.registry.updateRegion({ region: { id: "flapping-svc", active: true }, updateMask: ["active"] } as never);
+    await expectFailure(server.clients.verify.verifyToken({ token: exchanged.accessToken, audience: "" }), { code: Status.UNAUTHENTICATED, reason: "SESSION_REVOKED" });
+    await expectFailure(server.clients.verify.verifyToken({ token: signAssertion(k, { region: "flapping-svc", capability: "billing-reader", registry: SELF, aud: "tessera" }), audience: "" }), {
+      code: Status.UNAUTHENTICATED,
+      reason: "SESSION_REVOKED",
+    });
+  });
+
+  it("LookupCapability through this server's registry answers about the caller's tenant, and checks the reference's kind", async () => {
+    const boss = server.as((await server.login("keyshop", "boss", "boss-password-1")).accessToken);
+    await boss.permissions.createGroup({ group: { name: "lookers", permissions: ["identity.capabilities.lookup"] } } as never).catch(() => undefined);
+    const bossSelf = await boss.users.getMe({});
+    const lookers = (await boss.permissions.listGroups({ pageSize: 100 } as never)).groups.find((g) => g.name === "lookers")!;
+    await boss.permissions.addGroupMembers({ groupId: lookers.id, userIds: [bossSelf.user!.id] } as never).catch(() => undefined);
+    const lookup = (client: typeof admin, region: string, kind: "httpsUrl" | "dnsHost" = "httpsUrl") =>
+      client.registry.lookupCapability({ registry: { kind: { $case: kind, value: SELF } }, regionId: region, capability: "billing-reader" } as never);
+    expect((await lookup(admin, "billing-api")).capability?.regionId).toBe("billing-api");
+    await expectFailure(lookup(boss, "billing-api"), { code: Status.NOT_FOUND, reason: "CAPABILITY_NOT_FOUND" });
+    await expectFailure(lookup(admin, "billing-api", "dnsHost"), { code: Status.INVALID_ARGUMENT, reason: "INVALID_INPUT", fields: ["registry.dns_host"] });
+  });
+});

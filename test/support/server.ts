@@ -1,7 +1,8 @@
 // Starts a real Tessera on port 0 with a real database and gives tests
 // generated nice-grpc clients over a real channel. With TEST_DATABASE_URL set
 // (postgres://host/<run database>), each server gets its own fresh PostgreSQL
-// database named after it, dropped on close; otherwise a copy of the migrated PGlite template.
+// database named after it, dropped on close (or, with `replicaOf`, shares another
+// server's: a second replica); otherwise a copy of the migrated PGlite template.
 import { cpSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -64,6 +65,13 @@ export interface TestServerOptions {
   databaseUrl?: (url: string) => string;
   /** The server's logger (default: silent), e.g. createLogger with a capturing destination. */
   logger?: Logger;
+  /**
+   * Start a second replica of this server: the same PostgreSQL database and
+   * master key instead of a fresh database (so it needs TEST_DATABASE_URL; on
+   * PGlite every server has a database of its own). The database stays the
+   * first server's, dropped when that one closes: close the replica first.
+   */
+  replicaOf?: TestServer;
 }
 
 export async function startTestServer(env: Record<string, string> = {}, options: TestServerOptions = {}): Promise<TestServer> {
@@ -77,7 +85,12 @@ export async function startTestServer(env: Record<string, string> = {}, options:
     TESSERA_LOG_LEVEL: "silent",
     TESSERA_SHUTDOWN_GRACE: "2s",
   };
-  if (process.env.TEST_DATABASE_URL) {
+  if (options.replicaOf) {
+    const { databaseUrl, masterKey } = options.replicaOf.config;
+    if (!databaseUrl || !masterKey) throw new Error("replicaOf needs a server on PostgreSQL (TEST_DATABASE_URL): on PGlite each test server has a database of its own");
+    baseEnv.DATABASE_URL = options.databaseUrl ? options.databaseUrl(databaseUrl) : databaseUrl;
+    baseEnv.TESSERA_MASTER_KEY = masterKey.toString("hex");
+  } else if (process.env.TEST_DATABASE_URL) {
     const db = await freshPostgresDatabase(process.env.TEST_DATABASE_URL);
     dropDatabase = db.drop;
     baseEnv.DATABASE_URL = options.databaseUrl ? options.databaseUrl(db.url) : db.url;

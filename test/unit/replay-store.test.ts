@@ -30,11 +30,13 @@ describe("ReplayStore", () => {
     expect(results.slice(1).every(Boolean)).toBe(true);
   });
 
-  it("sweeps only expired records", async () => {
-    await store.remember("test", ["k-expired"], new Date(Date.now() - 1000));
+  it("sweeps only records expired a minute ago by the database's clock", async () => {
+    await store.remember("test", ["k-expired"], new Date(Date.now() - 61_000));
     await store.remember("test", ["k-live"], soon());
+    await store.remember("test", ["k-just-expired"], new Date(Date.now() - 1000));
     expect(await store.sweep()).toBeGreaterThanOrEqual(1);
     expect(await store.remember("test", ["k-expired"], soon())).toBe(true);
     expect(await store.remember("test", ["k-live"], soon())).toBe(false);
+    expect(await store.remember("test", ["k-just-expired"], soon())).toBe(false);
   });
 });

@@ -13,13 +13,14 @@ export class Migration20261202141008 extends Migration {
     this.addSql(`create table "regions" ("id" varchar(63) not null, "tenant_id" uuid not null, "alias" varchar(200) not null default '', "active" boolean not null default true, "user_id" uuid null, "created_at" timestamptz not null, "updated_at" timestamptz not null, primary key ("id"));`);
     this.addSql(`create index "regions_tenant_id_id_index" on "regions" ("tenant_id", "id");`);
 
-    this.addSql(`create table "capabilities" ("id" uuid not null, "region_id" varchar(63) not null, "name" varchar(63) not null, "public_jwk" jsonb not null, "kid" varchar(64) not null, "algorithm" varchar(8) not null, "active" boolean not null default true, "expires_at" timestamptz not null, "created_at" timestamptz not null, "updated_at" timestamptz not null, primary key ("id"));`);
+    this.addSql(`create table "capabilities" ("id" uuid not null, "region_id" varchar(63) not null, "name" varchar(63) not null, "group_id" uuid null, "public_jwk" jsonb not null, "kid" varchar(64) not null, "algorithm" varchar(8) not null, "active" boolean not null default true, "expires_at" timestamptz not null, "created_at" timestamptz not null, "updated_at" timestamptz not null, primary key ("id"));`);
     this.addSql(`alter table "capabilities" add constraint "capabilities_region_id_name_unique" unique ("region_id", "name");`);
 
     this.addSql(`alter table "regions" add constraint "regions_tenant_id_foreign" foreign key ("tenant_id") references "tenants" ("id") on delete cascade;`);
     this.addSql(`alter table "regions" add constraint "regions_user_id_foreign" foreign key ("user_id") references "users" ("id") on delete cascade;`);
 
     this.addSql(`alter table "capabilities" add constraint "capabilities_region_id_foreign" foreign key ("region_id") references "regions" ("id") on delete cascade;`);
+    this.addSql(`alter table "capabilities" add constraint "capabilities_group_id_foreign" foreign key ("group_id") references "groups" ("id") on delete set null;`);
   }
 
   override down(): void | Promise<void> {
