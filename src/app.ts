@@ -223,7 +223,13 @@ export async function startTessera(config: Config, logger: Logger): Promise<Tess
         { definition: IssueServiceDefinition, implementation: issueServiceImpl(tokens) },
         { definition: RefreshServiceDefinition, implementation: refreshServiceImpl(tokens) },
         { definition: VerifyServiceDefinition, implementation: verifyServiceImpl(tokens, feed) },
-        { definition: RegistryServiceDefinition, implementation: registryServiceImpl(registry.service, registry.lookup) },
+        {
+          definition: RegistryServiceDefinition,
+          implementation: registryServiceImpl(registry.service, registry.lookup, {
+            perTenant: config.registryWritesPerTenant > 0 ? new RateLimit(limiterStore, "registry-tenant", config.registryWritesPerTenant, 3600) : undefined,
+            perUser: config.keyPublishesPerUser > 0 ? new RateLimit(limiterStore, "registry-user", config.keyPublishesPerUser, 3600) : undefined,
+          }),
+        },
       ],
     });
     const grpcAddr = splitAddr(config.grpcAddr);

@@ -107,6 +107,9 @@ export interface Config {
   minecraftClientHash: boolean;
   /** How long a Minecraft login challenge is accepted. */
   minecraftChallengeTtlSeconds: number;
+  /** Registry changes per tenant, and a user's own key publications per user, per hour; 0 = unlimited. */
+  registryWritesPerTenant: number;
+  keyPublishesPerUser: number;
 }
 
 export class ConfigError extends Error {
@@ -382,5 +385,7 @@ export function loadConfig(env: Env = process.env): Config {
     gatekeeperCookie: readCookieName(env),
     minecraftClientHash: readBoolean(env, "TESSERA_MINECRAFT_CLIENT_HASH", false),
     minecraftChallengeTtlSeconds: readDuration(env, "TESSERA_MINECRAFT_CHALLENGE_TTL", "2m"),
+    registryWritesPerTenant: readCount(env, "TESSERA_REGISTRY_WRITES_PER_TENANT", 600, 0),
+    keyPublishesPerUser: readCount(env, "TESSERA_KEY_PUBLISHES_PER_USER", 20, 0),
   };
 }

@@ -2,7 +2,7 @@
 // forward-auth proxy). The token comes from `Authorization: Bearer` or, for
 // the seed's browser flow, a cookie (TESSERA_GATEKEEPER_COOKIE). 200 with the
 // principal in X-Tessera-* headers (the proxy passes them upstream and may
-// route on X-Tessera-Region / -Capability); 401 without a valid access token
+// route on X-Tessera-Region / -Capability / -Registry); 401 without a valid access token
 // or service assertion; 403 when `?permission=` is not granted; 503 when the
 // answer cannot be known now (database or registry unreachable): a proxy
 // must never read that as "allowed".
@@ -79,6 +79,8 @@ export function gatekeeperRoute(options: GatekeeperOptions): HttpRoute {
       "x-tessera-username": headerValue(principal.username),
       "x-tessera-region": headerValue(principal.region?.id ?? ""),
       "x-tessera-capability": headerValue(principal.region?.capability ?? ""),
+      // Which registry vouched for a service: region ids are unique within a registry, not across them.
+      "x-tessera-registry": headerValue(principal.region?.registry ?? ""),
       "x-tessera-permissions": headerValue(principal.permissions.join(" ")),
     });
     res.end();

@@ -6,6 +6,7 @@ import { refKey } from "../db/refs.ts";
 import { authorizeCall, hasPermission, isSelf, requirePrincipal, requireSelfPermission } from "../grpc/authorize.ts";
 import type { TesseraContext } from "../grpc/context.ts";
 import { UUID } from "../shared/validation.ts";
+import { RateLimit } from "../throttling/index.ts";
 import { lookupThrough, type AssertionDeps, type AssertionSettings, type LookedUp } from "./assertions.ts";
 import type { Capability, Region } from "./registry.entity.ts";
 import type { RegistryService } from "./registry.service.ts";
@@ -71,14 +72,27 @@ function publisher(context: TesseraContext, regionId: string, tenantId: string):
   return { tenantId: tenantOf(context, tenantId) }; // refuses without the declared permission
 }
 
+/**
+ * Every registry change rebuilds the signed document and drops registry caches on every replica:
+ * writes are rate-limited per tenant, and a user's own key publications per user.
+ */
+export interface RegistryWriteLimits {
+  perTenant?: RateLimit;
+  perUser?: RateLimit;
+}
+
 export function registryServiceImpl(
   registry: RegistryService,
   lookup: { deps: Pick<AssertionDeps, "registry" | "resolvers">; settings: Pick<AssertionSettings, "selfNames" | "trusted"> },
+  limits: RegistryWriteLimits = {},
 ): ServiceImplementation<typeof RegistryServiceDefinition, TesseraContext> {
+  const write = (tenantId: string, self?: { userId: string }) =>
+    RateLimit.takeAll([[limits.perTenant, tenantId], [self ? limits.perUser : undefined, self?.userId ?? ""]], "registry changes");
   return {
     async createRegion(request, context) {
       const tenantId = tenantOf(context, request.tenantId);
       if (!request.region) throw invalidInput([{ field: "region", description: "is required" }]);
+      await write(tenantId);
       return { region: toRegionMessage(await registry.createRegion(context.em, tenantId, regionFields(request.region))) };
     },
 
@@ -93,6 +107,7 @@ export function registryServiceImpl(
 
     async updateRegion(request, context) {
       const tenantId = tenantOf(context, request.tenantId);
+      await write(tenantId);
       return { region: toRegionMessage(await registry.updateRegion(context.em, tenantId, regionFields(request.region), request.updateMask ?? [])) };
     },
 
@@ -103,6 +118,7 @@ export function registryServiceImpl(
 
     async publishCapability(request, context) {
       const who = publisher(context, request.regionId, request.tenantId);
+      await write(who.tenantId, who.self);
       const { capability } = await registry.publishCapability(
         context.em,
         who.tenantId,

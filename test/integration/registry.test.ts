@@ -290,3 +290,25 @@ describe("what publishing cannot do", () => {
     await expectFailure(lookup(admin, "billing-api", "dnsHost"), { code: Status.INVALID_ARGUMENT, reason: "INVALID_INPUT", fields: ["registry.dns_host"] });
   });
 });
+
+describe("registry write limits", () => {
+  it("limits a user's own key publications per hour (RATE_LIMITED with RetryInfo)", async () => {
+    const limited = await startTestServer({ TESSERA_REGISTRY_SELF: SELF, TESSERA_KEY_PUBLISHES_PER_USER: "2" });
+    try {
+      const boss = limited.as(limited.adminToken);
+      const group = await boss.permissions.createGroup({ group: { name: "staff_members", permissions: [] } } as never);
+      const user = await boss.users.createUser({ user: { username: "pat" }, password: "pat-password-123" } as never);
+      await boss.permissions.addGroupMembers({ groupId: group.group!.id, userIds: [user.user!.id] } as never);
+      const pat = limited.as((await limited.login("system", "pat", "pat-password-123")).accessToken);
+      const publish = () => pat.registry.publishCapability({ regionId: "", capability: "staff_members", publicKey: serviceKey().publicJwk, expireTime: inAnHour() } as never);
+      await publish();
+      await publish();
+      const refused = await expectFailure(publish(), { code: Status.RESOURCE_EXHAUSTED, reason: "RATE_LIMITED" });
+      expect(refused.extra.some((d) => d.$type === "google.rpc.RetryInfo")).toBe(true);
+      // The administrators' writes are counted per tenant, not per user.
+      await boss.registry.createRegion({ region: { id: "still-fine", alias: "", active: true } } as never);
+    } finally {
+      await limited.close();
+    }
+  });
+});
