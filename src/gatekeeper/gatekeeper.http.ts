@@ -21,8 +21,18 @@ export interface GatekeeperOptions {
 }
 
 const MAX_TOKEN = 8192;
-/** Header values are ASCII; anything else is dropped rather than risk a malformed response. */
-const headerValue = (value: string) => value.replace(/[^\x20-\x7e]/g, "");
+/**
+ * Header values are printable ASCII: anything else (a federated user's `é`, a control character) and
+ * `%` itself are percent-encoded (UTF-8), so distinct values stay distinct and none can break a line.
+ */
+const headerValue = (value: string) =>
+  value.replace(/[^\x20-\x24\x26-\x7e]/gu, (c) => {
+    try {
+      return encodeURIComponent(c);
+    } catch {
+      return "%EF%BF%BD"; // a lone surrogate: U+FFFD
+    }
+  });
 
 function refuse(res: ServerResponse, status: number, reason: string, message: string): void {
   const headers: Record<string, string> = { "content-type": "text/plain; charset=utf-8", "x-tessera-error": reason, "cache-control": "no-store" };

@@ -8,7 +8,7 @@
 // stored, living as long as the token.
 import { randomUUID } from "node:crypto";
 import type { EntityManager } from "@mikro-orm/core";
-import { unauthenticated } from "../errors.ts";
+import { invalidInput, unauthenticated } from "../errors.ts";
 import { intersectPatterns } from "../permissions/index.ts";
 import type { AccessTokenSigner, TokenSet } from "./access-token-signer.ts";
 import { electPermissions } from "./password-login.ts";
@@ -104,9 +104,21 @@ export class ServiceExchange {
     return { ...signed, refreshToken: "", sessionId: sid, granted: elected, kind: asserted.kind };
   }
 
-  /** VerifyToken of a bare assertion: the principal it proves (its jti is used up). */
+  /**
+   * VerifyToken (or Gate-Keeper) of a bare assertion: the principal it proves (its jti is used up).
+   * An assertion names its receiver, which must say who it is (`audience`): were a default
+   * audience enough, one receiver could spend an assertion meant for another. And an assertion
+   * meant for token exchange (`aud` this server's issuer) is never verified here, so that no
+   * receiver can pass for this server.
+   */
   async principal(em: EntityManager, token: string, audience: string): Promise<Principal> {
-    const a = await this.#checker.verify(em, token, audience || this.#settings.audience);
+    if (!audience) {
+      throw invalidInput([{ field: "audience", description: "a service assertion names its receiver: pass the audience you verify it for" }]);
+    }
+    if (audience === this.#settings.issuer || unverifiedAudiences(token).includes(this.#settings.issuer)) {
+      throw unauthenticated("TOKEN_INVALID", "an assertion for this server's issuer is for token exchange (IssueToken), not for verification");
+    }
+    const a = await this.#checker.verify(em, token, audience);
     return {
       kind: a.kind,
       subject: a.subject,
@@ -134,5 +146,16 @@ export function looksLikeAssertion(token: string): boolean {
     return !!header && typeof header === "object" && header.typ !== "at+jwt";
   } catch {
     return false;
+  }
+}
+
+/** The `aud` an assertion claims, before anything is verified (only to refuse it early). */
+function unverifiedAudiences(token: string): string[] {
+  try {
+    const payload = JSON.parse(Buffer.from(token.split(".")[1] ?? "", "base64url").toString("utf8")) as { aud?: unknown } | null;
+    const aud = payload?.aud;
+    return typeof aud === "string" ? [aud] : Array.isArray(aud) ? aud.filter((a): a is string => typeof a === "string") : [];
+  } catch {
+    return [];
   }
 }

@@ -10,7 +10,7 @@
 // the second-replica replay test needs PostgreSQL (TEST_DATABASE_URL). The
 // last describe holds tests of defects found in src/registry: they fail
 // until those are fixed.
-import { createPublicKey, generateKeyPairSync } from "node:crypto";
+import { createPublicKey, generateKeyPairSync, randomBytes } from "node:crypto";
 import { once } from "node:events";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer as createHttpsServer } from "node:https";
@@ -461,14 +461,19 @@ describe("assertions themselves", () => {
     { name: "a local store", registry: () => LOCAL_FILE, dns: false },
   ]) {
     it.skipIf(via.dns && !DNSMASQ)(`refuses a replayed jti through ${via.name}: VerifyToken or IssueToken, then either again${via.dns && !DNSMASQ ? ` (${NO_DNS})` : ""}`, async () => {
-      const used = assertion(keys.p521, "svc-report-2", via.registry(), { aud: [AUD, ISSUER_B] });
-      await verify(used);
-      await expectFailure(verify(used), refused("ASSERTION_REPLAYED"));
-      await expectFailure(exchange(used), refused("ASSERTION_REPLAYED"));
-      const exchanged = assertion(keys.p521, "svc-report-2", via.registry(), { aud: [AUD, ISSUER_B] });
-      await exchange(exchanged);
-      await expectFailure(exchange(exchanged), refused("ASSERTION_REPLAYED"));
-      await expectFailure(verify(exchanged), refused("ASSERTION_REPLAYED"));
+      // One jti, signed once for a receiver and once for exchange: used once, whichever comes first.
+      const pair = () => {
+        const jti = randomBytes(12).toString("base64url");
+        return [assertion(keys.p521, "svc-report-2", via.registry(), { jti }), assertion(keys.p521, "svc-report-2", via.registry(), { jti, aud: ISSUER_B })] as const;
+      };
+      const [forReceiver, forExchange] = pair();
+      await verify(forReceiver);
+      await expectFailure(verify(forReceiver), refused("ASSERTION_REPLAYED"));
+      await expectFailure(exchange(forExchange), refused("ASSERTION_REPLAYED"));
+      const [laterReceiver, laterExchange] = pair();
+      await exchange(laterExchange);
+      await expectFailure(exchange(laterExchange), refused("ASSERTION_REPLAYED"));
+      await expectFailure(verify(laterReceiver), refused("ASSERTION_REPLAYED"));
     });
   }
 });
@@ -485,15 +490,17 @@ describe.skipIf(!process.env.TEST_DATABASE_URL)("a second replica sharing B's da
   it("refuses on either replica a jti the other one used (VerifyToken and IssueToken)", async () => {
     expect(b2.config.databaseUrl).toBe(b.config.databaseUrl);
     const verifyOn = (server: TestServer, token: string) => server.clients.verify.verifyToken({ token, audience: AUD });
-    const first = assertion(keys.ed, "svc-billing-1", url(MAIN), { aud: [AUD, ISSUER_B] });
+    const jti1 = randomBytes(12).toString("base64url");
+    const first = assertion(keys.ed, "svc-billing-1", url(MAIN), { jti: jti1 });
     expect((await verifyOn(b, first)).principal?.subject).toBe("svc-billing-1");
     await expectFailure(verifyOn(b2, first), refused("ASSERTION_REPLAYED"));
-    await expectFailure(exchange(first, b2), refused("ASSERTION_REPLAYED"));
+    await expectFailure(exchange(assertion(keys.ed, "svc-billing-1", url(MAIN), { jti: jti1, aud: ISSUER_B }), b2), refused("ASSERTION_REPLAYED"));
 
-    const second = assertion(keys.p521, "svc-report-2", DNSMASQ ? DNS_HOST : LOCAL_FILE, { aud: [AUD, ISSUER_B] });
+    const jti2 = randomBytes(12).toString("base64url");
+    const second = assertion(keys.p521, "svc-report-2", DNSMASQ ? DNS_HOST : LOCAL_FILE, { jti: jti2, aud: ISSUER_B });
     const issued = await exchange(second, b2);
     expect(issued.principalKind).toBe(PrincipalKind.PRINCIPAL_KIND_SERVICE);
-    await expectFailure(verifyOn(b, second), refused("ASSERTION_REPLAYED"));
+    await expectFailure(verifyOn(b, assertion(keys.p521, "svc-report-2", DNSMASQ ? DNS_HOST : LOCAL_FILE, { jti: jti2 })), refused("ASSERTION_REPLAYED"));
     await expectFailure(exchange(second, b), refused("ASSERTION_REPLAYED"));
     // The token B2 exchanged verifies on B (its session is in the shared database).
     expect((await b.clients.verify.verifyToken({ token: issued.accessToken, audience: "" })).principal?.sessionId).toBe(issued.sessionId);
@@ -619,6 +626,14 @@ describe("an unreachable HTTPS registry", () => {
       ]);
       expect(Date.now() - started, registry).toBeLessThan(4000);
     }
+  });
+});
+
+describe("audiences", () => {
+  it("VerifyToken of an assertion needs the receiver's audience, and never verifies one meant for token exchange", async () => {
+    await expectFailure(verify(assertion(keys.ed, "svc-billing-1", url(MAIN)), ""), { code: Status.INVALID_ARGUMENT, reason: "INVALID_INPUT" });
+    await expectFailure(verify(assertion(keys.ed, "svc-billing-1", url(MAIN), { aud: [AUD, ISSUER_B] })), refused("TOKEN_INVALID"));
+    await expectFailure(verify(assertion(keys.ed, "svc-billing-1", url(MAIN), { aud: ISSUER_B }), ISSUER_B), refused("TOKEN_INVALID"));
   });
 });
 

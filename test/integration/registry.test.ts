@@ -11,6 +11,8 @@ import { startTestServer, type TestServer } from "../support/server.ts";
 import { decodePart } from "../support/tokens.ts";
 
 const SELF = "https://id.tessera.test/registry.json";
+/** The receiver assertions are signed for (VerifyToken's audience; never this server's issuer, which is token exchange's). */
+const AUD = "reports";
 let server: TestServer;
 let admin: TestServer["clients"];
 let key: ServiceKey;
@@ -32,15 +34,15 @@ afterAll(async () => {
 });
 
 const assertion = (overrides: Partial<Parameters<typeof signAssertion>[1]> = {}, k = key) =>
-  signAssertion(k, { region: "billing-api", capability: "billing-reader", registry: SELF, aud: "tessera", ...overrides });
+  signAssertion(k, { region: "billing-api", capability: "billing-reader", registry: SELF, aud: AUD, ...overrides });
 
 describe("service assertions of this server's own registry", () => {
   it("verify as the service, with its capability's group permissions and region meta, once", async () => {
     const token = assertion();
-    const { principal } = await server.clients.verify.verifyToken({ token, audience: "" });
+    const { principal } = await server.clients.verify.verifyToken({ token, audience: AUD });
     expect(principal).toMatchObject({ kind: PrincipalKind.PRINCIPAL_KIND_SERVICE, subject: "billing-api", tenantName: "system", sessionId: "", permissions: ["billing.invoices.retrieve"] });
     expect(principal?.region).toMatchObject({ id: "billing-api", capability: "billing-reader", registry: SELF });
-    await expectFailure(server.clients.verify.verifyToken({ token, audience: "" }), { code: Status.UNAUTHENTICATED, reason: "ASSERTION_REPLAYED" });
+    await expectFailure(server.clients.verify.verifyToken({ token, audience: AUD }), { code: Status.UNAUTHENTICATED, reason: "ASSERTION_REPLAYED" });
   });
 
   it("exchange for a short-lived access token without a refresh token, refused at once when revoked", async () => {
@@ -61,13 +63,13 @@ describe("service assertions of this server's own registry", () => {
     await admin.registry.revokeCapability({ regionId: "report-svc", capability: "billing-reader" });
     await expectFailure(server.clients.verify.verifyToken({ token: issued.accessToken, audience: "" }), { code: Status.UNAUTHENTICATED, reason: "SESSION_REVOKED" });
     await expectFailure(
-      server.clients.verify.verifyToken({ token: signAssertion(k, { region: "report-svc", capability: "billing-reader", registry: SELF, aud: "tessera" }), audience: "" }),
+      server.clients.verify.verifyToken({ token: signAssertion(k, { region: "report-svc", capability: "billing-reader", registry: SELF, aud: AUD }), audience: AUD }),
       { code: Status.UNAUTHENTICATED, reason: "SESSION_REVOKED" },
     );
   });
 
   it("refuses what does not verify", async () => {
-    const verify = (token: string) => server.clients.verify.verifyToken({ token, audience: "" });
+    const verify = (token: string) => server.clients.verify.verifyToken({ token, audience: AUD });
     await expectFailure(verify(assertion({ registry: "https://evil.test/registry.json" })), { code: Status.UNAUTHENTICATED, reason: "REGISTRY_NOT_ALLOWED" });
     await expectFailure(verify(assertion({ registry: `${SELF}?x=1` })), { code: Status.UNAUTHENTICATED, reason: "REGISTRY_NOT_ALLOWED" });
     await expectFailure(verify(assertion({ aud: "someone-else" })), { code: Status.UNAUTHENTICATED, reason: "TOKEN_INVALID" });
@@ -82,7 +84,7 @@ describe("service assertions of this server's own registry", () => {
     await expectFailure(verify(tampered), { code: Status.UNAUTHENTICATED, reason: "TOKEN_INVALID" });
     expect(p).toBeTruthy();
     // Nothing of a refused assertion was remembered: the good one still verifies once.
-    await server.clients.verify.verifyToken({ token: good, audience: "" });
+    await server.clients.verify.verifyToken({ token: good, audience: AUD });
   });
 
   it("rotates a capability's key: the old key stops verifying at once", async () => {
@@ -90,19 +92,19 @@ describe("service assertions of this server's own registry", () => {
     await admin.registry.createRegion({ region: { id: "rotating-svc", alias: "", active: true } as never });
     await admin.registry.publishCapability({ regionId: "rotating-svc", capability: "billing-reader", publicKey: key.publicJwk, expireTime: inAnHour() });
     const before = { region: "rotating-svc" };
-    await server.clients.verify.verifyToken({ token: assertion(before), audience: "" });
+    await server.clients.verify.verifyToken({ token: assertion(before), audience: AUD });
     await admin.registry.publishCapability({ regionId: "rotating-svc", capability: "billing-reader", publicKey: next.publicJwk, expireTime: inAnHour() });
-    await expectFailure(server.clients.verify.verifyToken({ token: assertion(before), audience: "" }), { code: Status.UNAUTHENTICATED, reason: "TOKEN_INVALID" });
-    await server.clients.verify.verifyToken({ token: assertion(before, next), audience: "" });
+    await expectFailure(server.clients.verify.verifyToken({ token: assertion(before), audience: AUD }), { code: Status.UNAUTHENTICATED, reason: "TOKEN_INVALID" });
+    await server.clients.verify.verifyToken({ token: assertion(before, next), audience: AUD });
   });
 
   it("deactivating the region refuses its assertions at once", async () => {
     const k = serviceKey();
     await admin.registry.createRegion({ region: { id: "short-lived-svc", alias: "", active: true } as never });
     await admin.registry.publishCapability({ regionId: "short-lived-svc", capability: "billing-reader", publicKey: k.publicJwk, expireTime: inAnHour() });
-    await server.clients.verify.verifyToken({ token: assertion({ region: "short-lived-svc" }, k), audience: "" });
+    await server.clients.verify.verifyToken({ token: assertion({ region: "short-lived-svc" }, k), audience: AUD });
     await admin.registry.updateRegion({ region: { id: "short-lived-svc", active: false } as never, updateMask: ["active"] });
-    await expectFailure(server.clients.verify.verifyToken({ token: assertion({ region: "short-lived-svc" }, k), audience: "" }), { code: Status.UNAUTHENTICATED, reason: "SESSION_REVOKED" });
+    await expectFailure(server.clients.verify.verifyToken({ token: assertion({ region: "short-lived-svc" }, k), audience: AUD }), { code: Status.UNAUTHENTICATED, reason: "SESSION_REVOKED" });
   });
 });
 
@@ -155,23 +157,23 @@ describe("a user's own key (the seed's user flow)", () => {
     await expectFailure(sally.registry.publishCapability({ regionId: "billing-api", capability: "staff_members", publicKey: own.publicJwk, expireTime: inAnHour() } as never), { code: Status.PERMISSION_DENIED, reason: "PERMISSION_DENIED" });
     const published = await sally.registry.publishCapability({ regionId: "", capability: "staff_members", publicKey: own.publicJwk, expireTime: inAnHour() } as never);
     expect(published.capability).toMatchObject({ regionId: userId, capability: "staff_members", algorithm: "ES384" });
-    const mine = (overrides = {}) => signAssertion(own, { region: userId, capability: "staff_members", registry: SELF, aud: "tessera", ...overrides });
-    const { principal } = await server.clients.verify.verifyToken({ token: mine(), audience: "" });
+    const mine = (overrides = {}) => signAssertion(own, { region: userId, capability: "staff_members", registry: SELF, aud: AUD, ...overrides });
+    const { principal } = await server.clients.verify.verifyToken({ token: mine(), audience: AUD });
     expect(principal).toMatchObject({ kind: PrincipalKind.PRINCIPAL_KIND_USER, subject: userId, username: "sally", permissions: ["billing.invoices.retrieve"] });
     // Out of the group: its key carries nothing.
     await admin.permissions.removeGroupMembers({ groupId: group.group!.id, userIds: [userId] } as never);
-    expect((await server.clients.verify.verifyToken({ token: mine(), audience: "" })).principal?.permissions).toEqual([]);
+    expect((await server.clients.verify.verifyToken({ token: mine(), audience: AUD })).principal?.permissions).toEqual([]);
     await admin.permissions.addGroupMembers({ groupId: group.group!.id, userIds: [userId] } as never);
     // Disabled: refused at once; its keys are revoked like its sessions, so enabled again it publishes again.
     await admin.users.updateUser({ user: { id: userId, disabled: true } as never, updateMask: ["disabled"] } as never);
-    await expectFailure(server.clients.verify.verifyToken({ token: mine(), audience: "" }), { code: Status.UNAUTHENTICATED, reason: "SESSION_REVOKED" });
+    await expectFailure(server.clients.verify.verifyToken({ token: mine(), audience: AUD }), { code: Status.UNAUTHENTICATED, reason: "SESSION_REVOKED" });
     await admin.users.updateUser({ user: { id: userId, disabled: false } as never, updateMask: ["disabled"] } as never);
-    await expectFailure(server.clients.verify.verifyToken({ token: mine(), audience: "" }), { code: Status.UNAUTHENTICATED, reason: "SESSION_REVOKED" });
+    await expectFailure(server.clients.verify.verifyToken({ token: mine(), audience: AUD }), { code: Status.UNAUTHENTICATED, reason: "SESSION_REVOKED" });
     const again = server.as((await server.login("system", "sally", "sally-password-1")).accessToken);
     await again.registry.publishCapability({ regionId: "", capability: "staff_members", publicKey: own.publicJwk, expireTime: inAnHour() } as never);
-    await server.clients.verify.verifyToken({ token: mine(), audience: "" });
+    await server.clients.verify.verifyToken({ token: mine(), audience: AUD });
     await again.registry.revokeCapability({ regionId: "", capability: "staff_members" } as never);
-    await expectFailure(server.clients.verify.verifyToken({ token: mine(), audience: "" }), { code: Status.UNAUTHENTICATED, reason: "SESSION_REVOKED" });
+    await expectFailure(server.clients.verify.verifyToken({ token: mine(), audience: AUD }), { code: Status.UNAUTHENTICATED, reason: "SESSION_REVOKED" });
   });
 });
 
@@ -195,7 +197,7 @@ describe("the README walkthrough", () => {
       const documents = stdout.trim().split(/\n(?=\{)/).map((doc) => JSON.parse(doc) as Record<string, unknown>);
       expect(documents[1]).toMatchObject({ region: { id: "billing-api" } });
       expect(documents[2]).toMatchObject({ capability: { regionId: "billing-api", capability: "billing-reader", algorithm: "EdDSA" } });
-      expect(documents[3]).toMatchObject({ principal: { kind: "PRINCIPAL_KIND_SERVICE", subject: "billing-api", permissions: ["identity.users.list"] } });
+      expect(documents[3]).toMatchObject({ principal: { kind: "PRINCIPAL_KIND_SERVICE", subject: "billing-api", permissions: ["identity.users.list"], audience: ["reports"] } });
       expect(documents[4]).toMatchObject({ principalKind: "PRINCIPAL_KIND_SERVICE", grantedPermissions: ["identity.users.list"] });
       expect((documents[5] as { capabilities: string[] }).capabilities).toHaveLength(1);
     } finally {
@@ -223,8 +225,8 @@ describe("what publishing cannot do", () => {
     // A capability named after no group carries nothing, even once such a group appears: groups are bound when published.
     const published = await keys.registry.publishCapability({ regionId: "keyshop-svc", capability: "late-group", publicKey: k.publicJwk, expireTime: inAnHour() } as never);
     await boss.permissions.createGroup({ group: { name: "late-group", permissions: ["identity.users.list"] } } as never);
-    const token = signAssertion(k, { region: "keyshop-svc", capability: "late-group", registry: SELF, aud: "tessera" });
-    const { principal } = await server.clients.verify.verifyToken({ token, audience: "" });
+    const token = signAssertion(k, { region: "keyshop-svc", capability: "late-group", registry: SELF, aud: AUD });
+    const { principal } = await server.clients.verify.verifyToken({ token, audience: AUD });
     expect(principal).toMatchObject({ tenantId: tenant!.id, subject: "keyshop-svc", permissions: [] });
     expect(published.capability?.id).toBeTruthy();
     // A user's own region: only that user publishes there (anyone else's key would verify as the user).
@@ -250,15 +252,15 @@ describe("what publishing cannot do", () => {
       await ursula.registry.publishCapability({ regionId: "", capability: "staff_members", publicKey: own.publicJwk, expireTime: inAnHour() } as never);
       return ursula;
     };
-    const hers = () => signAssertion(own, { region: ursulaId, capability: "staff_members", registry: SELF, aud: "tessera" });
+    const hers = () => signAssertion(own, { region: ursulaId, capability: "staff_members", registry: SELF, aud: AUD });
     const ursula = await publish();
-    await server.clients.verify.verifyToken({ token: hers(), audience: "" });
+    await server.clients.verify.verifyToken({ token: hers(), audience: AUD });
     await ursula.issue.revokeAllSessions({} as never);
-    await expectFailure(server.clients.verify.verifyToken({ token: hers(), audience: "" }), { code: Status.UNAUTHENTICATED, reason: "SESSION_REVOKED" });
+    await expectFailure(server.clients.verify.verifyToken({ token: hers(), audience: AUD }), { code: Status.UNAUTHENTICATED, reason: "SESSION_REVOKED" });
     await publish();
-    await server.clients.verify.verifyToken({ token: hers(), audience: "" });
+    await server.clients.verify.verifyToken({ token: hers(), audience: AUD });
     await admin.users.setPassword({ id: ursulaId, newPassword: "ursula-password-1" } as never);
-    await expectFailure(server.clients.verify.verifyToken({ token: hers(), audience: "" }), { code: Status.UNAUTHENTICATED, reason: "SESSION_REVOKED" });
+    await expectFailure(server.clients.verify.verifyToken({ token: hers(), audience: AUD }), { code: Status.UNAUTHENTICATED, reason: "SESSION_REVOKED" });
   });
 
   it("a region deactivated and activated again does not bring its capabilities back", async () => {
@@ -271,7 +273,7 @@ describe("what publishing cannot do", () => {
     await admin.registry.updateRegion({ region: { id: "flapping-svc", active: false }, updateMask: ["active"] } as never);
     await admin.registry.updateRegion({ region: { id: "flapping-svc", active: true }, updateMask: ["active"] } as never);
     await expectFailure(server.clients.verify.verifyToken({ token: exchanged.accessToken, audience: "" }), { code: Status.UNAUTHENTICATED, reason: "SESSION_REVOKED" });
-    await expectFailure(server.clients.verify.verifyToken({ token: signAssertion(k, { region: "flapping-svc", capability: "billing-reader", registry: SELF, aud: "tessera" }), audience: "" }), {
+    await expectFailure(server.clients.verify.verifyToken({ token: signAssertion(k, { region: "flapping-svc", capability: "billing-reader", registry: SELF, aud: AUD }), audience: AUD }), {
       code: Status.UNAUTHENTICATED,
       reason: "SESSION_REVOKED",
     });

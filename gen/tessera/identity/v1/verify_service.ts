@@ -1129,8 +1129,10 @@ export const VerifyServiceDefinition = {
      * this server's own (TESSERA_REGISTRY_SELF) or on its allow-list
      * (TESSERA_REGISTRIES): the capability's records (authority signature,
      * `active`, `exp`), `regionmeta.expires`, `exp`/`iat` (at most
-     * TESSERA_ASSERTION_MAX_LIFETIME apart), `aud` (`audience`, or the server's
-     * default audience) and the signature with the capability's key. Its `jti`
+     * TESSERA_ASSERTION_MAX_LIFETIME apart), `aud` (must contain `audience`,
+     * which is required for assertions: the receiver names itself; an
+     * assertion for this server's issuer is for token exchange and refused
+     * here) and the signature with the capability's key. Its `jti`
      * is then used up: a second verification of the same assertion, on any
      * replica, is ASSERTION_REPLAYED. The principal carries `region`, and the
      * permissions of the tenant's group named after the capability.
@@ -1254,8 +1256,10 @@ export interface VerifyServiceImplementation<CallContextExt = {}> {
    * this server's own (TESSERA_REGISTRY_SELF) or on its allow-list
    * (TESSERA_REGISTRIES): the capability's records (authority signature,
    * `active`, `exp`), `regionmeta.expires`, `exp`/`iat` (at most
-   * TESSERA_ASSERTION_MAX_LIFETIME apart), `aud` (`audience`, or the server's
-   * default audience) and the signature with the capability's key. Its `jti`
+   * TESSERA_ASSERTION_MAX_LIFETIME apart), `aud` (must contain `audience`,
+   * which is required for assertions: the receiver names itself; an
+   * assertion for this server's issuer is for token exchange and refused
+   * here) and the signature with the capability's key. Its `jti`
    * is then used up: a second verification of the same assertion, on any
    * replica, is ASSERTION_REPLAYED. The principal carries `region`, and the
    * permissions of the tenant's group named after the capability.
@@ -1319,8 +1323,10 @@ export interface VerifyServiceClient<CallOptionsExt = {}> {
    * this server's own (TESSERA_REGISTRY_SELF) or on its allow-list
    * (TESSERA_REGISTRIES): the capability's records (authority signature,
    * `active`, `exp`), `regionmeta.expires`, `exp`/`iat` (at most
-   * TESSERA_ASSERTION_MAX_LIFETIME apart), `aud` (`audience`, or the server's
-   * default audience) and the signature with the capability's key. Its `jti`
+   * TESSERA_ASSERTION_MAX_LIFETIME apart), `aud` (must contain `audience`,
+   * which is required for assertions: the receiver names itself; an
+   * assertion for this server's issuer is for token exchange and refused
+   * here) and the signature with the capability's key. Its `jti`
    * is then used up: a second verification of the same assertion, on any
    * replica, is ASSERTION_REPLAYED. The principal carries `region`, and the
    * permissions of the tenant's group named after the capability.
