@@ -118,7 +118,12 @@ export async function startTessera(config: Config, logger: Logger): Promise<Tess
     const remoteHttp = new RemoteHttp(remoteBounds);
     // Issuers are chosen by tenant administrators: their own client, limited to public addresses,
     // with its own calls in flight (one slow issuer does not stall Minecraft logins).
-    const oidcHttp = new RemoteHttp({ ...remoteBounds, publicOnly: { allowLoopback: config.oidcAllowHttpLoopback } });
+    const oidcHttp = new RemoteHttp({
+      ...remoteBounds,
+      // A quarter of the slots per issuer host: one tenant's slow issuer leaves the others theirs.
+      maxInFlightPerHost: Math.max(1, Math.floor(config.remoteMaxInFlight / 4)),
+      publicOnly: { allowLoopback: config.oidcAllowHttpLoopback },
+    });
     started.push(() => remoteHttp.close(), () => oidcHttp.close());
     // Single-use proofs (service assertions, ID tokens) already used, on every replica.
     const replays = new ReplayStore(orm);

@@ -14,6 +14,11 @@ export interface RemoteHttpSettings {
   totalTimeoutMs: number;
   /** Calls in flight at once; more are refused at once (UPSTREAM_UNAVAILABLE). */
   maxInFlight: number;
+  /**
+   * Calls in flight at once to one host (default: all of maxInFlight). Where tenants choose the
+   * hosts, one slow or hostile host must not take every slot from the others.
+   */
+  maxInFlightPerHost?: number;
   /** Largest response body read. */
   maxResponseBytes: number;
   /**
@@ -59,6 +64,7 @@ export class RemoteHttp {
   readonly #agent: Agent;
   readonly #settings: RemoteHttpSettings;
   #inFlight = 0;
+  readonly #perHost = new Map<string, number>();
 
   constructor(settings: RemoteHttpSettings) {
     this.#settings = settings;
@@ -83,6 +89,11 @@ export class RemoteHttp {
     const host = new URL(url).hostname.replace(/^\[|\]$/g, "");
     // An address literal is connected to without a lookup: check it here.
     if (guard && isIP(host) && !addressAllowed(host, guard.allowLoopback)) throw upstreamUnavailable(`${what} (a private address)`, 60_000);
+    const origin = new URL(url).host;
+    const hostLimit = this.#settings.maxInFlightPerHost ?? this.#settings.maxInFlight;
+    const atHost = this.#perHost.get(origin) ?? 0;
+    if (atHost >= hostLimit) throw upstreamUnavailable(`${what} (too many calls in flight to this host)`, 1000);
+    this.#perHost.set(origin, atHost + 1);
     this.#inFlight++;
     try {
       const response = await fetch(url, {
@@ -98,6 +109,9 @@ export class RemoteHttp {
       throw upstreamUnavailable(what, 1000, error);
     } finally {
       this.#inFlight--;
+      const left = (this.#perHost.get(origin) ?? 1) - 1;
+      if (left <= 0) this.#perHost.delete(origin);
+      else this.#perHost.set(origin, left);
     }
   }
 

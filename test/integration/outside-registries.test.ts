@@ -146,9 +146,24 @@ async function documentOfA(): Promise<string> {
   return JSON.stringify({ regions: doc.regions, capabilities: doc.capabilities });
 }
 
+/**
+ * A's exported zone, as dnsmasq's records: read from the zone-file text itself (dnsmasq reads no
+ * master files), so what a DNS server is given is exactly what ExportDnsZone printed; the structured
+ * records must say the same.
+ */
 async function zoneOfA(): Promise<{ name: string; values: string[] }[]> {
   const zone = await aAdmin.registry.exportDnsZone({ host: DNS_HOST });
-  return zone.records.map((r) => ({ name: r.name, values: r.values }));
+  const fromFile = zone.zoneFile
+    .split("\n")
+    .filter((line) => line && !line.startsWith("$"))
+    .map((line) => {
+      const m = /^(\S+)\.\s+\d+\s+IN\s+TXT\s+(.*)$/.exec(line);
+      if (!m) throw new Error(`not a TXT record line: ${line}`);
+      return { name: m[1]!, values: [...m[2]!.matchAll(/"([^"]*)"/g)].map((q) => q[1]!) };
+    });
+  expect(fromFile).toEqual(zone.records.map((r) => ({ name: r.name, values: r.values })));
+  expect(zone.zoneFile.startsWith(`$ORIGIN ${DNS_HOST}.\n`)).toBe(true);
+  return fromFile;
 }
 
 /** Serves A's current registry on every channel B reads (HTTPS main route, DNS, the local-store file). */

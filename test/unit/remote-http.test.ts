@@ -16,6 +16,11 @@ beforeAll(async () => {
       res.writeHead(200, { "content-type": "application/json" }); // chunked: no content-length to refuse early
       for (let i = 0; i < 64; i++) res.write(" ".repeat(16 * 1024));
       res.end();
+    } else if (req.url === "/slow") {
+      setTimeout(() => {
+        res.writeHead(200, { "content-type": "application/json" });
+        res.end("{}");
+      }, 300);
     } else if (req.url === "/gzip") {
       res.writeHead(200, { "content-type": "application/json", "content-encoding": "gzip" });
       res.end(gzipSync(Buffer.alloc(1024 * 1024, " ")));
@@ -79,6 +84,24 @@ describe("RemoteHttp", () => {
       expect(await reason(http.get(`http://127.0.0.1:${port}/big`, "the issuer"))).toMatch(/^UPSTREAM_UNAVAILABLE/);
       expect(await reason(http.get(`http://127.0.0.1:${port}/gzip`, "the issuer"))).toMatch(/^UPSTREAM_UNAVAILABLE/);
       expect((await http.get(`http://127.0.0.1:${port}/`, "the issuer")).status).toBe(200);
+    } finally {
+      await http.close();
+    }
+  });
+
+  it("keeps calls in flight to one host within its share, leaving the other slots to other hosts", async () => {
+    const http = new RemoteHttp({ ...settings, maxInFlightPerHost: 2 });
+    try {
+      const slow = [1, 2, 3].map(() => reason(http.get(`http://127.0.0.1:${port}/slow`, "the issuer")));
+      // Another host still has its slots.
+      const otherServer = createServer((_req, res) => res.end("{}"));
+      otherServer.listen(0, "127.0.0.1");
+      await new Promise((resolve) => otherServer.once("listening", resolve));
+      const other = await http.get(`http://127.0.0.1:${(otherServer.address() as AddressInfo).port}/`, "the issuer").finally(() => otherServer.close());
+      expect(other.status).toBe(200);
+      const outcomes = await Promise.all(slow);
+      expect(outcomes.filter((o) => o === "answered")).toHaveLength(2);
+      expect(outcomes.filter((o) => o.includes("too many calls in flight to this host"))).toHaveLength(1);
     } finally {
       await http.close();
     }
