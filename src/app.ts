@@ -199,6 +199,9 @@ export async function startTessera(config: Config, logger: Logger): Promise<Tess
       await tokens.sessions.revokeTenantSessionsInTransaction(em, tenantId);
       await registry.service.revokeTenantKeysInTransaction(em, tenantId);
     });
+    tenants.onIssuerUsersRevoked(async (em, tenantId, userIds) => {
+      for (const id of userIds) await tokens.sessions.revokeUserSessionsInTransaction(em, { id, tenant: tenantId }, "issuer_untrusted");
+    });
     // Whatever ends all of a user's sessions ends the keys it published for itself too (an intruder's key must not outlive the clean-up).
     tokens.sessions.onUserSessionsRevoked((em, tenantId, userId) => registry.service.revokeUserKeysInTransaction(em, tenantId, userId));
     users.addHooks({

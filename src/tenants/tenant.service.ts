@@ -6,7 +6,8 @@ import { nextPageToken, readPage, type PageRequest } from "../shared/pagination.
 import { checkMaxLength, checkPattern, checkUuid, HOSTNAME, TENANT_NAME, UUID, readUpdateMask } from "../shared/validation.ts";
 import { TenantDomainEntity, TenantEntity, type Tenant } from "./tenant.entity.ts";
 import type { NewUserInput, PreparedUser, UserService } from "../users/index.ts";
-import { UserEntity, type User } from "../users/index.ts";
+import { ExternalIdentityEntity, UserEntity, type User } from "../users/index.ts";
+import { refKey } from "../db/refs.ts";
 import { issuerUrlProblem, type OidcIssuerConfig } from "../federation/index.ts";
 
 export const SYSTEM_TENANT_NAME = "system";
@@ -149,6 +150,16 @@ export class TenantService {
     this.#onRevoked.push(hook);
   }
 
+  /**
+   * Registers work for the users whose OpenID Connect issuer the tenant stopped trusting (removed,
+   * or its client id changed), in the same transaction: their sessions came from that trust.
+   */
+  onIssuerUsersRevoked(hook: (em: EntityManager, tenantId: string, userIds: string[]) => Promise<void>): void {
+    this.#onIssuerUsersRevoked.push(hook);
+  }
+
+  readonly #onIssuerUsersRevoked: ((em: EntityManager, tenantId: string, userIds: string[]) => Promise<void>)[] = [];
+
   async createTenant(
     em: EntityManager,
     fields: TenantFields,
@@ -272,9 +283,13 @@ export class TenantService {
         const disabling = fields.has("disabled") && patch.disabled && !tenant.disabled;
         if (fields.has("disabled")) tenant.disabled = patch.disabled;
         if (fields.has("self_registration_enabled")) tenant.selfRegistrationEnabled = patch.selfRegistrationEnabled;
+        let untrusted: string[] = [];
         if (fields.has("oidc_issuers")) {
           await this.#checkIssuerGroups(tem, tenant.id, patch.oidcIssuers, "tenant.");
-          tenant.oidcIssuers = normalizeIssuers(patch.oidcIssuers);
+          const next = normalizeIssuers(patch.oidcIssuers);
+          // An issuer no longer trusted with the same client: the logins it vouched for end.
+          untrusted = tenant.oidcIssuers.filter((old) => !next.some((n) => n.issuer === old.issuer && n.clientId === old.clientId)).map((old) => old.issuer);
+          tenant.oidcIssuers = next;
         }
         if (fields.has("domains")) {
           await tem.nativeDelete(TenantDomainEntity, { tenant });
@@ -285,6 +300,11 @@ export class TenantService {
         // After the tenant row is written (and locked): a login racing the disable either started its
         // session before (revoked here) or waits for this commit and starts none (SessionStore.start).
         if (disabling) for (const hook of this.#onRevoked) await hook(tem, tenant.id);
+        if (untrusted.length) {
+          const identities = await tem.find(ExternalIdentityEntity, { tenant: tenant.id, issuer: { $in: untrusted } }, { fields: ["user"] });
+          const userIds = identities.map((i) => refKey(i.user));
+          if (userIds.length) for (const hook of this.#onIssuerUsersRevoked) await hook(tem, tenant.id, userIds);
+        }
         await tem.flush();
         return toTenantRecord(tem, tenant);
       });

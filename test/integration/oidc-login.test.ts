@@ -100,6 +100,17 @@ describe("IssueToken (oidc)", () => {
     await oidc(await provider.idToken({ accountId: "carol-sub" }), "fed-twin");
   });
 
+  it("ends the sessions of an issuer's users when the tenant stops trusting it", async () => {
+    const gone = (await admin.tenants.createTenant({ tenant: { name: "fed-gone" } })).tenant!.id;
+    await admin.tenants.updateTenant({ tenant: { id: gone, oidcIssuers: [trust(provider.issuer)] }, updateMask: ["oidc_issuers"] });
+    const login = await oidc(await provider.idToken({ accountId: "dave-sub" }), "fed-gone");
+    await server.clients.verify.verifyToken({ token: login.accessToken });
+    // Same issuer, another client id: no longer the trust those logins came through.
+    await admin.tenants.updateTenant({ tenant: { id: gone, oidcIssuers: [trust(provider.issuer, "another-app")] }, updateMask: ["oidc_issuers"] });
+    await expectFailure(server.clients.verify.verifyToken({ token: login.accessToken }), { code: Status.UNAUTHENTICATED, reason: "SESSION_REVOKED" });
+    await expectFailure(server.clients.refresh.refresh({ refreshToken: login.refreshToken }), { code: Status.UNAUTHENTICATED, reason: "SESSION_REVOKED" });
+  });
+
   it("checks the nonce", async () => {
     const idToken = await provider.idToken({ accountId: "alice-sub", nonce: "the-nonce" });
     await expectFailure(oidc(idToken, "fed", "another-nonce"), { code: Status.UNAUTHENTICATED, reason: "INVALID_CREDENTIALS" });
