@@ -87,7 +87,9 @@ class TenantServiceServicer(object):
     def UpdateTenant(self, request, context):
         """UpdateTenant changes the fields named in `update_mask` (AIP-134):
         name, display_name, domains, disabled, self_registration_enabled,
-        oidc_issuers (replaced as a whole).
+        oidc_issuers (replaced as a whole; the sessions of users of an issuer no
+        longer trusted with the same client id end at once). Disabling a tenant
+        ends its sessions and revokes its registry capabilities.
 
         Required permission: identity.tenants.update.
         Error reasons: INVALID_INPUT, TENANT_NOT_FOUND, GROUP_NOT_FOUND (an
