@@ -300,6 +300,12 @@ function readRegistry(env: Env) {
   };
 }
 
+function readMinecraftChallengeTtl(env: Env): number {
+  const seconds = readDuration(env, "TESSERA_MINECRAFT_CHALLENGE_TTL", "2m");
+  if (seconds > 600) throw new ConfigError("TESSERA_MINECRAFT_CHALLENGE_TTL", "must be at most 10m (a challenge is a bearer secret until used)");
+  return seconds;
+}
+
 function readCookieName(env: Env): string {
   const name = env.TESSERA_GATEKEEPER_COOKIE || "tessera_token";
   if (!/^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$/.test(name)) throw new ConfigError("TESSERA_GATEKEEPER_COOKIE", "must be a cookie name (RFC 6265 token)");
@@ -384,7 +390,7 @@ export function loadConfig(env: Env = process.env): Config {
     serviceTokenTtlSeconds: readDuration(env, "TESSERA_SERVICE_TOKEN_TTL", "5m"),
     gatekeeperCookie: readCookieName(env),
     minecraftClientHash: readBoolean(env, "TESSERA_MINECRAFT_CLIENT_HASH", false),
-    minecraftChallengeTtlSeconds: readDuration(env, "TESSERA_MINECRAFT_CHALLENGE_TTL", "2m"),
+    minecraftChallengeTtlSeconds: readMinecraftChallengeTtl(env),
     registryWritesPerTenant: readCount(env, "TESSERA_REGISTRY_WRITES_PER_TENANT", 600, 0),
     keyPublishesPerUser: readCount(env, "TESSERA_KEY_PUBLISHES_PER_USER", 20, 0),
   };

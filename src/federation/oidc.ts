@@ -128,7 +128,10 @@ export class OidcVerifier {
     if (subject.length > 255) throw remoteLoginFailed("the ID token's sub is too long");
     const claim = payload[config.usernameClaim || "preferred_username"];
     const name = typeof claim === "string" && claim.trim() ? claim.trim() : subject;
-    const expiresAt = new Date(((payload.exp as number) + this.#settings.clockToleranceSeconds) * 1000);
+    // Remembered (single use) no longer than the token can be accepted: jose refuses it past iat + maxTokenAge,
+    // so a far-off or absurd exp cannot make a record that outlives everything (or is no date at all).
+    const until = Math.min(payload.exp as number, (payload.iat as number) + this.#settings.maxTokenAgeSeconds) + this.#settings.clockToleranceSeconds;
+    const expiresAt = new Date(until * 1000);
     const jti = typeof payload.jti === "string" && payload.jti.length <= 255 ? payload.jti : undefined;
     return { identity: { issuer: config.issuer, subject, name, expiresAt, ...(jti ? { jti } : {}) }, config };
   }

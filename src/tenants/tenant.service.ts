@@ -146,6 +146,21 @@ export class TenantService {
     this.#onCreated.push(hook);
   }
 
+  /**
+   * A host belongs to one tenant, whatever the ports: otherwise a tenant listing `mc.b.com:25565`
+   * would take the logins of the tenant that lists `mc.b.com` (the port form wins the lookup).
+   */
+  async #checkDomainHosts(em: EntityManager, tenantId: string, domains: readonly string[]): Promise<void> {
+    for (const [i, domain] of domains.entries()) {
+      const host = domain.replace(/:\d+$/, "");
+      const taken = await em.findOne(TenantDomainEntity, {
+        tenant: { $ne: tenantId },
+        $or: [{ domain: host }, { domain: { $like: `${host.replace(/[\\%_]/g, "\\$&")}:%` } }],
+      });
+      if (taken) throw alreadyExists(`the host of ${domain} belongs to another tenant`, `tenant.domains[${i}]`);
+    }
+  }
+
   onTenantRevoked(hook: TenantRevokedHook): void {
     this.#onRevoked.push(hook);
   }
@@ -182,6 +197,7 @@ export class TenantService {
           oidcIssuers: normalizeIssuers(fields.oidcIssuers),
         });
         await this.#checkIssuerGroups(tem, tenant.id, fields.oidcIssuers, "tenant.");
+        await this.#checkDomainHosts(tem, tenant.id, fields.domains);
         for (const domain of fields.domains) tem.create(TenantDomainEntity, { domain, tenant });
         const adminUser = preparedAdmin ? tem.create(UserEntity, { ...preparedAdmin, tenant }) : undefined;
         await tem.flush();
@@ -292,6 +308,7 @@ export class TenantService {
           tenant.oidcIssuers = next;
         }
         if (fields.has("domains")) {
+          await this.#checkDomainHosts(tem, tenant.id, patch.domains);
           await tem.nativeDelete(TenantDomainEntity, { tenant });
           for (const domain of patch.domains) tem.create(TenantDomainEntity, { domain, tenant });
         }

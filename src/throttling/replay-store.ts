@@ -14,6 +14,7 @@ interface Pending {
 }
 
 const MAX_BATCH = 500;
+const MAX_RECORD_MS = 86_400_000;
 
 export class ReplayStore {
   readonly #orm: Database;
@@ -27,6 +28,10 @@ export class ReplayStore {
   /** Records `kind` + `parts` until `expiresAt`; false when it is already recorded (a replay). */
   remember(kind: string, parts: readonly string[], expiresAt: Date): Promise<boolean> {
     const key = createHash("sha256").update([kind, ...parts].join("\u0000")).digest("hex");
+    // Every proof remembered here lives minutes: a date that is not one, or days away, is the caller's bug
+    // (or an attacker's token), refused for that caller alone rather than failing a whole batch.
+    const at = expiresAt.getTime();
+    if (!Number.isFinite(at) || at > Date.now() + MAX_RECORD_MS) return Promise.reject(new Error("a single-use record must expire within a day"));
     return new Promise((resolve, reject) => {
       this.#pending.push({ key, expiresAt, resolve, reject });
       if (!this.#scheduled) {
@@ -64,13 +69,21 @@ export class ReplayStore {
       const fresh = new Set(inserted.map((r: { key: string }) => r.key));
       for (const p of rows) p.resolve(fresh.has(p.key));
     } catch (error) {
-      for (const p of rows) p.reject(error);
+      // One bad row must not fail the others: a failed batch is tried again a row at a time.
+      if (rows.length === 1) {
+        rows[0]!.reject(error);
+        return;
+      }
+      for (const p of rows) void this.#insert([p]);
     }
   }
 
-  /** Sweeps every minute; returns the stop function. */
+  /** Sweeps every minute (full batches again at once); returns the stop function. */
   startSweeping(onError: (error: unknown) => void): () => void {
-    const timer = setInterval(() => this.sweep().catch(onError), 60_000);
+    const sweepAll = async () => {
+      for (let i = 0; i < 100 && (await this.sweep()) >= 10_000; i++);
+    };
+    const timer = setInterval(() => sweepAll().catch(onError), 60_000);
     timer.unref();
     return () => clearInterval(timer);
   }

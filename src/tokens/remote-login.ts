@@ -112,10 +112,10 @@ export class RemoteLogin {
           return false;
         }
         serverHash = minecraftDigest(input.serverId);
-        proof = { parts: ["challenge", input.serverId], expiresAt: challenge.expiresAt };
+        proof = { parts: ["join", foldKey(input.username), serverHash], expiresAt: challenge.expiresAt };
       } else {
         // The session server answers hasJoined for a short while after join; a hash is remembered longer.
-        proof = { parts: ["hash", foldKey(input.username), serverHash], expiresAt: new Date(Date.now() + 10 * 60_000) };
+        proof = { parts: ["join", foldKey(input.username), serverHash], expiresAt: new Date(Date.now() + 10 * 60_000) };
       }
       profile = await this.#deps.minecraft.hasJoined(input.username, serverHash);
       if (profile === null) return false;
@@ -165,7 +165,9 @@ export class RemoteLogin {
         // An ID token is a proof for one login: presented again (here, at another tenant that trusts the
         // same issuer and client, on another replica) it is refused, as a failed login.
         const { identity } = verified;
-        const proof = identity.jti ? `jti:${identity.jti}` : `token:${createHash("sha256").update(input.idToken).digest("base64url")}`;
+        // Without a jti, the signed part (header and claims) names the token: the signature's spelling can vary.
+        const signed = input.idToken.split(".").slice(0, 2).join(".");
+        const proof = identity.jti ? `jti:${identity.jti}` : `token:${createHash("sha256").update(signed).digest("base64url")}`;
         if (!(await this.#deps.replays.remember("oidc", [identity.issuer, proof], identity.expiresAt))) {
           verified = undefined;
           failure = remoteLoginFailed("this ID token was already used to log in");
@@ -190,10 +192,19 @@ export class RemoteLogin {
       { issuer: identity.issuer, subject: identity.subject, name: identity.name, usernameSuffix: new URL(identity.issuer).host },
       config.defaultGroupIds,
     );
-    return this.#issue(em, tenant, user, undefined, input);
+    // The session starts only while the tenant still trusts this issuer with this client (re-checked under the
+    // tenant row's lock): a login that raced the issuer's removal starts none.
+    return this.#issue(em, tenant, user, undefined, input, { issuer: config.issuer, clientId: config.clientId });
   }
 
-  async #issue(em: EntityManager, tenant: Tenant, user: User, upnSubject: string | undefined, input: Election): Promise<TokenSet> {
+  async #issue(
+    em: EntityManager,
+    tenant: Tenant,
+    user: User,
+    upnSubject: string | undefined,
+    input: Election,
+    trust?: { issuer: string; clientId: string },
+  ): Promise<TokenSet> {
     if (user.disabled) throw unauthenticated("USER_DISABLED", "the user is disabled");
     const elected = electPermissions(await grantedPatterns(em, user.id), input.requested);
     const audience = input.audience || this.#defaultAudience;
@@ -208,6 +219,7 @@ export class RemoteLogin {
       elected,
       audience,
       peer: input.peer,
+      ...(trust ? { oidcTrust: trust } : {}),
     });
     return { ...access, refreshToken: session.refreshToken, refreshExpiresAt: session.refreshExpiresAt, sessionId, granted: elected, kind: "user" };
   }

@@ -30,6 +30,8 @@ export interface NewSession {
   passwordHash: string | null;
   /** The subject part of the tokens' `upn` when it is not the user id (remote logins). */
   upnSubject?: string;
+  /** An OpenID Connect login: the tenant must still trust this issuer with this client. */
+  oidcTrust?: { issuer: string; clientId: string };
   elected: string[];
   audience: string;
   peer: string;
@@ -69,6 +71,7 @@ export class SessionStore {
       `with owner as (
          select u.id from users u join tenants t on t.id = u.tenant_id
           where u.id = ? and t.id = ? and not u.disabled and not t.disabled and ${s.passwordHash === null ? "? is null" : "u.password_hash = ?"}
+            and (?::jsonb is null or t.oidc_issuers @> ?::jsonb)
           for share of u, t),
        session as (
          insert into sessions (id, tenant_id, user_id, kind, subject, elected, audience, client_address, upn_subject,
@@ -77,6 +80,10 @@ export class SessionStore {
        insert into refresh_tokens (hash, session_id, created_at, expires_at) select ?, id, ?, ? from session`,
       [
         s.user.id, s.tenantId, s.passwordHash,
+        ...(() => {
+          const trust = s.oidcTrust ? JSON.stringify([{ issuer: s.oidcTrust.issuer, clientId: s.oidcTrust.clientId }]) : null;
+          return [trust, trust];
+        })(),
         sessionId, s.tenantId, JSON.stringify(s.elected), s.audience, s.peer.slice(0, 128), s.upnSubject ?? null,
         now, now, refreshExpiresAt, new Date(now.getTime() + this.#settings.refreshTokenAbsoluteTtlSeconds * 1000),
         hashRefreshToken(refreshToken), now, refreshExpiresAt,

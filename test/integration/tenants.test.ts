@@ -36,6 +36,16 @@ describe("TenantService", () => {
       reason: "ALREADY_EXISTS",
     });
     await expectFailure(admin.tenants.getTenant({ name: "dupe-two" }), { code: Status.NOT_FOUND, reason: "TENANT_NOT_FOUND" });
+    // A host belongs to one tenant whatever the port: the port form would take the other's logins.
+    await expectFailure(admin.tenants.createTenant({ tenant: { name: "dupe-port", domains: ["dupe.test:25565"] } }), {
+      code: Status.ALREADY_EXISTS,
+      reason: "ALREADY_EXISTS",
+      fields: ["tenant.domains[0]"],
+    });
+    const ported = await admin.tenants.createTenant({ tenant: { name: "ported", domains: ["play.ported.test:25565"] } });
+    await expectFailure(admin.tenants.createTenant({ tenant: { name: "unported", domains: ["play.ported.test"] } }), { code: Status.ALREADY_EXISTS, reason: "ALREADY_EXISTS" });
+    // The tenant itself may list its host with and without ports.
+    await admin.tenants.updateTenant({ tenant: { id: ported.tenant!.id, domains: ["play.ported.test", "play.ported.test:25565"] }, updateMask: ["domains"] });
   });
 
   it("reports every invalid field at once and creates nothing", async () => {

@@ -152,6 +152,7 @@ describe("registry settings", () => {
     ["TESSERA_REGISTRY_DNS_SERVERS", "dns.example.com"],
     ["TESSERA_ASSERTION_MAX_LIFETIME", "2h"],
     ["TESSERA_GATEKEEPER_COOKIE", "bad cookie"],
+    ["TESSERA_MINECRAFT_CHALLENGE_TTL", "1h"],
   ])("refuses %s=%s, naming the variable", (name, value) => {
     expect(() => loadConfig({ [name]: value })).toThrow(new RegExp(`invalid configuration: ${name} `));
   });

@@ -30,6 +30,17 @@ describe("ReplayStore", () => {
     expect(results.slice(1).every(Boolean)).toBe(true);
   });
 
+  it("refuses a record that is not due within a day, for that caller alone (the others of its batch are kept)", async () => {
+    const results = await Promise.allSettled([
+      store.remember("test", ["k-fine-1"], soon()),
+      store.remember("test", ["k-bad-date"], new Date(Number.NaN)),
+      store.remember("test", ["k-far"], new Date(Date.now() + 30 * 86_400_000)),
+      store.remember("test", ["k-fine-2"], soon()),
+    ]);
+    expect(results.map((r) => r.status)).toEqual(["fulfilled", "rejected", "rejected", "fulfilled"]);
+    expect(await store.remember("test", ["k-fine-2"], soon())).toBe(false);
+  });
+
   it("sweeps only records expired a minute ago by the database's clock", async () => {
     await store.remember("test", ["k-expired"], new Date(Date.now() - 61_000));
     await store.remember("test", ["k-live"], soon());
