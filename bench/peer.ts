@@ -68,7 +68,8 @@ export async function startPeer(): Promise<RunningPeer> {
   };
 }
 
-function h2loadPeer(peer: RunningPeer, path: string, body: string, seconds: number, dir: string): H2loadResult & { serverCpuSeconds: number } {
+/** h2load --h1 -c 64 of one fixed request at the peer, with the peer's CPU over the run. */
+export function h2loadPeer(peer: RunningPeer, path: string, body: string, seconds: number, dir: string): H2loadResult & { serverCpuSeconds: number } {
   const file = join(dir, `body-${Math.random().toString(36).slice(2)}.txt`);
   writeFileSync(file, body);
   const before = cpuSeconds(peer.child.pid!);

@@ -1,8 +1,11 @@
-// `npm run bench [startup|verify|issue|refresh|verify-distinct|login|peer ...]`:
+// `npm run bench [startup|verify|issue|refresh|verify-distinct|login|peer|exchange|assertion-verify ...]`:
 // every figure is measured against a floor or the peer in the same run; see
 // bench/RESULTS.md for recorded results. BENCH_SECONDS sets the measured
-// window of the load benchmarks (refresh, verify-distinct, login, peer).
+// window of the load benchmarks (refresh, verify-distinct, login, peer,
+// exchange, assertion-verify).
 import { cpus, loadavg } from "node:os";
+import { benchAssertionVerify, reportAssertionVerify } from "./assertion-verify.ts";
+import { benchExchange, reportExchange } from "./exchange.ts";
 import { benchIssue, reportIssue } from "./issue.ts";
 import { benchLogin, reportLogin } from "./login.ts";
 import { benchPeer, reportPeer } from "./peer.ts";
@@ -19,6 +22,8 @@ const benches: Record<string, (seconds?: number) => Promise<string>> = {
   "verify-distinct": async (s) => reportVerifyDistinct(await benchVerifyDistinct(s)),
   login: async (s) => reportLogin(await benchLogin(s)),
   peer: async (s) => reportPeer(await benchPeer(s)),
+  exchange: async (s) => reportExchange(await benchExchange(s)),
+  "assertion-verify": async (s) => reportAssertionVerify(await benchAssertionVerify(s)),
 };
 
 const chosen = process.argv.slice(2);

@@ -55,10 +55,13 @@ export async function startServer(dataDir: string, env: Record<string, string> =
       ...(process.env.DATABASE_URL ? { DATABASE_URL: process.env.DATABASE_URL, TESSERA_MASTER_KEY: process.env.TESSERA_MASTER_KEY ?? "" } : {}),
       ...env,
     },
-    stdio: ["ignore", "ignore", "inherit"],
+    // stdout (the log, level warn) is kept, not shown: its tail explains a failed start.
+    stdio: ["ignore", "pipe", "inherit"],
   });
+  let log = "";
+  child.stdout!.on("data", (c: Buffer) => (log = (log + c.toString()).slice(-8000)));
   for (;;) {
-    if (child.exitCode !== null) throw new Error(`server exited with ${child.exitCode}`);
+    if (child.exitCode !== null) throw new Error(`server exited with ${child.exitCode}${log ? `:\n${log}` : ""}`);
     // A fresh channel per attempt: a refused connection would otherwise put the
     // channel into grpc-js's reconnect backoff (1 s and more) and inflate the figure.
     const channel = createChannel(`127.0.0.1:${grpcPort}`);
@@ -92,3 +95,9 @@ export function median(values: number[]): number {
 }
 
 export const round = (value: number, digits = 1) => Math.round(value * 10 ** digits) / 10 ** digits;
+
+/** When BENCH_START profiles (--cpu-prof), where a load sits in that server's profile, for bench/cpuprofile.ts. */
+export function profileLine(span: { pid: number; from: number; to: number }): string[] {
+  if (!/--cpu-prof\b/.test(process.env.BENCH_START ?? "")) return [];
+  return [`  profile: CPU.*.${span.pid}.*.cpuprofile; the load (warm-up included) is node bench/cpuprofile.ts <file> --from ${span.from} --to ${span.to}`];
+}
