@@ -3,7 +3,7 @@ import type { ServiceImplementation } from "nice-grpc";
 import type { Capability as CapabilityMessage, Region as RegionMessage, RegistryServiceDefinition } from "../../gen/tessera/identity/v1/registry_service.ts";
 import { invalidInput } from "../errors.ts";
 import { refKey } from "../db/refs.ts";
-import { authorizeCall, hasPermission, isSelf, requirePrincipal, requireSelfPermission } from "../grpc/authorize.ts";
+import { authorizeCall, isSelf, requirePrincipal, requireSelfPermission } from "../grpc/authorize.ts";
 import type { TesseraContext } from "../grpc/context.ts";
 import { UUID } from "../shared/validation.ts";
 import { RateLimit } from "../throttling/index.ts";
