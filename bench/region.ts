@@ -13,7 +13,7 @@ import { createRequire } from "node:module";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { promisify } from "node:util";
-import { createTesseraClient, errorReason } from "../src/client/index.ts";
+import { createTesseraClient, errorReason } from "@tessera/client";
 import { IssueTokenRequest } from "../gen/tessera/identity/v1/issue_service.ts";
 import { VerifyTokenRequest } from "../gen/tessera/identity/v1/verify_service.ts";
 import { serviceKey, signAssertion, type ServiceKey } from "../test/support/assertions.ts";

@@ -248,7 +248,7 @@ export async function startTessera(config: Config, logger: Logger): Promise<Tess
     const http = buildHttpServer(
       {
         "/healthz": healthRoute(orm, logger),
-        "/.well-known/jwks.json": jwksRoute(tokens.keys),
+        "/.well-known/jwks.json": jwksRoute(tokens.keys, config.keyPublishLeadSeconds),
         "/registry.json": registryDocumentRoute(registry.service, () => orm.em.fork()),
         "/gatekeeper/verify": gatekeeperRoute({
           verify: (token, audience) => verifyAnyToken(tokens, orm.em.fork(), token, audience),

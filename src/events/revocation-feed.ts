@@ -155,6 +155,14 @@ export class RevocationFeed {
    * misses nothing, because an event is only streamed once every lower id has
    * been streamed or has expired as a gap.
    */
+  /** The id of the newest event at or below the watermark (0 when there is none): what a new subscriber's backlog ends with. */
+  async lastSettledId(): Promise<number> {
+    const upTo = this.#watermark;
+    if (upTo === 0) return 0;
+    const row = await this.#orm.em.fork().findOne(RevocationEventEntity, { id: { $lte: upTo } }, { orderBy: { id: "desc" }, fields: ["id"] });
+    return row?.id ?? 0;
+  }
+
   async *watch(cursor: number, signal: AbortSignal): AsyncGenerator<RevocationEvent> {
     const live = on(this.#settled, "event", { signal, close: ["close"] });
     let last = cursor;

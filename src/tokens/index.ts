@@ -110,4 +110,4 @@ export async function createTokens(orm: Database, options: TokensOptions): Promi
     },
   };
 }
-export { jwksRoute } from "./jwks.http.ts";
+export { jwksMaxAgeSeconds, jwksRoute } from "./jwks.http.ts";

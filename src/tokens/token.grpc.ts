@@ -207,6 +207,10 @@ export function verifyServiceImpl(
           throw invalidInput([{ field: "cursor", description: "must be a cursor from a previous event" }]);
         }
       }
+      // The subscriber is caught up once it has the event named here (the newest one settled now):
+      // what it receives after that is live. Sent at once, so the subscriber knows the stream is open.
+      context.header.set("tessera-backlog-end", String(await feed.lastSettledId()));
+      context.sendHeader();
       for await (const event of feed.watch(cursor, context.signal)) {
         yield {
           cursor: String(event.id),

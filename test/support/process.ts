@@ -18,7 +18,7 @@ export interface ServerProcess {
 }
 
 export function spawnServer(env: Record<string, string>): { child: ChildProcess; output(): string } {
-  const child = spawn(process.execPath, ["src/main.ts"], {
+  const child = spawn(process.execPath, ["--conditions=tessera-source", "src/main.ts"], {
     env: { PATH: process.env.PATH ?? "", TESSERA_LOG_LEVEL: "info", ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });

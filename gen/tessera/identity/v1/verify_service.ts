@@ -1192,6 +1192,11 @@ export const VerifyServiceDefinition = {
      * resuming after an event's cursor misses nothing. On PostgreSQL an event
      * may wait up to 15 s behind an earlier revocation that rolled back.
      *
+     * The response header `tessera-backlog-end`, sent as soon as the stream
+     * opens, is the cursor of the newest event the server held then ("0" when
+     * none): a subscriber has caught up once it has received that event (at
+     * once when its request cursor is at or past it); what follows is live.
+     *
      * Required permission: identity.revocations.watch (system tenant).
      * Error reasons: INVALID_INPUT (bad cursor), PERMISSION_DENIED.
      */
@@ -1304,6 +1309,11 @@ export interface VerifyServiceImplementation<CallContextExt = {}> {
    * resuming after an event's cursor misses nothing. On PostgreSQL an event
    * may wait up to 15 s behind an earlier revocation that rolled back.
    *
+   * The response header `tessera-backlog-end`, sent as soon as the stream
+   * opens, is the cursor of the newest event the server held then ("0" when
+   * none): a subscriber has caught up once it has received that event (at
+   * once when its request cursor is at or past it); what follows is live.
+   *
    * Required permission: identity.revocations.watch (system tenant).
    * Error reasons: INVALID_INPUT (bad cursor), PERMISSION_DENIED.
    */
@@ -1370,6 +1380,11 @@ export interface VerifyServiceClient<CallOptionsExt = {}> {
    * log when empty) and then live. Events arrive in log order and each once;
    * resuming after an event's cursor misses nothing. On PostgreSQL an event
    * may wait up to 15 s behind an earlier revocation that rolled back.
+   *
+   * The response header `tessera-backlog-end`, sent as soon as the stream
+   * opens, is the cursor of the newest event the server held then ("0" when
+   * none): a subscriber has caught up once it has received that event (at
+   * once when its request cursor is at or past it); what follows is live.
    *
    * Required permission: identity.revocations.watch (system tenant).
    * Error reasons: INVALID_INPUT (bad cursor), PERMISSION_DENIED.

@@ -105,6 +105,11 @@ class VerifyServiceServicer(object):
         resuming after an event's cursor misses nothing. On PostgreSQL an event
         may wait up to 15 s behind an earlier revocation that rolled back.
 
+        The response header `tessera-backlog-end`, sent as soon as the stream
+        opens, is the cursor of the newest event the server held then ("0" when
+        none): a subscriber has caught up once it has received that event (at
+        once when its request cursor is at or past it); what follows is live.
+
         Required permission: identity.revocations.watch (system tenant).
         Error reasons: INVALID_INPUT (bad cursor), PERMISSION_DENIED.
         """
