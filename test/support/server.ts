@@ -34,9 +34,12 @@ export interface TestServer {
   close(): Promise<void>;
 }
 
-/** The SDK's typed clients on `channel`, sending `token` when given: tests call Tessera as its users do. */
+/**
+ * The SDK's typed clients on `channel`, sending `token` when given: tests call Tessera as its users do,
+ * but without the SDK's retries and default deadline, so that each call is exactly one call to the server.
+ */
 function makeClients(channel: Channel, token?: string): TesseraClient {
-  return createTesseraClient({ address: "", channel, token });
+  return createTesseraClient({ address: "", channel, token, retry: false, defaultDeadlineMs: 0 });
 }
 
 /** A new database named after the run's database (so CI can sweep leftovers by prefix). */

@@ -39,3 +39,47 @@ export { BACKLOG_END_HEADER, RevocationWatcher, type RevocableToken, type Revoca
 export * from "./stubs.ts";
 export { RichClientError } from "nice-grpc-error-details";
 export { ClientError, Metadata, Status } from "nice-grpc-common";
+export {
+  JwsError,
+  parseJws,
+  readPublicKey,
+  signatureValid,
+  signJws,
+  type ParsedJws,
+  type SignatureAlgorithm,
+  type VerifyKey,
+} from "./registry/jws.ts";
+export {
+  CAPABILITY_RECORD_TYP,
+  capabilityDnsName,
+  capabilityKey,
+  capabilityRecord,
+  dnsRecords,
+  MAX_RECORD_LENGTH,
+  peekRecord,
+  RecordError,
+  REGION_RECORD_TYP,
+  regionDnsName,
+  regionRecord,
+  signRecord,
+  splitTxt,
+  verifyRecord,
+  zoneFile,
+  type CapabilityRecord,
+  type RegionRecord,
+  type RegistryDocument,
+  type TxtRecord,
+} from "./registry/records.ts";
+export { generateServiceKey, proveMyself, serviceKeyOf, type ProveMyselfOptions, type ServiceKey, type ServiceKeyKind } from "./registry/service.ts";
+export {
+  AssertionError,
+  AssertionVerifier,
+  RegistryResolver,
+  RegistryUnavailableError,
+  type AssertionVerifierOptions,
+  type RegistryResolverOptions,
+  type RegistrySource,
+  type ResolvedCapability,
+  type VerifiedAssertion,
+} from "./registry/resolvers.ts";
+export { authorize, hasPermission, tesseraAuthMiddleware, type AuthMiddlewareOptions, type AuthorizeResult, type TesseraAuthContext } from "./middleware.ts";
