@@ -1,15 +1,19 @@
-// `npm run bench [startup|verify|issue|refresh|verify-distinct|login|peer|exchange|assertion-verify ...]`:
+// `npm run bench [startup|verify|issue|refresh|verify-distinct|login|peer|exchange|assertion-verify|client-verifier|revocation-propagation ...]`:
 // every figure is measured against a floor or the peer in the same run; see
 // bench/RESULTS.md for recorded results. BENCH_SECONDS sets the measured
 // window of the load benchmarks (refresh, verify-distinct, login, peer,
-// exchange, assertion-verify).
+// exchange, assertion-verify) and of each figure of each round of
+// client-verifier; revocation-propagation counts revocations instead
+// (BENCH_REVOCATIONS, default 200).
 import { cpus, loadavg } from "node:os";
 import { benchAssertionVerify, reportAssertionVerify } from "./assertion-verify.ts";
+import { benchClientVerifier, reportClientVerifier } from "./client-verifier.ts";
 import { benchExchange, reportExchange } from "./exchange.ts";
 import { benchIssue, reportIssue } from "./issue.ts";
 import { benchLogin, reportLogin } from "./login.ts";
 import { benchPeer, reportPeer } from "./peer.ts";
 import { benchRefresh, reportRefresh } from "./refresh.ts";
+import { benchRevocationPropagation, reportRevocationPropagation } from "./revocation-propagation.ts";
 import { benchStartup, reportStartup } from "./startup.ts";
 import { benchVerifyDistinct, reportVerifyDistinct } from "./verify-distinct.ts";
 import { benchVerify, reportVerify } from "./verify.ts";
@@ -24,6 +28,8 @@ const benches: Record<string, (seconds?: number) => Promise<string>> = {
   peer: async (s) => reportPeer(await benchPeer(s)),
   exchange: async (s) => reportExchange(await benchExchange(s)),
   "assertion-verify": async (s) => reportAssertionVerify(await benchAssertionVerify(s)),
+  "client-verifier": async (s) => reportClientVerifier(await benchClientVerifier(s)),
+  "revocation-propagation": async () => reportRevocationPropagation(await benchRevocationPropagation()),
 };
 
 const chosen = process.argv.slice(2);
