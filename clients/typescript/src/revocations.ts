@@ -43,6 +43,20 @@ export interface RevocationRefusal {
   message: string;
 }
 
+/**
+ * A token issued so close to a revocation of all its user's (or tenant's)
+ * sessions that its `iat` (whole seconds, another machine's clock) cannot
+ * tell whether it came before or after: the server must answer.
+ */
+export interface RevocationAmbiguity {
+  reason: "AMBIGUOUS";
+  /** The revocation's time (ms), which names it: the server's answer about the token, asked now, settles this one. */
+  revokedAt: number;
+}
+
+/** How far apart `iat` and a revocation's time must be to be ordered without asking the server (ms): clock skew between replicas. */
+const ORDERING_MARGIN_MS = 2_000;
+
 /** The subject of a token, as revocations are checked. */
 export interface RevocableToken {
   subject: string;
@@ -136,18 +150,28 @@ export class RevocationWatcher {
     this.#keyListeners.push(listener);
   }
 
-  /** Why a token must be refused now, or undefined. */
-  check(token: RevocableToken): RevocationRefusal | undefined {
-    if (!this.#connected && this.#failMode === "closed" && Date.now() - this.#downSince > this.#maxStaleMs) {
+  /**
+   * Why a token must be refused now, or undefined; or AMBIGUOUS when only the
+   * server can tell (a token issued within moments of a revoke-all), unless
+   * the server confirmed the token while that revocation was known
+   * (`confirmed`: the `revokedAt` values of the ambiguities it settled).
+   * Revocations are compared by identity, never by clocks.
+   */
+  check(token: RevocableToken, confirmed: readonly number[] = []): RevocationRefusal | RevocationAmbiguity | undefined {
+    if (!this.#connected && this.#failMode === "closed" && Date.now() - this.#downSince >= this.#maxStaleMs) {
       return { reason: "REVOCATIONS_UNAVAILABLE", message: "the revocation stream is down; failing closed" };
     }
     if (this.#sessions.has(token.sessionId)) return { reason: "SESSION_REVOKED", message: "session revoked" };
+    // iat has whole seconds: the token was issued in [iat, iat + 1 s), on a clock that may differ from the one that dated the revocation.
     const issued = token.issuedAt.getTime();
-    // iat has whole seconds: a token issued in the second of a revoke-all is refused too (fail safe).
-    const user = this.#users.get(`${token.tenantId}/${token.subject}`);
-    if (user !== undefined && issued <= user) return { reason: "SESSION_REVOKED", message: "the user's sessions were revoked" };
-    const tenant = this.#tenants.get(token.tenantId);
-    if (tenant !== undefined && issued <= tenant) return { reason: "SESSION_REVOKED", message: "the tenant's sessions were revoked" };
+    for (const [revokedAt, whose] of [
+      [this.#users.get(`${token.tenantId}/${token.subject}`), "user"],
+      [this.#tenants.get(token.tenantId), "tenant"],
+    ] as const) {
+      if (revokedAt === undefined || issued > revokedAt + ORDERING_MARGIN_MS) continue;
+      if (issued + 1_000 <= revokedAt - ORDERING_MARGIN_MS) return { reason: "SESSION_REVOKED", message: `the ${whose}'s sessions were revoked` };
+      if (!confirmed.includes(revokedAt)) return { reason: "AMBIGUOUS", revokedAt };
+    }
     return undefined;
   }
 

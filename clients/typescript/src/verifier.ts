@@ -84,6 +84,8 @@ interface Cached {
   result: VerifiedAccessToken;
   kid: string;
   exp: number;
+  /** The ambiguous revocations (their revokedAt) the server settled in this token's favour. */
+  confirmed: number[];
 }
 
 const B64URL = /^[A-Za-z0-9_-]+$/;
@@ -124,6 +126,8 @@ function numericClaim(claims: Record<string, unknown>, name: string, required: b
  */
 export class TokenVerifier {
   readonly #source: () => Promise<{ keys: Partial<TesseraJwk>[] }>;
+  /** Asks the server about a token local facts cannot settle (see RevocationWatcher.check). */
+  readonly #remote?: (token: string) => Promise<void>;
   readonly #issuer: string;
   readonly #audiences: ReadonlySet<string>;
   readonly #tolerance: number;
@@ -142,6 +146,11 @@ export class TokenVerifier {
 
   constructor(source: JwksSource, options: TokenVerifierOptions = {}) {
     this.#source = typeof source === "function" ? source : () => source.verify.getJwks({}, { signal: AbortSignal.timeout(JWKS_FETCH_TIMEOUT_MS) });
+    if (typeof source !== "function") {
+      this.#remote = async (token) => {
+        await source.verify.verifyToken({ token, audience: [...this.#audiences][0] ?? "" }, { signal: AbortSignal.timeout(JWKS_FETCH_TIMEOUT_MS) });
+      };
+    }
     this.#issuer = options.issuer ?? "tessera";
     const audience = options.audience ?? "tessera";
     this.#audiences = new Set(Array.isArray(audience) ? audience : [audience]);
@@ -169,7 +178,7 @@ export class TokenVerifier {
     if (hit) {
       // A hit needs its key still in a key set that is not too old: otherwise the full path refetches the set.
       if (hit.exp * 1000 + this.#tolerance * 1000 > now && now - this.#fetchedAt < this.#maxAgeMs && this.#keys.has(hit.kid)) {
-        this.#checkRevocation(hit.result);
+        await this.#checkRevocation(token, hit.result, hit);
         return hit.result;
       }
       if (hit.exp * 1000 + this.#tolerance * 1000 <= now) this.#cache.delete(token);
@@ -187,7 +196,8 @@ export class TokenVerifier {
     if (typeof kid !== "string" || kid === "" || kid.length > 128) throw new TokenVerificationError("TOKEN_INVALID", "token key id missing");
     const claims = decodeJson(token.slice(first + 1, last), "claims");
     const result = this.#checkClaims(claims, now);
-    this.#checkRevocation(result);
+    const entry: Cached = { result, kid, exp: result.expiresAt.getTime() / 1000, confirmed: [] };
+    if (this.#revocations?.check(result)?.reason === "SESSION_REVOKED") await this.#checkRevocation(token, result, entry);
     const signaturePart = token.slice(last + 1);
     if (!B64URL.test(signaturePart)) throw new TokenVerificationError("TOKEN_INVALID", "malformed token signature");
     const signature = Buffer.from(signaturePart, "base64url");
@@ -200,10 +210,10 @@ export class TokenVerifier {
     if (!valid) throw new TokenVerificationError("TOKEN_INVALID", "bad signature");
     // The key may have been withdrawn, or the session revoked, while the signature was being checked.
     if (!this.#keys.has(kid)) throw new TokenVerificationError("TOKEN_INVALID", "signing key withdrawn");
-    this.#checkRevocation(result);
+    await this.#checkRevocation(token, result, entry);
     if (this.#cacheSize > 0) {
       if (this.#cache.size >= this.#cacheSize) this.#cache.delete(this.#cache.keys().next().value!);
-      this.#cache.set(token, { result, kid, exp: result.expiresAt.getTime() / 1000 });
+      this.#cache.set(token, entry);
     }
     return result;
   }
@@ -249,11 +259,27 @@ export class TokenVerifier {
     };
   }
 
-  #checkRevocation(result: VerifiedAccessToken): void {
+  /** Throws when revocations refuse the token; a token only the server can settle is asked about once (then `entry` remembers the answer). */
+  async #checkRevocation(token: string, result: VerifiedAccessToken, entry: Cached): Promise<void> {
     const revocations = this.#revocations;
     if (!revocations) return;
-    const refusal = revocations.check(result);
-    if (refusal) throw new TokenVerificationError(refusal.reason, refusal.message);
+    const outcome = revocations.check(result, entry.confirmed);
+    if (!outcome) return;
+    if (outcome.reason !== "AMBIGUOUS") throw new TokenVerificationError(outcome.reason, outcome.message);
+    if (!this.#remote) throw new TokenVerificationError("SESSION_REVOKED", "issued within moments of a revocation of all its sessions, and no server to ask");
+    try {
+      await this.#remote(token);
+    } catch (error) {
+      const reason = (error as { reason?: string }).reason;
+      if (reason === "SESSION_REVOKED" || reason === "USER_DISABLED" || reason === "TENANT_DISABLED") throw new TokenVerificationError("SESSION_REVOKED", "revoked (the server says)", { cause: error });
+      if (reason === "TOKEN_EXPIRED") throw new TokenVerificationError("TOKEN_EXPIRED", "token expired", { cause: error });
+      if (reason) throw new TokenVerificationError("TOKEN_INVALID", `refused by the server: ${reason}`, { cause: error });
+      throw new TokenVerificationError("REVOCATIONS_UNAVAILABLE", "the server could not be asked about a token issued within moments of a revocation", { cause: error });
+    }
+    // Asked after the watcher knew this revocation, so the server's answer already reflects it.
+    entry.confirmed.push(outcome.revokedAt);
+    // Another revocation may be ambiguous too (user and tenant): settle it the same way.
+    await this.#checkRevocation(token, result, entry);
   }
 
   /** The key `kid`: from the set in hand, or after a fetch when the set is too old or (rate-limited) lacks it. */
