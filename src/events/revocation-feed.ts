@@ -149,12 +149,6 @@ export class RevocationFeed {
     }
   }
 
-  /**
-   * Settled events after `cursor`, from the log and then live, in id order,
-   * until `signal` aborts. An event's id is its cursor: resuming after it
-   * misses nothing, because an event is only streamed once every lower id has
-   * been streamed or has expired as a gap.
-   */
   /** The id of the newest event at or below the watermark (0 when there is none): what a new subscriber's backlog ends with. */
   async lastSettledId(): Promise<number> {
     const upTo = this.#watermark;
@@ -163,6 +157,12 @@ export class RevocationFeed {
     return row?.id ?? 0;
   }
 
+  /**
+   * Settled events after `cursor`, from the log and then live, in id order,
+   * until `signal` aborts. An event's id is its cursor: resuming after it
+   * misses nothing, because an event is only streamed once every lower id has
+   * been streamed or has expired as a gap.
+   */
   async *watch(cursor: number, signal: AbortSignal): AsyncGenerator<RevocationEvent> {
     const live = on(this.#settled, "event", { signal, close: ["close"] });
     let last = cursor;
