@@ -5,7 +5,7 @@
 // Node 20 against a real Tessera: login, an authenticated call, remote and
 // local verification, refresh and an error reason.
 import { execFile, execFileSync } from "node:child_process";
-import { accessSync, constants, cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync } from "node:fs";
+import { accessSync, constants, cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync, realpathSync, rmSync } from "node:fs";
 import { builtinModules } from "node:module";
 import { tmpdir } from "node:os";
 import { delimiter, dirname, join, relative, sep } from "node:path";
@@ -175,6 +175,19 @@ describe("the packed @tessera/client in a project of its own", () => {
     // It checked the consumer's files against the package's declarations for each condition.
     expect(lines).toEqual(expect.arrayContaining([join(app, "check.ts"), join(app, "check.cts"), join(installed, "dist/esm/index.d.ts"), join(installed, "dist/cjs/index.d.ts")]));
   }, 120_000);
+
+  it("runs the README's hello.mjs as printed, in the consumer's project", async () => {
+    const readme = readFileSync(join(ROOT, "README.md"), "utf8");
+    const block = /`hello\.mjs`[^\n]*\n[^`]*```js\n([\s\S]*?)\n```/.exec(readme)?.[1];
+    expect(block, "README has the hello.mjs block under Calling Tessera").toBeTruthy();
+    writeFileSync(join(app, "hello.mjs"), `${block}\n`);
+    const env = { TESSERA_ADDRESS: server.address, TESSERA_PASSWORD: ADMIN_PASSWORD };
+    const { stdout } = await run(process.execPath, ["hello.mjs"], { cwd: app, env, timeout: 60_000 });
+    expect(stdout).toMatch(/^hello admin: 1 permission patterns, token valid until \d{4}-\d\d-\d\dT/);
+    // A wrong password: the reason on stderr, exit code 1.
+    const failed = await run(process.execPath, ["hello.mjs"], { cwd: app, env: { ...env, TESSERA_PASSWORD: "not the password" }, timeout: 60_000 }).catch((e: { code?: number; stderr?: string }) => e);
+    expect(failed).toMatchObject({ code: 1, stderr: expect.stringContaining("login failed: INVALID_CREDENTIALS") });
+  }, 90_000);
 
   const runtimes = [
     { name: "Node 24", major: 24, node: () => process.execPath, skip: false },
