@@ -176,8 +176,8 @@ export class TokenVerifier {
     const now = Date.now();
     const hit = this.#cache.get(token);
     if (hit) {
-      // A hit needs its key still in a key set that is not too old: otherwise the full path refetches the set.
-      if (hit.exp * 1000 + this.#tolerance * 1000 > now && now - this.#fetchedAt < this.#maxAgeMs && this.#keys.has(hit.kid)) {
+      // A hit needs its key still in a key set that may be used now: otherwise the full path refetches the set.
+      if (hit.exp * 1000 + this.#tolerance * 1000 > now && this.#keys.has(hit.kid) && this.#setUsable(now)) {
         await this.#checkRevocation(token, hit.result, hit);
         return hit.result;
       }
@@ -282,9 +282,26 @@ export class TokenVerifier {
     await this.#checkRevocation(token, result, entry);
   }
 
+  /**
+   * Whether the key set in hand may verify now without a fetch first: younger
+   * than its maximum age, or (an outage: the last fetch failed within the
+   * cooldown) within the stale limit. Past four fifths of the maximum age a
+   * refetch starts in the background, so that steady traffic never waits for one.
+   */
+  #setUsable(now: number): boolean {
+    const age = now - this.#fetchedAt;
+    const recentlyFailed = now - this.#failedAt < this.#cooldownMs;
+    if (age >= this.#maxAgeMs * 0.8 && !this.#inFlight && !recentlyFailed && now - this.#attemptedAt >= Math.min(1_000, this.#cooldownMs)) {
+      this.#refresh().catch(() => undefined);
+    }
+    return age < this.#maxAgeMs || (recentlyFailed && age < this.#maxAgeMs + this.#staleLimitMs);
+  }
+
   /** The key `kid`: from the set in hand, or after a fetch when the set is too old or (rate-limited) lacks it. */
   async #key(kid: string): Promise<Key> {
     const now = Date.now();
+    const known = this.#keys.get(kid);
+    if (known && this.#setUsable(now)) return known;
     const fresh = now - this.#fetchedAt < this.#maxAgeMs;
     let key = this.#keys.get(kid);
     if (key && fresh) return key;
