@@ -1,3 +1,4 @@
+import { fileURLToPath } from "node:url";
 import { defineConfig } from "vitest/config";
 
 // For `npm run test:mutation` (Stryker): the unit tests only. Integration tests
@@ -6,6 +7,8 @@ import { defineConfig } from "vitest/config";
 // tests open an in-process PGlite from the migrated template the global setup
 // builds once (test/support/unit-db.ts).
 export default defineConfig({
+  // @tessera/client from its sources, as in vitest.config.ts.
+  resolve: { alias: [{ find: /^@tessera\/client$/, replacement: fileURLToPath(new URL("./clients/typescript/src/index.ts", import.meta.url)) }] },
   test: {
     include: ["test/unit/**/*.test.ts"],
     globalSetup: ["test/support/global-setup.ts"],

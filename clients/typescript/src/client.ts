@@ -175,7 +175,14 @@ export function createTesseraClient(first: string | TesseraClientOptions, second
   const options: TesseraClientOptions = typeof first === "string" ? { ...second, address: first } : first;
   const owned = options.channel === undefined;
   if (owned && !options.address) throw new TypeError("createTesseraClient needs an address (host:port) or a channel");
-  const channel = options.channel ?? createChannel(options.address!, credentialsOf(options), options.channelOptions);
+  // grpc-js waits 1 s (growing to 2 min) before reconnecting a refused channel, and fails calls at once meanwhile:
+  // reconnect about as fast as the retries back off, so that a retried call can ride out a short outage.
+  const retry = options.retry === false ? undefined : options.retry;
+  const reconnect = {
+    "grpc.initial_reconnect_backoff_ms": Math.max(20, Math.floor((retry?.baseDelayMs ?? 100) / 2)),
+    "grpc.max_reconnect_backoff_ms": Math.max(1_000, retry?.maxDelayMs ?? 2_000),
+  };
+  const channel = options.channel ?? createChannel(options.address!, credentialsOf(options), { ...reconnect, ...options.channelOptions });
   const make = (token?: TokenSource, auth?: ClientMiddleware): TesseraClient => ({
     ...buildClients(channel, options, token, auth),
     channel,

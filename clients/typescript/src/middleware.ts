@@ -1,7 +1,7 @@
 // Protecting your own services with Tessera's tokens: a nice-grpc server
 // middleware, and a plain function for HTTP frameworks, both on a
 // TokenVerifier (local verification, revocations when it has a watcher).
-import { Status, ServerError, type CallContext, type ServerMiddleware } from "nice-grpc-common";
+import { Status, ServerError, type ServerMiddleware } from "nice-grpc-common";
 import { TokenVerificationError, type TokenVerifier, type VerifiedAccessToken } from "./verifier.ts";
 
 /** What tesseraAuthMiddleware adds to a call's context. */
@@ -35,7 +35,7 @@ export function hasPermission(principal: Pick<VerifiedAccessToken, "scope">, per
  *   const server = createServer().use(tesseraAuthMiddleware(verifier));
  *   server.add(MyServiceDefinition, { async get(req, ctx) { ctx.principal?.subject … } });
  */
-export function tesseraAuthMiddleware(verifier: TokenVerifier, options: AuthMiddlewareOptions = {}): ServerMiddleware<TesseraAuthContext, CallContext> {
+export function tesseraAuthMiddleware(verifier: TokenVerifier, options: AuthMiddlewareOptions = {}): ServerMiddleware<TesseraAuthContext> {
   const open = new Set(options.public ?? []);
   return async function* tesseraAuth(call, context) {
     if (open.has(call.method.path)) return yield* call.next(call.request, { ...context, principal: undefined });

@@ -236,6 +236,8 @@ export class RevocationWatcher {
           {
             signal,
             onHeader: (header: Metadata) => {
+              // Connected: the next drop starts again from the shortest delay.
+              delay = this.#minDelay;
               backlogEnd = Number(header.get(BACKLOG_END_HEADER) ?? "0") || 0;
               if (Number(this.#cursor || "0") >= backlogEnd) this.#setUp();
             },

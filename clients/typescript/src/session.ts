@@ -127,18 +127,26 @@ export class TesseraSession {
     return this.#renewShared(this.tokens);
   }
 
-  /** Revokes the session at the server; later calls fail. */
+  /**
+   * Revokes the session at the server; later calls fail. An idle session is
+   * rotated first (RevokeSession needs a live access token). A failed attempt
+   * (UNAVAILABLE) leaves the session as it was: call logout() again.
+   */
   async logout(): Promise<void> {
-    if (this.#ended !== undefined) return;
-    const token = this.tokens.accessToken;
-    this.#ended = new Error("the session was logged out");
+    if (this.#loggedOut) return;
     try {
+      const token = await this.accessToken();
       await this.#base.withToken(token).issue.revokeSession({ sessionId: "" });
     } catch (error) {
-      // An already expired or revoked session is as logged out as it gets.
-      if (!(error instanceof TesseraClientError && error.code === Status.UNAUTHENTICATED)) throw error;
+      // A session the server already ended is as logged out as it gets; anything else is the caller's to retry.
+      const reason = (toTesseraClientError(error) as TesseraClientError).reason;
+      if (!(error instanceof Error && reason !== undefined && ENDED_REASONS.has(reason))) throw error;
     }
+    this.#loggedOut = true;
+    this.#ended = new Error("the session was logged out");
   }
+
+  #loggedOut = false;
 
   #margin(tokens: SessionTokens): number {
     if (this.#options.refreshBeforeMs !== undefined) return this.#options.refreshBeforeMs;
@@ -161,7 +169,10 @@ export class TesseraSession {
       if (refreshToken) {
         const requestedPermissions = "refreshToken" in this.#start ? (this.#start.requestedPermissions ?? []) : [];
         const retry = this.#options.retryRefresh ?? true;
-        response = await this.#base.refresh.refresh({ refreshToken, requestedPermissions }, retry ? { retry: true, retryMaxAttempts: 1 } : { retry: false });
+        response = await this.#base.refresh.refresh(
+          { refreshToken, requestedPermissions },
+          retry ? { retry: true, retryMaxAttempts: 1, retryableStatuses: [Status.UNAVAILABLE], retryBaseDelayMs: 100, retryMaxDelayMs: 1_000 } : { retry: false },
+        );
       } else if ("credential" in this.#start) {
         const { credential, requestedPermissions = [], audience = "" } = this.#start;
         response = await this.#base.issue.issueToken({ credential, requestedPermissions, audience });
