@@ -15,6 +15,18 @@ afterAll(async () => {
 });
 
 describe("client SDK", () => {
+  it("gets a JWKS whose max-age is half the key publish lead (1 minute by default): verifiers refetch before a new key signs", async () => {
+    const response = await fetch(`http://127.0.0.1:${server.tessera.httpPort}/.well-known/jwks.json`);
+    expect(response.headers.get("cache-control")).toBe("public, max-age=30");
+    const lead = await startTestServer({ TESSERA_KEY_PUBLISH_LEAD: "10m" });
+    try {
+      const longer = await fetch(`http://127.0.0.1:${lead.tessera.httpPort}/.well-known/jwks.json`);
+      expect(longer.headers.get("cache-control")).toBe("public, max-age=300");
+    } finally {
+      await lead.close();
+    }
+  });
+
   it("logs in, calls with the token, and exposes error reasons", async () => {
     const { accessToken } = await tessera.issue.issueToken({
       credential: { $case: "password", value: { tenant: "system", username: "admin", password: ADMIN_PASSWORD } },
