@@ -3,7 +3,8 @@
 import { RevocationKind, RevocationWatcher, type TesseraClient } from "@tessera/client";
 import { describe, expect, it } from "vitest";
 
-const T = Date.parse("2026-12-02T12:00:00Z");
+// A whole second a minute ago: events older than the watcher's retainMs (1 h) are not remembered.
+const T = Math.floor(Date.now() / 1000) * 1000 - 60_000;
 const tenantId = "11111111-1111-4111-8111-111111111111";
 const userId = "22222222-2222-4222-8222-222222222222";
 const token = (issuedMs: number, sessionId = "s1", subject = userId) => ({ subject, tenantId, sessionId, issuedAt: new Date(Math.floor(issuedMs / 1000) * 1000) });
@@ -44,6 +45,14 @@ describe("RevocationWatcher.check", () => {
     expect(w.check(token(T + 1_200), [T + 500])).toEqual({ reason: "AMBIGUOUS", revokedAt: T + 1_900 });
     // Another user of the tenant is not concerned.
     expect(w.check(token(T - 10_000, "s9", "33333333-3333-4333-8333-333333333333"))).toBeUndefined();
+  });
+
+  it("forgets nothing it needs and keeps nothing older than every token (retainMs)", () => {
+    const w = watcher();
+    w.apply(event(RevocationKind.REVOCATION_KIND_SESSION_REVOKED, Date.now() - 2 * 3_600_000, { sessionId: "ancient", userId }));
+    w.apply(event(RevocationKind.REVOCATION_KIND_SESSION_REVOKED, T, { sessionId: "recent", userId }));
+    expect(w.check(token(T, "ancient"))).toBeUndefined();
+    expect(w.check(token(T, "recent"))?.reason).toBe("SESSION_REVOKED");
   });
 
   it("a disabled tenant refuses its users' earlier tokens", () => {

@@ -15,15 +15,36 @@ export interface AuthMiddlewareOptions {
   optional?: boolean;
   /** Methods (e.g. "/my.pkg.Service/Health") that need no token at all. */
   public?: string[];
+  /** Tenant ids whose tokens are accepted (default: every tenant's); others are refused PERMISSION_DENIED. */
+  tenants?: string[];
 }
 
-/** Does `principal` hold `permission` (`svc.resource.action`; its scope may hold patterns with `*`)? */
+/** `<service>.<resource>.<action>`: a service name may itself contain dots, the last two segments are fixed (as on the server). */
+function splitCodename(value: string): [string, string, string] | undefined {
+  const last = value.lastIndexOf(".");
+  const mid = value.lastIndexOf(".", last - 1);
+  if (mid <= 0) return undefined;
+  return [value.slice(0, mid), value.slice(mid + 1, last), value.slice(last + 1)];
+}
+
+/** Does `principal` hold `permission` (`svc.resource.action`; its scope may hold patterns with `*` segments)? The same matching as Tessera's. */
 export function hasPermission(principal: Pick<VerifiedAccessToken, "scope">, permission: string): boolean {
-  const wanted = permission.split(".");
+  const wanted = splitCodename(permission);
+  if (!wanted) return false;
   return principal.scope.some((pattern) => {
-    const parts = pattern.split(".");
-    return parts.length === wanted.length && parts.every((part, i) => part === "*" || part === wanted[i]);
+    if (pattern === permission) return true;
+    const parts = splitCodename(pattern);
+    return parts !== undefined && parts.every((part, i) => part === "*" || part === wanted[i]);
   });
+}
+
+/**
+ * Whether `principal` belongs to one of `tenants` (ids). Permissions are per
+ * tenant: every tenant's administrators may grant their own users any
+ * pattern, so a service that serves some tenants only must say which.
+ */
+function tenantAllowed(principal: VerifiedAccessToken, tenants: readonly string[] | undefined): boolean {
+  return tenants === undefined || tenants.includes(principal.tenantId);
 }
 
 /**
@@ -47,6 +68,7 @@ export function tesseraAuthMiddleware(verifier: TokenVerifier, options: AuthMidd
     } catch (error) {
       throw toServerError(call.method.path, error);
     }
+    if (!tenantAllowed(principal, options.tenants)) throw new ServerError(Status.PERMISSION_DENIED, "PERMISSION_DENIED: this service does not serve the token's tenant");
     return yield* call.next(call.request, { ...context, principal });
   };
 }
@@ -66,7 +88,8 @@ export type AuthorizeResult =
 
 /**
  * For HTTP frameworks: `(authorizationHeader, permission?) => result`. 401
- * without a valid token, 403 when `permission` is not in its scope, 503
+ * without a valid token, 403 when `permission` is not in its scope (or the
+ * token's tenant is not one of `options.tenants`), 503
  * when keys or revocations cannot be checked (failing closed).
  *
  *   const check = authorize(verifier);
@@ -76,7 +99,7 @@ export type AuthorizeResult =
  *     res.end(`hello ${auth.principal.username}`);
  *   });
  */
-export function authorize(verifier: TokenVerifier): (authorizationHeader: string | undefined | null, permission?: string) => Promise<AuthorizeResult> {
+export function authorize(verifier: TokenVerifier, options: { tenants?: string[] } = {}): (authorizationHeader: string | undefined | null, permission?: string) => Promise<AuthorizeResult> {
   return async (header, permission) => {
     let principal: VerifiedAccessToken;
     try {
@@ -86,6 +109,7 @@ export function authorize(verifier: TokenVerifier): (authorizationHeader: string
       const unavailable = error.reason === "KEYS_UNAVAILABLE" || error.reason === "REVOCATIONS_UNAVAILABLE";
       return { ok: false, status: unavailable ? 503 : 401, reason: error.reason, message: error.message };
     }
+    if (!tenantAllowed(principal, options.tenants)) return { ok: false, status: 403, reason: "PERMISSION_DENIED", message: "this service does not serve the token's tenant" };
     if (permission !== undefined && !hasPermission(principal, permission)) {
       return { ok: false, status: 403, reason: "PERMISSION_DENIED", message: `the token does not carry ${permission}` };
     }

@@ -19,7 +19,7 @@ export interface RevocationWatcherOptions {
    * default: it is a security decision.
    */
   failMode: "closed" | "open";
-  /** How long the stream may be down before `failMode` applies (default 5 s). */
+  /** How long the stream may be down before `failMode` applies (default 5 s). Until the first catch-up, "closed" refuses at once: await ready(). */
   maxStaleMs?: number;
   /**
    * How long a revocation is remembered: at least the longest access-token
@@ -87,8 +87,8 @@ export class RevocationWatcher {
   readonly #tenants = new Map<string, number>();
   readonly #keyListeners: ((retiredKid: string | undefined) => void)[] = [];
   #connected = false;
-  /** Since when the watcher has not been caught up (construction counts). */
-  #downSince = Date.now();
+  /** Since when the watcher has not been caught up; never caught up counts as down for ever (fail closed refuses at once). */
+  #downSince = -Infinity;
   #abort?: AbortController;
   #loop?: Promise<void>;
   #readyWaiters: (() => void)[] = [];
@@ -129,11 +129,15 @@ export class RevocationWatcher {
     this.start();
     if (this.#connected) return Promise.resolve();
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`revocation stream not caught up within ${timeoutMs} ms`)), timeoutMs);
-      this.#readyWaiters.push(() => {
+      const waiter = () => {
         clearTimeout(timer);
         resolve();
-      });
+      };
+      const timer = setTimeout(() => {
+        this.#readyWaiters = this.#readyWaiters.filter((w) => w !== waiter);
+        reject(new Error(`revocation stream not caught up within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.#readyWaiters.push(waiter);
     });
   }
 
@@ -178,7 +182,9 @@ export class RevocationWatcher {
   /** Applies one event (exported for tests and for callers feeding events from elsewhere). */
   apply(event: WatchRevocationsResponse): void {
     const at = event.eventTime?.getTime() ?? Date.now();
-    switch (event.kind) {
+    // Older than every token it could concern (a replay of the whole log at start): nothing to remember.
+    const old = at < Date.now() - this.#retainMs;
+    switch (old ? RevocationKind.REVOCATION_KIND_UNSPECIFIED : event.kind) {
       case RevocationKind.REVOCATION_KIND_SESSION_REVOKED:
         if (event.sessionId) this.#sessions.set(event.sessionId, at);
         break;
@@ -238,7 +244,9 @@ export class RevocationWatcher {
             onHeader: (header: Metadata) => {
               // Connected: the next drop starts again from the shortest delay.
               delay = this.#minDelay;
-              backlogEnd = Number(header.get(BACKLOG_END_HEADER) ?? "0") || 0;
+              // Without the header (a proxy dropped it) the end of the backlog is unknown: never taken as caught up.
+              const end = header.get(BACKLOG_END_HEADER);
+              backlogEnd = end !== undefined && /^\d{1,15}$/.test(end) ? Number(end) : Infinity;
               if (Number(this.#cursor || "0") >= backlogEnd) this.#setUp();
             },
           },
@@ -255,8 +263,13 @@ export class RevocationWatcher {
         this.#setDown(error);
       }
       await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, delay);
-        signal.addEventListener("abort", () => (clearTimeout(timer), resolve()), { once: true });
+        const done = () => {
+          clearTimeout(timer);
+          signal.removeEventListener("abort", done);
+          resolve();
+        };
+        const timer = setTimeout(done, delay);
+        signal.addEventListener("abort", done, { once: true });
       });
       delay = Math.min(this.#maxDelay, delay * 2);
     }

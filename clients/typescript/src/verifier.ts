@@ -55,7 +55,7 @@ export interface TokenVerifierOptions {
   issuer?: string;
   /** Expected `aud`: the token must name one of these (default "tessera"). */
   audience?: string | string[];
-  /** Accepted clock difference for exp/iat/nbf, in seconds (default 5). */
+  /** Accepted clock difference for iat and nbf, in seconds (default 5); exp has none. */
   clockToleranceSeconds?: number;
   /**
    * The key set is refetched when older than this (default 30 s, the
@@ -84,14 +84,17 @@ interface Cached {
   result: VerifiedAccessToken;
   kid: string;
   exp: number;
-  /** The ambiguous revocations (their revokedAt) the server settled in this token's favour. */
+  /** The ambiguous revocations (their revokedAt) the server settled in this token's favour, and when (ms). */
   confirmed: number[];
+  confirmedAt: number;
 }
 
 const B64URL = /^[A-Za-z0-9_-]+$/;
 /** Longest token accepted (the server's own limit on VerifyToken). */
 const MAX_TOKEN_CHARS = 8192;
 const JWKS_FETCH_TIMEOUT_MS = 5_000;
+/** How long the server's answer about a token issued within moments of a revoke-all is trusted before it is asked again. */
+const CONFIRMATION_MS = 5_000;
 
 function decodeJson(part: string, what: string): Record<string, unknown> {
   if (!B64URL.test(part)) throw new TokenVerificationError("TOKEN_INVALID", `malformed token ${what}`);
@@ -138,7 +141,13 @@ export class TokenVerifier {
   readonly #offload: boolean;
   readonly #revocations?: RevocationWatcher;
   #keys = new Map<string, Key>();
+  /** Kids withdrawn by a KEY_RETIRED event: never taken back from a fetch (an in-flight one, or a replica that has not reloaded). */
+  readonly #retired = new Set<string>();
+  /** Bumped by every key event: a fetch that started before it is not used. */
+  #generation = 0;
   #fetchedAt = -Infinity;
+  /** Whether any fetch of the key set has succeeded (an empty set after one is "unknown key", not "unavailable"). */
+  #everFetched = false;
   #attemptedAt = -Infinity;
   #failedAt = -Infinity;
   #inFlight?: Promise<void>;
@@ -162,7 +171,12 @@ export class TokenVerifier {
     this.#offload = options.offload ?? true;
     this.#revocations = options.revocations;
     this.#revocations?.onKeysChanged((retiredKid) => {
-      if (retiredKid) this.#keys.delete(retiredKid);
+      this.#generation++;
+      if (retiredKid) {
+        this.#keys.delete(retiredKid);
+        if (this.#retired.size >= 1_000) this.#retired.delete(this.#retired.values().next().value!);
+        this.#retired.add(retiredKid);
+      }
       // A new or withdrawn key: the next verification fetches the set again.
       this.#fetchedAt = -Infinity;
       this.#attemptedAt = -Infinity;
@@ -177,11 +191,11 @@ export class TokenVerifier {
     const hit = this.#cache.get(token);
     if (hit) {
       // A hit needs its key still in a key set that may be used now: otherwise the full path refetches the set.
-      if (hit.exp * 1000 + this.#tolerance * 1000 > now && this.#keys.has(hit.kid) && this.#setUsable(now)) {
+      if (hit.exp * 1000 > now && this.#keys.has(hit.kid) && this.#setUsable(now)) {
         await this.#checkRevocation(token, hit.result, hit);
         return hit.result;
       }
-      if (hit.exp * 1000 + this.#tolerance * 1000 <= now) this.#cache.delete(token);
+      if (hit.exp * 1000 <= now) this.#cache.delete(token);
     }
     const first = token.indexOf(".");
     const last = token.lastIndexOf(".");
@@ -195,13 +209,15 @@ export class TokenVerifier {
     const kid = header.kid;
     if (typeof kid !== "string" || kid === "" || kid.length > 128) throw new TokenVerificationError("TOKEN_INVALID", "token key id missing");
     const claims = decodeJson(token.slice(first + 1, last), "claims");
-    const result = this.#checkClaims(claims, now);
-    const entry: Cached = { result, kid, exp: result.expiresAt.getTime() / 1000, confirmed: [] };
+    const result = Object.freeze(this.#checkClaims(claims, now));
+    Object.freeze(result.scope);
+    const entry: Cached = { result, kid, exp: result.expiresAt.getTime() / 1000, confirmed: [], confirmedAt: 0 };
     if (this.#revocations?.check(result)?.reason === "SESSION_REVOKED") await this.#checkRevocation(token, result, entry);
     const signaturePart = token.slice(last + 1);
     if (!B64URL.test(signaturePart)) throw new TokenVerificationError("TOKEN_INVALID", "malformed token signature");
     const signature = Buffer.from(signaturePart, "base64url");
-    if (signature.length !== 64) throw new TokenVerificationError("TOKEN_INVALID", "bad signature");
+    // 64 bytes, spelled canonically (a decoder ignores a last character's spare bits: one token, one spelling).
+    if (signature.length !== 64 || signature.toString("base64url") !== signaturePart) throw new TokenVerificationError("TOKEN_INVALID", "bad signature");
     const key = await this.#key(kid);
     const data = Buffer.from(token.slice(0, last), "latin1");
     const valid = this.#offload
@@ -234,7 +250,8 @@ export class TokenVerifier {
     const iat = numericClaim(claims, "iat", true)!;
     const nbf = numericClaim(claims, "nbf", false);
     const seconds = now / 1000;
-    if (exp + this.#tolerance <= seconds) throw new TokenVerificationError("TOKEN_EXPIRED", "token expired");
+    // No leeway on exp: a token stops working exactly when it says (as on the server); iat and nbf get the tolerance.
+    if (exp <= seconds) throw new TokenVerificationError("TOKEN_EXPIRED", "token expired");
     if (iat - this.#tolerance > seconds || (nbf !== undefined && nbf - this.#tolerance > seconds)) throw new TokenVerificationError("TOKEN_INVALID", "token not valid yet");
     const subject = stringClaim(claims, "sub");
     const tenantId = stringClaim(claims, "tid");
@@ -259,10 +276,13 @@ export class TokenVerifier {
     };
   }
 
+
   /** Throws when revocations refuse the token; a token only the server can settle is asked about once (then `entry` remembers the answer). */
   async #checkRevocation(token: string, result: VerifiedAccessToken, entry: Cached): Promise<void> {
     const revocations = this.#revocations;
     if (!revocations) return;
+    // A confirmation holds a few seconds only: the replica that answered may not have seen the revocation yet.
+    if (entry.confirmed.length && Date.now() - entry.confirmedAt > CONFIRMATION_MS) entry.confirmed = [];
     const outcome = revocations.check(result, entry.confirmed);
     if (!outcome) return;
     if (outcome.reason !== "AMBIGUOUS") throw new TokenVerificationError(outcome.reason, outcome.message);
@@ -277,6 +297,7 @@ export class TokenVerifier {
       throw new TokenVerificationError("REVOCATIONS_UNAVAILABLE", "the server could not be asked about a token issued within moments of a revocation", { cause: error });
     }
     // Asked after the watcher knew this revocation, so the server's answer already reflects it.
+    if (entry.confirmed.length === 0) entry.confirmedAt = Date.now();
     entry.confirmed.push(outcome.revokedAt);
     // Another revocation may be ambiguous too (user and tenant): settle it the same way.
     await this.#checkRevocation(token, result, entry);
@@ -326,7 +347,7 @@ export class TokenVerifier {
     } else if (key && now - this.#fetchedAt >= this.#maxAgeMs + this.#staleLimitMs) {
       throw new TokenVerificationError("KEYS_UNAVAILABLE", "the signing keys are too old and cannot be refetched");
     }
-    if (!key && this.#keys.size === 0) throw new TokenVerificationError("KEYS_UNAVAILABLE", "no signing keys fetched yet");
+    if (!key && !this.#everFetched) throw new TokenVerificationError("KEYS_UNAVAILABLE", "no signing keys fetched yet");
     if (!key) throw new TokenVerificationError("TOKEN_INVALID", "unknown signing key");
     return key;
   }
@@ -335,11 +356,16 @@ export class TokenVerifier {
   #refresh(): Promise<void> {
     this.#inFlight ??= (async () => {
       this.#attemptedAt = Date.now();
+      const generation = this.#generation;
       try {
         const { keys } = await this.#source();
+        // A key event came while this fetch was on its way: its answer may predate it; keep the set in hand
+        // (the event already removed a withdrawn key) and let the next verification fetch again.
+        if (generation !== this.#generation) return;
         const next = new Map<string, Key>();
         for (const jwk of keys) {
           if (jwk.kty !== "OKP" || jwk.crv !== "Ed25519" || !jwk.kid || !jwk.x || (jwk.alg && jwk.alg !== "EdDSA") || (jwk.use && jwk.use !== "sig")) continue;
+          if (this.#retired.has(jwk.kid)) continue;
           try {
             next.set(jwk.kid, { kid: jwk.kid, key: createPublicKey({ key: { kty: "OKP", crv: "Ed25519", x: jwk.x }, format: "jwk" }) });
           } catch {
@@ -348,6 +374,7 @@ export class TokenVerifier {
         }
         this.#keys = next;
         this.#fetchedAt = Date.now();
+        this.#everFetched = true;
       } catch (error) {
         this.#failedAt = Date.now();
         throw error;

@@ -31,6 +31,16 @@ export type RegistrySource =
 export interface RegistryResolverOptions {
   /** The registry authority's public keys (JWK objects or JSON, or SPKI PEM): records signed by anything else are refused. */
   authorityKeys: (string | Record<string, unknown>)[];
+  /**
+   * In a Tessera registry, the tenant (name) whose regions are accepted; a
+   * Tessera registry holds every tenant's regions, and any tenant may publish
+   * a capability of any name. Records of other tenants count as absent.
+   */
+  tenant?: string;
+  /** While the registry cannot be read, the last document keeps answering for at most this long past `cacheMs` (default 10 min); then lookups fail. */
+  staleLimitMs?: number;
+  /** DNS queries a second to this registry at most (default 50): names not cached past it answer unavailable until the next second. */
+  dnsQueriesPerSecond?: number;
   /** How long looked-up records are reused (default 60 s). */
   cacheMs?: number;
   /** A lookup that must be fresh (a key did not verify) refetches at most this often (default 10 s). */
@@ -52,6 +62,10 @@ export class RegistryUnavailableError extends Error {
 }
 
 const MAX_DOCUMENT_BYTES = 16 * 1024 * 1024;
+/** Region ids are DNS labels; capability names too (with `_`), as Tessera's registry accepts them. */
+const REGION_ID = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+const CAPABILITY_NAME = /^[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$/;
+const MAX_CACHED = 10_000;
 
 /** One registry, read and verified; lookups cached, refetches rate-limited. */
 export class RegistryResolver {
@@ -62,10 +76,18 @@ export class RegistryResolver {
   readonly #cooldownMs: number;
   readonly #timeoutMs: number;
   readonly #dns?: Resolver;
-  readonly #lookups = new Map<string, { value: ResolvedCapability | null; at: number }>();
+  readonly #tenant?: string;
+  readonly #staleLimitMs: number;
+  readonly #dnsPerSecond: number;
+  /** Found capabilities, and (apart, so that a flood of unknown names cannot evict them) names found absent. */
+  readonly #lookups = new Map<string, { value: ResolvedCapability; at: number }>();
+  readonly #absent = new Map<string, number>();
+  readonly #pending = new Map<string, Promise<ResolvedCapability | null>>();
   #document?: { regions: Map<string, string>; capabilities: Map<string, string>; at: number };
   #inflight?: Promise<void>;
   #lastRefetch = -Infinity;
+  #failedAt = -Infinity;
+  #dnsBudget = { second: 0, used: 0 };
 
   constructor(source: RegistrySource, options: RegistryResolverOptions) {
     this.#source = source;
@@ -79,6 +101,20 @@ export class RegistryResolver {
     this.#cacheMs = options.cacheMs ?? 60_000;
     this.#cooldownMs = options.refetchCooldownMs ?? 10_000;
     this.#timeoutMs = options.timeoutMs ?? 5_000;
+    this.#tenant = options.tenant;
+    this.#staleLimitMs = options.staleLimitMs ?? 600_000;
+    this.#dnsPerSecond = options.dnsQueriesPerSecond ?? 50;
+    if (source.kind === "https") {
+      let url: URL;
+      try {
+        url = new URL(source.url);
+      } catch {
+        throw new TypeError(`registry ${source.url} is not a URL`);
+      }
+      const loopback = url.hostname === "127.0.0.1" || url.hostname === "localhost" || url.hostname === "[::1]";
+      if (url.protocol !== "https:" && !(url.protocol === "http:" && loopback)) throw new TypeError(`registry ${source.url} must be an https:// URL (plain http only on loopback)`);
+      if (url.username || url.password) throw new TypeError(`registry ${source.url} must not carry credentials`);
+    }
     if (source.kind === "dns") {
       this.#dns = new Resolver({ timeout: this.#timeoutMs, tries: 2 });
       if (source.servers?.length) this.#dns.setServers(source.servers);
@@ -90,18 +126,38 @@ export class RegistryResolver {
    * the registry has none. `fresh` asks for a refetch (granted once per cooldown).
    */
   async lookup(regionId: string, capability: string, options: { fresh?: boolean } = {}): Promise<ResolvedCapability | null> {
+    // Names no registry can hold are not looked up (nor put in DNS queries).
+    if (!REGION_ID.test(regionId) || !CAPABILITY_NAME.test(capability)) return null;
     const id = `${regionId}\u0000${capability}`;
     const now = Date.now();
-    const cached = this.#lookups.get(id);
     let refetch = false;
     if (options.fresh && now - this.#lastRefetch >= this.#cooldownMs) {
       this.#lastRefetch = now;
       refetch = true;
     }
-    if (cached && !refetch && now - cached.at < this.#cacheMs) return cached.value;
-    const value = await this.#fetch(regionId, capability, refetch);
-    if (this.#lookups.size >= 10_000) this.#lookups.delete(this.#lookups.keys().next().value!);
-    this.#lookups.set(id, { value, at: Date.now() });
+    if (!refetch) {
+      const found = this.#lookups.get(id);
+      if (found && now - found.at < this.#cacheMs) return found.value;
+      const absentAt = this.#absent.get(id);
+      if (absentAt !== undefined && now - absentAt < this.#cacheMs) return null;
+    }
+    // One lookup of a name at a time, however many assertions name it.
+    let pending = this.#pending.get(id);
+    if (!pending) {
+      pending = this.#fetch(regionId, capability, refetch).finally(() => this.#pending.delete(id));
+      this.#pending.set(id, pending);
+    }
+    const value = await pending;
+    const at = Date.now();
+    if (value) {
+      if (this.#lookups.size >= MAX_CACHED) this.#lookups.delete(this.#lookups.keys().next().value!);
+      this.#lookups.set(id, { value, at });
+      this.#absent.delete(id);
+    } else {
+      if (this.#absent.size >= MAX_CACHED) this.#absent.delete(this.#absent.keys().next().value!);
+      this.#absent.set(id, at);
+      this.#lookups.delete(id);
+    }
     return value;
   }
 
@@ -117,16 +173,23 @@ export class RegistryResolver {
       capabilityJwts = [document.capabilities.get(`${regionId}\u0000${capability}`)].filter((x): x is string => x !== undefined);
     }
     const region = regionJwts.filter((jwt) => peekRecord(jwt)?.id === regionId).map((jwt) => verifyRecord<RegionRecord>(jwt, REGION_RECORD_TYP, this.#authorities))[0];
+    if (region && (typeof region.active !== "boolean" || region.id !== regionId)) throw new RecordError("region record is malformed");
+    // Another tenant's region, in a registry shared by tenants: not there for this caller.
+    if (region && this.#tenant !== undefined && region.tenant !== this.#tenant) return null;
     const capabilityJwt = capabilityJwts.find((jwt) => {
       const peek = peekRecord(jwt);
       return peek?.region_id === regionId && peek.capability === capability;
     });
     if (!region || !capabilityJwt) return null;
     const record = verifyRecord<CapabilityRecord>(capabilityJwt, CAPABILITY_RECORD_TYP, this.#authorities);
+    if (record.region_id !== regionId || record.capability !== capability) throw new RecordError("capability record names another capability");
     return { region, capability: record, key: capabilityKey(record) };
   }
 
   async #txt(name: string): Promise<string[]> {
+    const second = Math.floor(Date.now() / 1000);
+    if (this.#dnsBudget.second !== second) this.#dnsBudget = { second, used: 0 };
+    if (++this.#dnsBudget.used > this.#dnsPerSecond) throw new RegistryUnavailableError(`DNS registry ${this.name}: too many queries this second`);
     try {
       return (await this.#dns!.resolveTxt(name)).map((strings) => strings.join(""));
     } catch (error) {
@@ -137,7 +200,14 @@ export class RegistryResolver {
   }
 
   async #indexed(refresh: boolean): Promise<{ regions: Map<string, string>; capabilities: Map<string, string> }> {
-    if (this.#document && !refresh && Date.now() - this.#document.at < this.#cacheMs) return this.#document;
+    const now = Date.now();
+    const usable = (d: { at: number }) => now - d.at < this.#cacheMs + this.#staleLimitMs;
+    if (this.#document && !refresh && now - this.#document.at < this.#cacheMs) return this.#document;
+    // A read failed moments ago: the stale document (within its limit) answers, without asking again.
+    if (now - this.#failedAt < this.#cooldownMs) {
+      if (this.#document && usable(this.#document)) return this.#document;
+      throw new RegistryUnavailableError(`registry ${this.name} cannot be read (retrying after a cooldown)`);
+    }
     this.#inflight ??= (async () => {
       const document = await this.#read();
       const regions = new Map<string, string>();
@@ -155,8 +225,9 @@ export class RegistryResolver {
     try {
       await this.#inflight;
     } catch (error) {
-      // A stale document is better than none while the registry is down.
-      if (this.#document) return this.#document;
+      this.#failedAt = Date.now();
+      // A stale document is better than none while the registry is down, up to its limit.
+      if (this.#document && usable(this.#document)) return this.#document;
       throw error;
     }
     return this.#document!;
@@ -168,9 +239,6 @@ export class RegistryResolver {
     if (source.kind === "local") {
       text = source.document;
     } else if (source.kind === "https") {
-      if (!source.url.startsWith("https://") && !/^http:\/\/(127\.0\.0\.1|localhost|\[::1\])[:/]/.test(source.url)) {
-        throw new RegistryUnavailableError(`registry ${this.name} must be an https:// URL`);
-      }
       let response: Response;
       try {
         response = await (source.fetch ?? fetch)(source.url, { signal: AbortSignal.timeout(this.#timeoutMs), redirect: "error", headers: { accept: "application/json" } });
@@ -178,9 +246,7 @@ export class RegistryResolver {
         throw new RegistryUnavailableError(`registry ${this.name}: ${(error as Error).message}`);
       }
       if (!response.ok) throw new RegistryUnavailableError(`registry ${this.name} answered HTTP ${response.status}`);
-      const body = await response.text();
-      if (body.length > MAX_DOCUMENT_BYTES) throw new RegistryUnavailableError(`registry ${this.name}: document too large`);
-      text = body;
+      text = await readCapped(response, MAX_DOCUMENT_BYTES, this.name);
     } else {
       throw new TypeError("DNS registries have no document");
     }
@@ -194,6 +260,27 @@ export class RegistryResolver {
     if (!d || !Array.isArray(d.regions) || !Array.isArray(d.capabilities)) throw new RegistryUnavailableError(`registry ${this.name}: not a registry document`);
     return { regions: d.regions.filter((x): x is string => typeof x === "string"), capabilities: d.capabilities.filter((x): x is string => typeof x === "string") };
   }
+}
+
+/** The body as text, refusing more than `max` bytes before reading them all. */
+async function readCapped(response: Response, max: number, name: string): Promise<string> {
+  const declared = Number(response.headers.get("content-length") ?? NaN);
+  if (declared > max) throw new RegistryUnavailableError(`registry ${name}: document too large`);
+  const reader = response.body?.getReader();
+  if (!reader) return "";
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > max) {
+      await reader.cancel();
+      throw new RegistryUnavailableError(`registry ${name}: document too large`);
+    }
+    chunks.push(value);
+  }
+  return Buffer.concat(chunks).toString("utf8");
 }
 
 /** Why an assertion was refused (reasons as Tessera's VerifyToken names them). */
@@ -262,7 +349,7 @@ export class AssertionVerifier {
     if (parsed.header.typ === "at+jwt") throw invalid("an access token is not a service assertion");
     const claims = parsed.payload;
     const meta = claims.regionmeta as Record<string, unknown> | undefined;
-    if (!meta || typeof meta !== "object" || typeof meta.id !== "string" || typeof meta.capability !== "string" || typeof meta.registry !== "string") {
+    if (!meta || typeof meta !== "object" || typeof meta.id !== "string" || typeof meta.capability !== "string" || typeof meta.registry !== "string" || typeof meta.expires !== "number") {
       throw invalid("regionmeta {id, capability, registry, expires} is missing");
     }
     const resolver = this.#registries.get(meta.registry);
@@ -273,7 +360,7 @@ export class AssertionVerifier {
     if (exp - iat > this.#maxLifetime) throw invalid(`assertions may live at most ${this.#maxLifetime} s`);
     if (iat - this.#tolerance > now) throw invalid("assertion issued in the future");
     if (exp + this.#tolerance <= now) throw new AssertionError("TOKEN_EXPIRED", "assertion expired");
-    if (typeof meta.expires === "number" && meta.expires + this.#tolerance <= now) throw new AssertionError("TOKEN_EXPIRED", "the registry entry the assertion names has expired");
+    if ((meta.expires as number) + this.#tolerance <= now) throw new AssertionError("TOKEN_EXPIRED", "the registry entry the assertion names has expired");
     const aud = typeof claims.aud === "string" ? [claims.aud] : Array.isArray(claims.aud) ? claims.aud : [];
     if (!aud.some((a) => typeof a === "string" && this.#audiences.has(a))) throw invalid("assertion audience is not this service");
     const resolve = async (fresh: boolean) => {
@@ -293,8 +380,8 @@ export class AssertionVerifier {
     }
     const { region, capability } = resolved;
     if (region.user) throw invalid("a user's key is not a service");
-    if (!region.active) throw new AssertionError("SESSION_REVOKED", "the region is inactive");
-    if (!capability.active) throw new AssertionError("SESSION_REVOKED", "the capability was revoked");
+    if (region.active !== true) throw new AssertionError("SESSION_REVOKED", "the region is inactive");
+    if (capability.active !== true) throw new AssertionError("SESSION_REVOKED", "the capability was revoked");
     if (capability.exp + this.#tolerance <= now) throw new AssertionError("TOKEN_EXPIRED", "the capability has expired");
     this.#useUp(`${resolver.name}\u0000${meta.id}\u0000${meta.capability}\u0000${jti}`, exp);
     return {
