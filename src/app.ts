@@ -32,6 +32,7 @@ import { createAdminGroup, PermissionService, permissionServiceImpl } from "./pe
 import { configurePageTokens } from "./shared/pagination.ts";
 import { TenantService, tenantServiceImpl } from "./tenants/index.ts";
 import { LoginThrottle, openLimiterStore, RateLimit, ReplayStore } from "./throttling/index.ts";
+import { RevocationListener } from "./events/revocation-listener.ts";
 import { createTokens, issueServiceImpl, jwksRoute, loadOrCreateMasterKey, refreshServiceImpl, verifyAnyToken, verifyServiceImpl } from "./tokens/index.ts";
 import { PasswordHasher, PasswordPolicy, UserService, userServiceImpl } from "./users/index.ts";
 
@@ -189,8 +190,12 @@ export async function startTessera(config: Config, logger: Logger): Promise<Tess
       },
       log: logger,
     });
-    await feed.start();
+    await feed.start(config.revocationPollIntervalMs);
     started.push(() => feed.stop(), () => limiterStore.close());
+    // Other replicas' revocations at once (NOTIFY on commit); the embedded database has no other replicas.
+    const listener = config.databaseUrl ? new RevocationListener(config.databaseUrl, () => void feed.poll(), logger) : undefined;
+    await listener?.start();
+    if (listener) started.push(() => listener.stop());
     tenants.onTenantCreated(async (em, tenant, admin) => {
       createAdminGroup(em, tenant, admin, false);
       await permissions.createDefaultGroups(em, tenant);
@@ -302,6 +307,7 @@ export async function startTessera(config: Config, logger: Logger): Promise<Tess
         clearTimeout(grace);
         http.closeAllConnections();
         await new Promise<void>((resolve) => http.close(() => resolve()));
+        await listener?.stop();
         await feed.stop();
         await limiterStore.close();
         await remoteHttp.close();

@@ -93,6 +93,8 @@ export interface Config {
   /** How long outside registries' records are cached, and how often an unknown key may refetch. */
   registryCacheSeconds: number;
   registryRefetchCooldownMs: number;
+  /** How often the revocation log is polled (the fallback when a replica's LISTEN connection is down; the embedded database polls after every local commit anyway). */
+  revocationPollIntervalMs: number;
   /** DNS servers (host:port) for DNS registries; the system's when empty. */
   registryDnsServers: string[];
   /** PEM CA bundle trusted (instead of the system roots) for HTTPS registries. */
@@ -294,6 +296,7 @@ function readRegistry(env: Env) {
     registryMaxAgeSeconds: readDuration(env, "TESSERA_REGISTRY_MAX_AGE", "30s"),
     registryCacheSeconds: readDuration(env, "TESSERA_REGISTRY_CACHE_TTL", "1m"),
     registryRefetchCooldownMs: readMillis(env, "TESSERA_REGISTRY_REFETCH_COOLDOWN", "10s"),
+    revocationPollIntervalMs: readMillis(env, "TESSERA_REVOCATION_POLL_INTERVAL", "500ms"),
     registryDnsServers,
     registryCa,
     assertionMaxLifetimeSeconds,

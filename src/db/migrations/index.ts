@@ -7,6 +7,7 @@ import { Migration20261202012159 } from "./Migration20261202012159.ts";
 import { Migration20261202075201 } from "./Migration20261202075201.ts";
 import { Migration20261202095955 } from "./Migration20261202095955.ts";
 import { Migration20261202141008 } from "./Migration20261202141008.ts";
+import { Migration20261202184500 } from "./Migration20261202184500.ts";
 
 export const migrationsList: MigrationObject[] = [
   { name: "Migration20261125000627", class: Migration20261125000627 },
@@ -18,4 +19,6 @@ export const migrationsList: MigrationObject[] = [
   { name: "Migration20261202095955", class: Migration20261202095955 },
   // Region System registry: regions, capabilities, the authority key, the assertion jti record.
   { name: "Migration20261202141008", class: Migration20261202141008 },
+  // Revocation events notify tessera_revocations on commit (replicas LISTEN).
+  { name: "Migration20261202184500", class: Migration20261202184500 },
 ];
