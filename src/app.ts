@@ -161,6 +161,8 @@ export async function startTessera(config: Config, logger: Logger): Promise<Tess
       assertions: registry.verifier,
       serviceSessions: registry.sessionFallback,
       serviceTokenTtlSeconds: config.serviceTokenTtlSeconds,
+      // At least two poll intervals: one slow poll must not make every verification read the database.
+      revocationStaleLimitMs: embedded ? undefined : Math.max(config.revocationStaleLimitMs, 2 * config.revocationPollIntervalMs),
       settings: config,
       masterKey,
       publishLeadSeconds: config.keyPublishLeadSeconds,

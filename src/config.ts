@@ -95,6 +95,8 @@ export interface Config {
   registryRefetchCooldownMs: number;
   /** How often the revocation log is polled (the fallback when a replica's LISTEN connection is down; the embedded database polls after every local commit anyway). */
   revocationPollIntervalMs: number;
+  /** On PostgreSQL, how long VerifyToken trusts its cache of session states without a successful read of the revocation log (then it reads the database, and fails UNAVAILABLE while that is gone). */
+  revocationStaleLimitMs: number;
   /** DNS servers (host:port) for DNS registries; the system's when empty. */
   registryDnsServers: string[];
   /** PEM CA bundle trusted (instead of the system roots) for HTTPS registries. */
@@ -297,6 +299,7 @@ function readRegistry(env: Env) {
     registryCacheSeconds: readDuration(env, "TESSERA_REGISTRY_CACHE_TTL", "1m"),
     registryRefetchCooldownMs: readMillis(env, "TESSERA_REGISTRY_REFETCH_COOLDOWN", "10s"),
     revocationPollIntervalMs: readMillis(env, "TESSERA_REVOCATION_POLL_INTERVAL", "500ms"),
+    revocationStaleLimitMs: readMillis(env, "TESSERA_REVOCATION_STALE_LIMIT", "5s"),
     registryDnsServers,
     registryCa,
     assertionMaxLifetimeSeconds,

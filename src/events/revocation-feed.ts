@@ -1,8 +1,8 @@
 // The revocation feed. Revocations are appended to the revocation_events table
 // in the transaction that makes them; one poller per process follows the table
-// (so every replica sharing the database sees every event within a poll
-// interval), invalidates the local verification cache and feeds
-// WatchRevocations streams.
+// (right after a local commit, on a NOTIFY from another replica's commit, and
+// every poll interval as the fallback), invalidates the local verification
+// cache and feeds WatchRevocations streams.
 import { EventEmitter, on } from "node:events";
 import type { Logger } from "pino";
 import type { Database } from "../db/orm.ts";
@@ -90,6 +90,13 @@ export class RevocationFeed {
     return tracked;
   }
 
+  /** When a poll of the log last succeeded (ms): how current this process's view of revocations is. */
+  get lastPollOkAt(): number {
+    return this.#lastPollOkAt;
+  }
+
+  #lastPollOkAt = Date.now();
+
   async #pollOnce(): Promise<void> {
     try {
       for (;;) {
@@ -101,7 +108,10 @@ export class RevocationFeed {
         const now = Date.now();
         for (const row of rows) this.#deliver(row, now);
         this.#settle(now);
-        if (rows.length < PAGE) return;
+        if (rows.length < PAGE) {
+          this.#lastPollOkAt = now;
+          return;
+        }
       }
     } catch (error) {
       this.#log.warn({ err: error }, "revocation feed poll failed; retrying");

@@ -39,6 +39,8 @@ export interface TokensOptions {
   assertions: AssertionChecker;
   serviceSessions?: SessionFallback;
   serviceTokenTtlSeconds: number;
+  /** How long cached session states are trusted without a successful read of the revocation log (PostgreSQL); undefined: always (the embedded database cannot be lost). */
+  revocationStaleLimitMs?: number;
   log: Logger;
 }
 
@@ -68,7 +70,9 @@ export async function createTokens(orm: Database, options: TokensOptions): Promi
     },
   });
   await keys.init(orm.em.fork());
-  const cache = new SessionCache(options.serviceSessions);
+  // Past the stale limit without a successful read of the revocation log, cached session states are not trusted.
+  const staleLimitMs = options.revocationStaleLimitMs;
+  const cache = new SessionCache(options.serviceSessions, staleLimitMs === undefined ? undefined : () => Date.now() - feed.lastPollOkAt < staleLimitMs);
   // A key event must reach this replica's key set: a failed reload is retried with backoff
   // (a retired key must not stay trusted until some later event), and the periodic check
   // below reloads anyway.

@@ -35,19 +35,29 @@ export class SessionCache {
   readonly #entries = new Map<string, { state: SessionState | null; loadedAt: number }>();
   readonly #loading = new Map<string, Promise<SessionState | null>>();
 
-  constructor(fallback?: SessionFallback) {
+  readonly #trusted: () => boolean;
+
+  /**
+   * `trusted` says whether this process still hears of revocations (its feed
+   * read the log lately): when it does not (the database is gone), cached
+   * states are not used, so a session revoked elsewhere meanwhile is never
+   * accepted from the cache; the database read that replaces it fails
+   * (UNAVAILABLE) until the database is back.
+   */
+  constructor(fallback?: SessionFallback, trusted: () => boolean = () => true) {
     this.#fallback = fallback;
+    this.#trusted = trusted;
   }
 
   /** The cached state when fresh, without touching the database (the verify fast path). */
   peek(sessionId: string): SessionState | null | undefined {
     const entry = this.#entries.get(sessionId);
-    return entry && Date.now() - entry.loadedAt < TTL_MS ? entry.state : undefined;
+    return entry && Date.now() - entry.loadedAt < TTL_MS && this.#trusted() ? entry.state : undefined;
   }
 
   async get(em: EntityManager, sessionId: string): Promise<SessionState | null> {
     const entry = this.#entries.get(sessionId);
-    if (entry && Date.now() - entry.loadedAt < TTL_MS) return entry.state;
+    if (entry && Date.now() - entry.loadedAt < TTL_MS && this.#trusted()) return entry.state;
     let loading = this.#loading.get(sessionId);
     if (!loading) {
       loading = this.#load(em, sessionId).finally(() => this.#loading.delete(sessionId));

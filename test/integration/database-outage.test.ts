@@ -18,7 +18,7 @@ describe.skipIf(!databaseUrl)("database outage (PostgreSQL)", () => {
     const target = new URL(databaseUrl!);
     proxy = new TcpProxy({ host: target.hostname, port: Number(target.port || 5432) });
     await proxy.start();
-    server = await startTestServer({}, {
+    server = await startTestServer({ TESSERA_REVOCATION_STALE_LIMIT: "1500ms" }, {
       databaseUrl: (url) => {
         const routed = new URL(url);
         routed.hostname = "127.0.0.1";
@@ -54,5 +54,23 @@ describe.skipIf(!databaseUrl)("database outage (PostgreSQL)", () => {
     expect(names).toContain("before-outage");
     expect(names).not.toContain("during-outage");
     expect((await health()).status).toBe(200);
+  });
+
+  it("VerifyToken stops trusting its cache once the revocation log has been unreadable past the stale limit, and recovers", async () => {
+    const verify = () => server.clients.verify.verifyToken({ token: server.adminToken, audience: "" });
+    await verify(); // cached
+    await proxy.cut();
+    // Within the limit (1.5 s here) the cache still answers: a revocation made elsewhere could be missed that long.
+    await expect(verify()).resolves.toMatchObject({ principal: { username: "admin" } });
+    await new Promise((r) => setTimeout(r, 2_000));
+    // Past it, the session must be read from the database, which is gone: UNAVAILABLE, not a stale yes.
+    await expectFailure(verify(), { code: Status.UNAVAILABLE, reason: "DATABASE_UNAVAILABLE" });
+    await proxy.start();
+    let ok = false;
+    for (let attempt = 0; attempt < 50 && !ok; attempt++) {
+      ok = await verify().then(() => true, () => false);
+      if (!ok) await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(ok).toBe(true);
   });
 });
