@@ -92,8 +92,26 @@ async function initialiseEmbedded(dir: string, startParams: string[]): Promise<v
   }
 }
 
-/** Applies pending committed migrations; returns their names. */
+/** The advisory lock that lets one replica migrate a PostgreSQL database at a time. */
+const MIGRATION_LOCK = 7_358_202_612; // "tessera migrations", any constant all replicas share
+
+/**
+ * Applies pending committed migrations; returns their names. On PostgreSQL,
+ * replicas starting at once take turns under an advisory lock (held on a
+ * connection of its own), so each migration runs once; the later ones find
+ * nothing left to do.
+ */
 export async function migrate(orm: Database): Promise<string[]> {
-  const applied = await orm.migrator.up();
-  return applied.map((m) => m.name);
+  const url = orm.config.get("clientUrl");
+  if (!url) return (await orm.migrator.up()).map((m) => m.name);
+  const { default: pg } = await import("pg");
+  const lock = new pg.Client({ connectionString: url, application_name: "tessera migrations", connectionTimeoutMillis: 5000 });
+  await lock.connect();
+  try {
+    await lock.query("select pg_advisory_lock($1)", [MIGRATION_LOCK]);
+    return (await orm.migrator.up()).map((m) => m.name);
+  } finally {
+    // Ending the connection releases the lock too.
+    await lock.end().catch(() => undefined);
+  }
 }
