@@ -104,7 +104,8 @@ export async function createTokens(orm: Database, options: TokensOptions): Promi
     scheduleKeyRotation(intervalSeconds) {
       const timer = setInterval(() => {
         if (keys.newestKeyAgeSeconds() >= intervalSeconds) {
-          keys.rotate(orm.em.fork()).catch((err: unknown) => log.warn({ err }, "scheduled key rotation failed"));
+          // Re-checked in the database under a lock: replicas whose schedules fire together make one key.
+          keys.rotateIfDue(orm.em.fork(), intervalSeconds).catch((err: unknown) => log.warn({ err }, "scheduled key rotation failed"));
         } else {
           reloadKeys(); // a backstop for a missed key event
         }

@@ -37,6 +37,13 @@ export interface KeyStoreOptions {
 
 const sealContext = (kid: string) => `tessera signing key ${kid}`;
 
+/** The transaction-scoped advisory lock that serialises key creation across replicas. */
+const KEY_ROTATION_LOCK = 7_358_202_613;
+
+async function lockKeyRotation(tem: EntityManager): Promise<void> {
+  await tem.getConnection().execute("select pg_advisory_xact_lock(?)", [KEY_ROTATION_LOCK], "run", tem.getTransactionContext());
+}
+
 export class KeyStore {
   readonly #options: KeyStoreOptions;
   #keys = new Map<string, LoadedKey>();
@@ -47,13 +54,34 @@ export class KeyStore {
     this.#options = options;
   }
 
-  /** Loads the published keys; creates the first signing key on a fresh database. */
+  /** Loads the published keys; creates the first signing key on a fresh database (one, however many replicas start at once). */
   async init(em: EntityManager): Promise<void> {
     await this.reload(em);
     if (![...this.#keys.values()].some((k) => !k.retiredAt)) {
-      await this.#createKey(em, new Date());
+      await em.transactional(async (tem) => {
+        await lockKeyRotation(tem);
+        if ((await tem.count(SigningKeyEntity, { retiredAt: null })) === 0) await this.#createKey(tem, new Date());
+      });
       await this.reload(em);
     }
+  }
+
+  /**
+   * The scheduled rotation: rotates when the newest key (in the database, not
+   * this replica's view of it) is at least `intervalSeconds` old, under a
+   * lock, so that replicas whose schedules fire together make one key.
+   * Returns whether this call rotated.
+   */
+  async rotateIfDue(em: EntityManager, intervalSeconds: number): Promise<boolean> {
+    const rotated = await em.transactional(async (tem) => {
+      await lockKeyRotation(tem);
+      const [newest] = await tem.find(SigningKeyEntity, {}, { orderBy: { activatesAt: "desc" }, fields: ["activatesAt"], limit: 1 });
+      if (newest && Date.now() - newest.activatesAt.getTime() < intervalSeconds * 1000) return false;
+      await this.#rotateIn(tem, {});
+      return true;
+    });
+    await this.reload(em);
+    return rotated;
   }
 
   async reload(em: EntityManager): Promise<void> {
@@ -108,26 +136,28 @@ export class KeyStore {
    * refused and it leaves the JWKS.
    */
   async rotate(em: EntityManager, options: { retireCurrentNow?: boolean } = {}): Promise<{ kid: string; activatesAt: Date }> {
-    const now = Date.now();
-    const activatesAt = new Date(options.retireCurrentNow ? now : now + this.#options.publishLeadSeconds * 1000);
-    const result = await em.transactional(async (tem) => {
-      const key = await this.#createKey(tem, activatesAt);
-      if (options.retireCurrentNow) {
-        // Every key still accepted, also one an earlier rotation already retired (it stays
-        // published until its tokens expire), leaves at once, and the log says so.
-        const live = { kid: { $ne: key.kid }, $or: [{ expiresAt: null }, { expiresAt: { $gt: activatesAt } }] };
-        const retiring = await tem.find(SigningKeyEntity, live, { fields: ["kid"] });
-        await tem.nativeUpdate(SigningKeyEntity, { kid: { $ne: key.kid }, retiredAt: null }, { retiredAt: activatesAt });
-        await tem.nativeUpdate(SigningKeyEntity, live, { expiresAt: activatesAt });
-        for (const { kid } of retiring) await this.#options.onKeyEvent?.(tem, "KEY_RETIRED", kid);
-      } else {
-        const expiresAt = new Date(activatesAt.getTime() + (this.#options.accessTokenTtlSeconds + 60) * 1000);
-        await tem.nativeUpdate(SigningKeyEntity, { kid: { $ne: key.kid }, retiredAt: null }, { retiredAt: activatesAt, expiresAt });
-      }
-      return { kid: key.kid, activatesAt };
-    });
+    const result = await em.transactional((tem) => this.#rotateIn(tem, options));
     await this.reload(em);
     return result;
+  }
+
+  async #rotateIn(tem: EntityManager, options: { retireCurrentNow?: boolean }): Promise<{ kid: string; activatesAt: Date }> {
+    const now = Date.now();
+    const activatesAt = new Date(options.retireCurrentNow ? now : now + this.#options.publishLeadSeconds * 1000);
+    const key = await this.#createKey(tem, activatesAt);
+    if (options.retireCurrentNow) {
+      // Every key still accepted, also one an earlier rotation already retired (it stays
+      // published until its tokens expire), leaves at once, and the log says so.
+      const live = { kid: { $ne: key.kid }, $or: [{ expiresAt: null }, { expiresAt: { $gt: activatesAt } }] };
+      const retiring = await tem.find(SigningKeyEntity, live, { fields: ["kid"] });
+      await tem.nativeUpdate(SigningKeyEntity, { kid: { $ne: key.kid }, retiredAt: null }, { retiredAt: activatesAt });
+      await tem.nativeUpdate(SigningKeyEntity, live, { expiresAt: activatesAt });
+      for (const { kid } of retiring) await this.#options.onKeyEvent?.(tem, "KEY_RETIRED", kid);
+    } else {
+      const expiresAt = new Date(activatesAt.getTime() + (this.#options.accessTokenTtlSeconds + 60) * 1000);
+      await tem.nativeUpdate(SigningKeyEntity, { kid: { $ne: key.kid }, retiredAt: null }, { retiredAt: activatesAt, expiresAt });
+    }
+    return { kid: key.kid, activatesAt };
   }
 
   /** The key that signs now: the newest one whose activation time has come. */

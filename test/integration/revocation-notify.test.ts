@@ -6,6 +6,8 @@ import { errorReason } from "@tessera/client";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ADMIN_PASSWORD, startTestServer, type TestServer } from "../support/server.ts";
+import { KeyStore } from "../../src/tokens/keys.ts";
+import { loadOrCreateMasterKey, SigningKeyEntity } from "../../src/tokens/index.ts";
 
 const databaseUrl = process.env.TEST_DATABASE_URL;
 
@@ -19,7 +21,7 @@ async function within(ms: number, check: () => Promise<boolean>): Promise<boolea
   }
 }
 
-describe.skipIf(!databaseUrl)("revocations between replicas (PostgreSQL LISTEN/NOTIFY)", () => {
+describe.skipIf(!databaseUrl)("two replicas on one PostgreSQL: revocations by LISTEN/NOTIFY, one key per scheduled rotation", () => {
   let a: TestServer;
   let b: TestServer;
   beforeAll(async () => {
@@ -47,6 +49,24 @@ describe.skipIf(!databaseUrl)("revocations between replicas (PostgreSQL LISTEN/N
       await a.as(login.accessToken).issue.revokeSession({ sessionId: "" });
       expect(await within(1_000, refusedByB(login.accessToken)), `revocation ${i} reached B`).toBe(true);
     }
+  });
+
+  it("scheduled rotations firing on both replicas at once make one key", async () => {
+    const store = (server: TestServer) =>
+      new KeyStore({
+        masterKey: loadOrCreateMasterKey(server.config.masterKey, server.config.dataDir),
+        accessTokenTtlSeconds: server.config.accessTokenTtlSeconds,
+        publishLeadSeconds: server.config.keyPublishLeadSeconds,
+      });
+    const count = () => a.tessera.orm.em.fork().count(SigningKeyEntity, {});
+    const before = await count();
+    // Due: the newest key is older than the interval (1 s) on both.
+    await sleep(1_100);
+    const [ka, kb] = [store(a), store(b)];
+    await Promise.all([ka.reload(a.tessera.orm.em.fork()), kb.reload(b.tessera.orm.em.fork())]);
+    const rotated = await Promise.all([ka.rotateIfDue(a.tessera.orm.em.fork(), 1), kb.rotateIfDue(b.tessera.orm.em.fork(), 1)]);
+    expect(rotated.filter(Boolean)).toHaveLength(1);
+    expect(await count()).toBe(before + 1);
   });
 
   it("after B's listening connection is killed, B reconnects and a later logout still reaches it at once", async () => {
