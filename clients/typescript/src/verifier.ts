@@ -183,7 +183,7 @@ export class TokenVerifier {
     });
   }
 
-  /** Verifies `token` (a compact JWT, or an `Authorization` value `Bearer <jwt>`). */
+  /** Verifies `token`, a compact JWT (for an `Authorization` header value, use verifyAuthorization). */
   async verify(token: string): Promise<VerifiedAccessToken> {
     if (typeof token !== "string" || token === "") throw new TokenVerificationError("TOKEN_MISSING", "no token");
     if (token.length > MAX_TOKEN_CHARS) throw new TokenVerificationError("TOKEN_INVALID", "token too long");
