@@ -29,7 +29,7 @@ import { createPublicKey, randomBytes, randomUUID, verify } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { PrincipalKind } from "../gen/tessera/identity/v1/common.ts";
+import { PrincipalKind } from "@tessera/client";
 import { createTesseraClient } from "@tessera/client";
 import { runLoad, type LoadResult } from "./loadgen.ts";
 import { genLine } from "./peer.ts";

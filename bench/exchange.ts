@@ -22,7 +22,7 @@ import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { PrincipalKind } from "../gen/tessera/identity/v1/common.ts";
+import { PrincipalKind } from "@tessera/client";
 import { createTesseraClient } from "@tessera/client";
 import { runLoad, type LoadResult } from "./loadgen.ts";
 import { CC_JWT_BODY, genLine, h2loadLine, h2loadPeer, peerVersion, startPeer } from "./peer.ts";

@@ -4,8 +4,8 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createChannel, createClient } from "nice-grpc";
-import { IssueServiceDefinition } from "../gen/tessera/identity/v1/issue_service.ts";
-import { VerifyServiceDefinition } from "../gen/tessera/identity/v1/verify_service.ts";
+import { IssueServiceDefinition } from "@tessera/client";
+import { VerifyServiceDefinition } from "@tessera/client";
 import { hashPassword, verifyPassword } from "../src/users/password.ts";
 import { ADMIN_PASSWORD, median, round, startServer } from "./server.ts";
 

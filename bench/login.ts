@@ -12,7 +12,7 @@ import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
-import { IssueTokenRequest } from "../gen/tessera/identity/v1/issue_service.ts";
+import { IssueTokenRequest } from "@tessera/client";
 import { hashPassword, verifyPassword } from "../src/users/password.ts";
 import { grpcCall, grpcFrame, runLoad, type LoadResult } from "./loadgen.ts";
 import { CC_JWT_BODY, genLine, h2loadLine, PEER_HEADERS, peerVersion, startPeer } from "./peer.ts";

@@ -17,7 +17,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createChannel, createClient } from "nice-grpc";
-import { RefreshServiceDefinition } from "../gen/tessera/identity/v1/refresh_service.ts";
+import { RefreshServiceDefinition } from "@tessera/client";
 import { runLoad, type LoadResult } from "./loadgen.ts";
 import { genLine, peerRefresh, peerVersion, startPeer } from "./peer.ts";
 import { serverVersion, throwawayDatabase, type ThrowawayDatabase } from "./pg.ts";

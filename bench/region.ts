@@ -14,8 +14,8 @@ import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { promisify } from "node:util";
 import { createTesseraClient, errorReason } from "@tessera/client";
-import { IssueTokenRequest } from "../gen/tessera/identity/v1/issue_service.ts";
-import { VerifyTokenRequest } from "../gen/tessera/identity/v1/verify_service.ts";
+import { IssueTokenRequest } from "@tessera/client";
+import { VerifyTokenRequest } from "@tessera/client";
 import { serviceKey, signAssertion, type ServiceKey } from "../test/support/assertions.ts";
 import { ADMIN_PASSWORD } from "./server.ts";
 

@@ -2,9 +2,9 @@
 // with the tenant's default groups, and logged-in sessions (IssueToken
 // password), as real clients would have them.
 import { createChannel, createClient, Metadata } from "nice-grpc";
-import { IssueServiceDefinition } from "../gen/tessera/identity/v1/issue_service.ts";
-import { TenantServiceDefinition } from "../gen/tessera/identity/v1/tenant_service.ts";
-import { UserServiceDefinition } from "../gen/tessera/identity/v1/user_service.ts";
+import { IssueServiceDefinition } from "@tessera/client";
+import { TenantServiceDefinition } from "@tessera/client";
+import { UserServiceDefinition } from "@tessera/client";
 import { ADMIN_PASSWORD } from "./server.ts";
 
 export const BENCH_TENANT = "bench";

@@ -8,8 +8,8 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createChannel, createClient } from "nice-grpc";
-import { IssueServiceDefinition } from "../gen/tessera/identity/v1/issue_service.ts";
-import { VerifyTokenRequest } from "../gen/tessera/identity/v1/verify_service.ts";
+import { IssueServiceDefinition } from "@tessera/client";
+import { VerifyTokenRequest } from "@tessera/client";
 import { ADMIN_PASSWORD, median, round, startServer } from "./server.ts";
 
 const VERIFY = "/tessera.identity.v1.VerifyService/VerifyToken";

@@ -1,6 +1,6 @@
 // Domain errors. Services throw these; src/grpc/errors.middleware.ts is the one
 // place that maps them to gRPC status codes and google.rpc error details.
-import type { ErrorReason } from "../gen/tessera/identity/v1/error_reason.ts";
+import type { ErrorReason } from "@tessera/client";
 
 /** An ErrorReason value name, sent verbatim as google.rpc.ErrorInfo.reason. */
 export type Reason = Exclude<keyof typeof ErrorReason, "ERROR_REASON_UNSPECIFIED">;

@@ -2,7 +2,7 @@
 import type { EntityManager } from "@mikro-orm/core";
 import type { ServiceImplementation } from "nice-grpc";
 import { refKey } from "../db/refs.ts";
-import type { Group as GroupMessage, PermissionServiceDefinition } from "../../gen/tessera/identity/v1/permission_service.ts";
+import type { Group as GroupMessage, PermissionServiceDefinition } from "@tessera/client";
 import { authorizeCall, authorizeCallSelfOr } from "../grpc/authorize.ts";
 import type { Principal, TesseraContext } from "../grpc/context.ts";
 import type { Group } from "./permission.entity.ts";

@@ -1,6 +1,6 @@
 // RegistryService over gRPC: maps proto <-> domain and checks permissions.
 import type { ServiceImplementation } from "nice-grpc";
-import type { Capability as CapabilityMessage, Region as RegionMessage, RegistryServiceDefinition } from "../../gen/tessera/identity/v1/registry_service.ts";
+import type { Capability as CapabilityMessage, Region as RegionMessage, RegistryServiceDefinition } from "@tessera/client";
 import { invalidInput } from "../errors.ts";
 import { refKey } from "../db/refs.ts";
 import { authorizeCall, isSelf, requirePrincipal, requireSelfPermission } from "../grpc/authorize.ts";

@@ -1,6 +1,6 @@
 // TenantService over gRPC: maps proto <-> domain and checks permissions.
 import type { ServiceImplementation } from "nice-grpc";
-import type { TenantServiceDefinition, Tenant as TenantMessage } from "../../gen/tessera/identity/v1/tenant_service.ts";
+import type { TenantServiceDefinition, Tenant as TenantMessage } from "@tessera/client";
 import { notFound, permissionDenied } from "../errors.ts";
 import { authorizeCall } from "../grpc/authorize.ts";
 import type { TesseraContext } from "../grpc/context.ts";

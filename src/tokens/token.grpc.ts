@@ -1,11 +1,11 @@
 // IssueService, RefreshService and VerifyService over gRPC.
 import type { EntityManager } from "@mikro-orm/core";
 import type { ServiceImplementation } from "nice-grpc";
-import type { IssueServiceDefinition, Session as SessionMessage } from "../../gen/tessera/identity/v1/issue_service.ts";
-import type { RefreshServiceDefinition } from "../../gen/tessera/identity/v1/refresh_service.ts";
-import type { Principal as PrincipalMessage, VerifyServiceDefinition } from "../../gen/tessera/identity/v1/verify_service.ts";
-import { RevocationKind } from "../../gen/tessera/identity/v1/verify_service.ts";
-import { PrincipalKind } from "../../gen/tessera/identity/v1/common.ts";
+import type { IssueServiceDefinition, Session as SessionMessage } from "@tessera/client";
+import type { RefreshServiceDefinition } from "@tessera/client";
+import type { Principal as PrincipalMessage, VerifyServiceDefinition } from "@tessera/client";
+import { RevocationKind } from "@tessera/client";
+import { PrincipalKind } from "@tessera/client";
 import { invalidInput, permissionDenied, Violations } from "../errors.ts";
 import { refKey } from "../db/refs.ts";
 import type { RevocationFeed } from "../events/index.ts";

@@ -1,7 +1,7 @@
 // UserService over gRPC: maps proto <-> domain and checks permissions.
 import type { ServiceImplementation } from "nice-grpc";
 import { refKey } from "../db/refs.ts";
-import type { User as UserMessage, UserServiceDefinition } from "../../gen/tessera/identity/v1/user_service.ts";
+import type { User as UserMessage, UserServiceDefinition } from "@tessera/client";
 import { authorizeCall, authorizeCallSelf, authorizeCallSelfOr, hasPermission, isSelf, requirePrincipal } from "../grpc/authorize.ts";
 import type { TesseraContext } from "../grpc/context.ts";
 import type { TenantService } from "../tenants/index.ts";

@@ -18,9 +18,9 @@ import { fileURLToPath } from "node:url";
 import { createChannel, createClientFactory, Metadata, type Channel } from "nice-grpc";
 import { errorDetailsClientMiddleware } from "nice-grpc-error-details";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { IssueServiceDefinition } from "../../gen/tessera/identity/v1/issue_service.ts";
-import { TenantServiceDefinition } from "../../gen/tessera/identity/v1/tenant_service.ts";
-import { VerifyServiceDefinition } from "../../gen/tessera/identity/v1/verify_service.ts";
+import { IssueServiceDefinition } from "@tessera/client";
+import { TenantServiceDefinition } from "@tessera/client";
+import { VerifyServiceDefinition } from "@tessera/client";
 import { MAX_VIOLATIONS } from "../../src/errors.ts";
 import type { CaseSummary, DriverSummary } from "../support/abuse-driver.ts";
 import { startServerProcess, type ServerProcess } from "../support/process.ts";
@@ -235,7 +235,7 @@ async function probeOnSchedule(probe: () => Promise<void>, intervalMs: number, s
 
 /** Runs the driver to its end, telling `onLine` each window it announces. */
 async function runDriver(env: Record<string, string>, onLine: (line: string) => void): Promise<DriverSummary> {
-  const child = spawn(process.execPath, [DRIVER], { env: { PATH: process.env.PATH ?? "", ...env }, stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, ["--conditions=tessera-source", DRIVER], { env: { PATH: process.env.PATH ?? "", ...env }, stdio: ["ignore", "pipe", "pipe"] });
   let stdout = "";
   let stderr = "";
   let seen = 0;

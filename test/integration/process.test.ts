@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createChannel, createClient } from "nice-grpc";
 import { HealthDefinition } from "nice-grpc-server-health";
-import { IssueServiceDefinition } from "../../gen/tessera/identity/v1/issue_service.ts";
+import { IssueServiceDefinition } from "@tessera/client";
 import { spawnServer } from "../support/process.ts";
 
 const SERVING = 1; // grpc.health.v1.HealthCheckResponse.ServingStatus.SERVING

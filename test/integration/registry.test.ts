@@ -4,7 +4,7 @@
 // revocation at once, and the user flow (a user's own key for one of its groups).
 import { Status } from "nice-grpc";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { PrincipalKind } from "../../gen/tessera/identity/v1/common.ts";
+import { PrincipalKind } from "@tessera/client";
 import { expectFailure } from "../support/errors.ts";
 import { serviceKey, signAssertion, type ServiceKey } from "../support/assertions.ts";
 import { startTestServer, type TestServer } from "../support/server.ts";

@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { connect } from "node:net";
 import { createChannel, createClientFactory, Status } from "nice-grpc";
 import { errorDetailsClientMiddleware, RetryInfo } from "nice-grpc-error-details";
-import { IssueServiceDefinition } from "../../gen/tessera/identity/v1/issue_service.ts";
+import { IssueServiceDefinition } from "@tessera/client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { expectFailure } from "../support/errors.ts";
 import { startServerProcess, type ServerProcess } from "../support/process.ts";

@@ -7,7 +7,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { Status } from "nice-grpc";
 import { ErrorInfo, RichClientError } from "nice-grpc-error-details";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { IssueTokenResponse } from "../../gen/tessera/identity/v1/issue_service.ts";
+import type { IssueTokenResponse } from "@tessera/client";
 import { signJwt, type AccessClaims } from "../../src/tokens/jwt.ts";
 import { KeyStore } from "../../src/tokens/keys.ts";
 import { loadOrCreateMasterKey } from "../../src/tokens/master-key.ts";

@@ -4,7 +4,7 @@ import { createLocalJWKSet, jwtVerify } from "jose";
 import { Status } from "nice-grpc";
 import { RetryInfo } from "nice-grpc-error-details";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { PrincipalKind } from "../../gen/tessera/identity/v1/common.ts";
+import { PrincipalKind } from "@tessera/client";
 import { expectFailure } from "../support/errors.ts";
 import { ADMIN_PASSWORD, startTestServer, type TestServer } from "../support/server.ts";
 import { decodePart, signEd25519, signHs256, unsigned } from "../support/tokens.ts";

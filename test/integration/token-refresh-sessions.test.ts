@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { Status } from "nice-grpc";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { RevocationKind } from "../../gen/tessera/identity/v1/verify_service.ts";
+import { RevocationKind } from "@tessera/client";
 import { expectFailure } from "../support/errors.ts";
 import { ADMIN_PASSWORD, startTestServer, type TestServer } from "../support/server.ts";
 import { decodePart } from "../support/tokens.ts";

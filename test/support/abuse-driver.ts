@@ -21,11 +21,11 @@
 // that the caller can tell which of its own measurements were under load.
 import { createChannel, createClientFactory, Status, waitForChannelReady, type TsProtoServiceDefinition } from "nice-grpc";
 import { BadRequest, ErrorInfo, errorDetailsClientMiddleware, RichClientError } from "nice-grpc-error-details";
-import { IssueServiceDefinition } from "../../gen/tessera/identity/v1/issue_service.ts";
-import { RefreshServiceDefinition } from "../../gen/tessera/identity/v1/refresh_service.ts";
-import { TenantServiceDefinition } from "../../gen/tessera/identity/v1/tenant_service.ts";
-import { UserServiceDefinition } from "../../gen/tessera/identity/v1/user_service.ts";
-import { VerifyServiceDefinition } from "../../gen/tessera/identity/v1/verify_service.ts";
+import { IssueServiceDefinition } from "@tessera/client";
+import { RefreshServiceDefinition } from "@tessera/client";
+import { TenantServiceDefinition } from "@tessera/client";
+import { UserServiceDefinition } from "@tessera/client";
+import { VerifyServiceDefinition } from "@tessera/client";
 
 export type Rpc = "IssueToken" | "Refresh" | "VerifyToken" | "RegisterUser" | "CreateTenant";
 

@@ -13,7 +13,7 @@ import pg from "pg";
 import { loadConfig, type Config } from "../../src/config.ts";
 import { startTessera, type Tessera } from "../../src/app.ts";
 import { createTesseraClient, type TesseraClient } from "@tessera/client";
-import type { IssueTokenResponse } from "../../gen/tessera/identity/v1/issue_service.ts";
+import type { IssueTokenResponse } from "@tessera/client";
 
 export const ADMIN_PASSWORD = "correct horse battery staple";
 
