@@ -17,6 +17,7 @@ import { gatekeeperRoute } from "./gatekeeper/index.ts";
 import { createRegistry, registryDocumentRoute, registryServiceImpl } from "./registry/index.ts";
 import { REGISTER_MICROSERVICE_PATH, RegistrationConsumer } from "./amqp/index.ts";
 import { announceBootstrap, bootstrap } from "./bootstrap.ts";
+import { Retention } from "./retention.ts";
 import { ConfigError, type Config } from "./config.ts";
 import { TesseraError } from "./errors.ts";
 import { migrate, openDatabase, type Database } from "./db/orm.ts";
@@ -26,6 +27,8 @@ import { readAccessTable } from "./grpc/access.ts";
 import { buildGrpcServer } from "./grpc/server.ts";
 import { apiRegistry, RequestLimits } from "./grpc/request-limits.ts";
 import { healthRoute } from "./http/health.ts";
+import { metricsRoute, poolStats } from "./http/metrics.ts";
+import { TesseraMetrics } from "./observability/metrics.ts";
 import { buildHttpServer } from "./http/server.ts";
 import { MinecraftChallenges, MinecraftSessionServer, OidcVerifier, RemoteHttp } from "./federation/index.ts";
 import { createAdminGroup, PermissionService, permissionServiceImpl } from "./permissions/index.ts";
@@ -77,7 +80,8 @@ export async function startTessera(config: Config, logger: Logger): Promise<Tess
   const embedded = !config.databaseUrl;
   const masterKey = loadOrCreateMasterKey(config.masterKey, config.dataDir);
   configurePageTokens(masterKey);
-  const orm = await openDatabase(config);
+  const orm = await openDatabase({ ...config, statementTimeoutMs: config.databaseStatementTimeoutMs });
+  const metrics = new TesseraMetrics({ maxTenantLabels: config.metricsTenantLabels });
   /** Undone in reverse order should the start fail half-way. */
   const started: (() => Promise<unknown> | void)[] = [];
   try {
@@ -88,6 +92,10 @@ export async function startTessera(config: Config, logger: Logger): Promise<Tess
     // The embedded database runs one transaction at a time, so ids commit in
     // order and a hole is a rollback at once; PostgreSQL commits concurrently.
     const feed = new RevocationFeed(orm, logger, { gapWaitMs: embedded ? 0 : GAP_WAIT_MS });
+    metrics.collectProcessMetrics();
+    metrics.watchFeed(() => feed.lastPollOkAt);
+    feed.onEvent((event) => metrics.revocationDelivered(event.createdAt));
+    if (!embedded) metrics.watchPool(() => poolStats(orm));
     const limiterStore = await openLimiterStore({ redisUrl: config.redisUrl, orm, log: logger });
     const hasher = new PasswordHasher({ concurrency: config.passwordHashConcurrency, queue: config.passwordHashQueue });
     const loginThrottle = new LoginThrottle(limiterStore, {
@@ -128,8 +136,15 @@ export async function startTessera(config: Config, logger: Logger): Promise<Tess
     started.push(() => remoteHttp.close(), () => oidcHttp.close());
     // Single-use proofs (service assertions, ID tokens) already used, on every replica.
     const replays = new ReplayStore(orm);
-    const stopSweeping = replays.startSweeping((err: unknown) => logger.warn({ err }, "sweeping expired replay records failed"));
-    started.push(stopSweeping);
+    // Expired sessions, refresh tokens, revocation-log entries and replay records, purged by one replica at a time.
+    const retention = new Retention(orm, {
+      intervalMs: config.retentionIntervalMs,
+      batch: config.retentionBatch,
+      revocationLogRetentionSeconds: config.revocationLogRetentionSeconds,
+      log: logger,
+    });
+    retention.start();
+    started.push(() => retention.stop());
     const registry = createRegistry(orm, {
       replays,
       masterKey,
@@ -190,6 +205,7 @@ export async function startTessera(config: Config, logger: Logger): Promise<Tess
         provision: (em, tenant, identity, groupIds) =>
           users.provisionExternal(em, tenant, identity, (tem, user) => permissions.joinGroups(tem, user, groupIds)),
       },
+      metrics,
       log: logger,
     });
     await feed.start(config.revocationPollIntervalMs);
@@ -223,6 +239,9 @@ export async function startTessera(config: Config, logger: Logger): Promise<Tess
     const descriptors = apiRegistry();
     const access = readAccessTable(descriptors);
     const grpc = buildGrpcServer({
+      metrics,
+      tracing: config.tracing,
+      grpcLimits: config.grpc,
       limits: new RequestLimits(descriptors),
       access,
       trustedProxies: config.trustedProxies,
@@ -235,8 +254,8 @@ export async function startTessera(config: Config, logger: Logger): Promise<Tess
         { definition: TenantServiceDefinition, implementation: tenantServiceImpl(tenants, config) },
         { definition: UserServiceDefinition, implementation: userServiceImpl(users, tenants, permissions) },
         { definition: PermissionServiceDefinition, implementation: permissionServiceImpl(permissions) },
-        { definition: IssueServiceDefinition, implementation: issueServiceImpl(tokens) },
-        { definition: RefreshServiceDefinition, implementation: refreshServiceImpl(tokens) },
+        { definition: IssueServiceDefinition, implementation: issueServiceImpl(tokens, metrics) },
+        { definition: RefreshServiceDefinition, implementation: refreshServiceImpl(tokens, metrics) },
         { definition: VerifyServiceDefinition, implementation: verifyServiceImpl(tokens, feed) },
         {
           definition: RegistryServiceDefinition,
@@ -255,6 +274,7 @@ export async function startTessera(config: Config, logger: Logger): Promise<Tess
     const http = buildHttpServer(
       {
         "/healthz": healthRoute(orm, logger),
+        "/metrics": metricsRoute(metrics, config.metricsAllow),
         "/.well-known/jwks.json": jwksRoute(tokens.keys, config.keyPublishLeadSeconds),
         "/registry.json": registryDocumentRoute(registry.service, () => orm.em.fork()),
         "/gatekeeper/verify": gatekeeperRoute({
@@ -302,7 +322,7 @@ export async function startTessera(config: Config, logger: Logger): Promise<Tess
       async close() {
         health.setStatus("unhealthy");
         stopKeyRotation();
-        stopSweeping();
+        await retention.stop();
         await amqp?.stop();
         const grace = setTimeout(() => grpc.forceShutdown(), config.shutdownGraceSeconds * 1000);
         await grpc.shutdown();
@@ -316,6 +336,7 @@ export async function startTessera(config: Config, logger: Logger): Promise<Tess
         await oidcHttp.close();
         await registry.close();
         await orm.close(true);
+        metrics.close();
       },
     };
   } catch (error) {

@@ -1,5 +1,6 @@
 // Configuration is read from the environment once, validated, and passed down.
 // Nothing else in the server reads process.env.
+import { tracingRequested } from "./observability/tracing.ts";
 import { DEFAULT_PASSWORD_MIN_LENGTH, PASSWORD_ABSOLUTE_MIN_LENGTH, PASSWORD_MAX_LENGTH } from "./users/index.ts";
 import { USERNAME } from "./shared/validation.ts";
 import { parseSelfNames, parseTrustedRegistries, type TrustedRegistry } from "./registry/trust.ts";
@@ -12,6 +13,18 @@ export interface TlsConfig {
   keyFile: string;
   /** When set, clients must present a certificate signed by this CA (mTLS). */
   clientCaFile?: string;
+}
+
+export interface GrpcLimits {
+  maxReceiveMessageBytes: number;
+  maxConcurrentStreams: number;
+  keepaliveTimeMs: number;
+  keepaliveTimeoutMs: number;
+  /** 0 = unlimited. */
+  maxConnectionAgeMs: number;
+  maxConnectionAgeGraceMs: number;
+  /** 0 = unlimited. */
+  maxConnectionIdleMs: number;
 }
 
 export interface Config {
@@ -68,6 +81,23 @@ export interface Config {
   trustedProxies: BlockList;
   /** Seconds SIGTERM waits for in-flight calls before closing them. */
   shutdownGraceSeconds: number;
+  /** gRPC server limits (grpc-js channel options). */
+  grpc: GrpcLimits;
+  /** statement_timeout of every PostgreSQL connection (an RPC's own queries end with its deadline), ms. */
+  databaseStatementTimeoutMs: number;
+  /** Who may read GET /metrics (addresses and CIDR ranges); others get 404. */
+  metricsAllow: BlockList;
+  /** Tenants named in metric labels before the rest count as "_other". */
+  metricsTenantLabels: number;
+  /** Retention: how often one replica purges, and how many rows per statement. */
+  retentionIntervalMs: number;
+  retentionBatch: number;
+  /** How long revocation-log entries are kept (WatchRevocations cursors older than this restart from the oldest kept). */
+  revocationLogRetentionSeconds: number;
+  /** Live sessions per user before the oldest are revoked; 0 = no cap. */
+  maxSessionsPerUser: number;
+  /** OpenTelemetry tracing asked for by the OTEL_ variables (observability/tracing.ts). */
+  tracing: boolean;
   /** The session server's `…/session/minecraft` root, whose `hasJoined` the minecraft credential calls. */
   minecraftSessionUrl: string;
   /** Bounds of every call to a remote authentication system. */
@@ -154,6 +184,34 @@ function readDuration(env: Env, name: string, fallback: string): number {
     throw new ConfigError(name, `must be a positive duration like 300s, 5m, 12h or 30d, got "${raw}"`);
   }
   return seconds;
+}
+
+/** readMillis, where "0" means unlimited (returned as 0). */
+function readMillisOrOff(env: Env, name: string, fallback: string): number {
+  return env[name]?.trim() === "0" ? 0 : readMillis(env, name, fallback);
+}
+
+/** A size in bytes: "1048576", "64KiB", "4MiB"; between min and max. */
+function readBytes(env: Env, name: string, fallback: string, min: number, max: number): number {
+  const raw = env[name] || fallback;
+  const match = /^(\d{1,10})(KiB|MiB)?$/.exec(raw.trim());
+  const value = match ? Number(match[1]) * (match[2] === "MiB" ? 1 << 20 : match[2] === "KiB" ? 1 << 10 : 1) : NaN;
+  if (!(value >= min && value <= max)) throw new ConfigError(name, `must be a size from ${min} bytes to ${max >> 20}MiB (e.g. 1MiB, 64KiB), got "${raw}"`);
+  return value;
+}
+
+function readGrpcLimits(env: Env): GrpcLimits {
+  const limits = {
+    maxReceiveMessageBytes: readBytes(env, "TESSERA_GRPC_MAX_RECEIVE_MESSAGE_SIZE", "1MiB", 16 << 10, 64 << 20),
+    maxConcurrentStreams: readCount(env, "TESSERA_GRPC_MAX_CONCURRENT_STREAMS", 100, 1),
+    keepaliveTimeMs: readMillis(env, "TESSERA_GRPC_KEEPALIVE_TIME", "1m"),
+    keepaliveTimeoutMs: readMillis(env, "TESSERA_GRPC_KEEPALIVE_TIMEOUT", "20s"),
+    maxConnectionAgeMs: readMillisOrOff(env, "TESSERA_GRPC_MAX_CONNECTION_AGE", "30m"),
+    maxConnectionAgeGraceMs: readMillis(env, "TESSERA_GRPC_MAX_CONNECTION_AGE_GRACE", "1m"),
+    maxConnectionIdleMs: readMillisOrOff(env, "TESSERA_GRPC_MAX_CONNECTION_IDLE", "10m"),
+  };
+  if (limits.keepaliveTimeMs < 10_000) throw new ConfigError("TESSERA_GRPC_KEEPALIVE_TIME", "must be at least 10s (clients treat faster pings as abuse)");
+  return limits;
 }
 
 /** "500ms", or a duration as readDuration takes it; in milliseconds. */
@@ -243,14 +301,21 @@ function readRedisUrl(env: Env): string | undefined {
 
 /** Comma-separated IP addresses and CIDR ranges (IPv4 or IPv6). */
 function readTrustedProxies(env: Env): BlockList {
+  return readAddressList(env, "TESSERA_TRUSTED_PROXIES", "");
+}
+
+/** Loopback and the private ranges: where a Prometheus scraper usually is. */
+const PRIVATE_RANGES = "127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7";
+
+function readAddressList(env: Env, name: string, fallback: string): BlockList {
   const list = new BlockList();
-  const raw = env.TESSERA_TRUSTED_PROXIES ?? "";
+  const raw = env[name] ?? fallback;
   for (const entry of raw.split(",").map((s) => s.trim()).filter(Boolean)) {
     const [address, bits, extra] = entry.split("/");
     const family = isIP(address ?? "");
     const prefix = bits === undefined ? undefined : /^\d{1,3}$/.test(bits) ? Number(bits) : NaN;
     if (!family || extra !== undefined || (prefix !== undefined && !(prefix >= 0 && prefix <= (family === 4 ? 32 : 128)))) {
-      throw new ConfigError("TESSERA_TRUSTED_PROXIES", `must be comma-separated IP addresses or CIDR ranges, got "${entry}"`);
+      throw new ConfigError(name, `must be comma-separated IP addresses or CIDR ranges, got "${entry}"`);
     }
     const type = family === 4 ? "ipv4" : "ipv6";
     if (prefix === undefined) list.addAddress(address!, type);
@@ -349,7 +414,7 @@ export function loadConfig(env: Env = process.env): Config {
   if (databaseUrl !== undefined && masterKey === undefined) {
     throw new ConfigError("TESSERA_MASTER_KEY", "is required with DATABASE_URL (32 bytes, as 64 hex digits or base64; e.g. openssl rand -hex 32)");
   }
-  return {
+  const config: Config = {
     grpcAddr: readAddr(env, "TESSERA_GRPC_ADDR", "127.0.0.1:50051"),
     httpAddr: readAddr(env, "TESSERA_HTTP_ADDR", "127.0.0.1:8080"),
     dataDir: resolve(env.TESSERA_DATA_DIR || "./data"),
@@ -371,6 +436,15 @@ export function loadConfig(env: Env = process.env): Config {
     amqpUrl,
     amqpRegistrationQueue: env.TESSERA_AMQP_REGISTRATION_QUEUE || "auth.microservices.register",
     shutdownGraceSeconds: readDuration(env, "TESSERA_SHUTDOWN_GRACE", "10s"),
+    grpc: readGrpcLimits(env),
+    databaseStatementTimeoutMs: readMillis(env, "TESSERA_DATABASE_STATEMENT_TIMEOUT", "30s"),
+    metricsAllow: readAddressList(env, "TESSERA_METRICS_ALLOW", PRIVATE_RANGES),
+    metricsTenantLabels: readCount(env, "TESSERA_METRICS_TENANT_LABELS", 100, 0),
+    retentionIntervalMs: readMillis(env, "TESSERA_RETENTION_INTERVAL", "1m"),
+    retentionBatch: readCount(env, "TESSERA_RETENTION_BATCH", 1000, 1),
+    revocationLogRetentionSeconds: readDuration(env, "TESSERA_REVOCATION_LOG_RETENTION", "7d"),
+    maxSessionsPerUser: readCount(env, "TESSERA_MAX_SESSIONS_PER_USER", 100, 0),
+    tracing: tracingRequested(env),
     loginFailuresPerAccountAndAddress: readCount(env, "TESSERA_LOGIN_FAILURES_PER_ACCOUNT_AND_ADDRESS", 10, 1),
     loginFailuresPerAccount: readCount(env, "TESSERA_LOGIN_FAILURES_PER_ACCOUNT", 100, 1),
     loginFailuresPerAddress: readCount(env, "TESSERA_LOGIN_FAILURES_PER_ADDRESS", 100, 0),
@@ -400,4 +474,10 @@ export function loadConfig(env: Env = process.env): Config {
     registryWritesPerTenant: readCount(env, "TESSERA_REGISTRY_WRITES_PER_TENANT", 600, 0),
     keyPublishesPerUser: readCount(env, "TESSERA_KEY_PUBLISHES_PER_USER", 20, 0),
   };
+  // A revocation matters while tokens issued before it live; the log must outlast them.
+  const longestToken = Math.max(config.accessTokenTtlSeconds, config.serviceTokenTtlSeconds);
+  if (config.revocationLogRetentionSeconds < 2 * longestToken) {
+    throw new ConfigError("TESSERA_REVOCATION_LOG_RETENTION", `must be at least twice the longest access-token lifetime (${2 * longestToken}s)`);
+  }
+  return config;
 }

@@ -3,6 +3,7 @@
 import { createLogger } from "./logging.ts";
 import { ConfigError, loadConfig, type Config } from "./config.ts";
 import { startTessera } from "./app.ts";
+import { startTracing } from "./observability/tracing.ts";
 
 let config: Config;
 try {
@@ -16,6 +17,9 @@ try {
 }
 
 const logger = createLogger({ level: config.logLevel });
+// OpenTelemetry first (when the OTEL_ variables ask for it), so that every span has its provider.
+const tracing = config.tracing ? startTracing() : undefined;
+if (tracing) logger.info("OpenTelemetry tracing on (OTEL_ environment variables)");
 
 try {
   const tessera = await startTessera(config, logger);
@@ -24,16 +28,19 @@ try {
     if (stopping) return;
     stopping = true;
     logger.info({ signal }, "shutting down: draining in-flight calls");
-    tessera.close().then(
-      () => {
-        logger.info("stopped");
-        process.exit(0);
-      },
-      (error) => {
-        logger.error({ err: error }, "shutdown failed");
-        process.exit(1);
-      },
-    );
+    tessera
+      .close()
+      .then(() => tracing?.shutdown())
+      .then(
+        () => {
+          logger.info("stopped");
+          process.exit(0);
+        },
+        (error) => {
+          logger.error({ err: error }, "shutdown failed");
+          process.exit(1);
+        },
+      );
   };
   process.on("SIGTERM", () => stop("SIGTERM"));
   process.on("SIGINT", () => stop("SIGINT"));

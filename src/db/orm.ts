@@ -8,6 +8,7 @@ import { pathToFileURL } from "node:url";
 import { promisify } from "node:util";
 import { MikroORM } from "@mikro-orm/core";
 import { Migrator } from "@mikro-orm/migrations";
+import { DeadlineClient } from "./call-deadline.ts";
 import { entities } from "./entities.ts";
 import { migrationsList } from "./migrations/index.ts";
 
@@ -20,6 +21,8 @@ export interface DatabaseOptions {
   dataDir: string;
   /** Pool size for PostgreSQL. */
   poolMax?: number;
+  /** PostgreSQL's statement_timeout (and idle_in_transaction_session_timeout) for every connection of the pool, ms. */
+  statementTimeoutMs?: number;
 }
 
 function commonOptions() {
@@ -52,7 +55,14 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
       driver: PostgreSqlDriver,
       clientUrl: options.databaseUrl,
       pool: { min: 0, max: options.poolMax ?? 10 },
-      driverOptions: { connectionTimeoutMillis: 5000 },
+      driverOptions: {
+        connectionTimeoutMillis: 5000,
+        // An RPC's queries end with its deadline (call-deadline.ts); anything else ends here.
+        Client: DeadlineClient,
+        statement_timeout: options.statementTimeoutMs ?? 30_000,
+        idle_in_transaction_session_timeout: options.statementTimeoutMs ?? 30_000,
+        application_name: "tessera",
+      },
     });
   }
   const [{ PGlite }, { PgliteDriver }] = await Promise.all([import("@electric-sql/pglite"), import("@mikro-orm/pglite")]);

@@ -16,5 +16,7 @@ export const RevocationEventEntity = defineEntity({
     keyId: p.string().length(64).nullable(),
     createdAt: p.datetime().onCreate(() => new Date()),
   },
+  // Retention purges by age; the feed starts from the newest event older than its gap wait.
+  indexes: [{ properties: ["createdAt"] }],
 });
 export type RevocationEvent = InferEntity<typeof RevocationEventEntity>;

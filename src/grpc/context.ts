@@ -18,6 +18,8 @@ export interface TesseraContext {
    * peer, or the forwarded client when the peer is a trusted proxy.
    */
   peer: string;
+  /** The call's request id (x-request-id), on every line `log` writes and in the response header. */
+  requestId: string;
   log: Logger;
 }
 

@@ -2,9 +2,11 @@
 // request logging -> error mapping -> per-call EntityManager fork (with its revocation recorder).
 import { Status, type CallContext, type ServerMiddleware, ServerError } from "nice-grpc";
 import { BadRequest, ErrorInfo, RetryInfo, RichServerError } from "nice-grpc-error-details";
+import { randomUUID } from "node:crypto";
 import type { BlockList } from "node:net";
 import type { Logger } from "pino";
 import { clientAddress } from "./client-address.ts";
+import { activeTraceId } from "../observability/tracing.ts";
 import type { Database } from "../db/orm.ts";
 import { RevocationRecorder } from "../events/index.ts";
 import { isDatabaseUnavailable } from "../db/errors.ts";
@@ -60,6 +62,11 @@ export function errorMappingMiddleware(): ServerMiddleware<{}, { log: Logger }> 
         throw toRichServerError(databaseUnavailable(error));
       }
       if (isAbort(error, context)) throw error;
+      // The caller is gone (deadline or cancellation): its database work was cancelled with it (db/call-deadline.ts).
+      if (context.signal.aborted) {
+        context.log.debug({ err: error }, "call abandoned by its caller");
+        throw new ServerError(Status.CANCELLED, "the call was cancelled or its deadline passed");
+      }
       context.log.error({ err: error }, "unexpected error");
       throw internalError();
     }
@@ -89,19 +96,33 @@ export function ormContextMiddleware(orm: Database, feed: { poll(): Promise<void
   };
 }
 
+/** A caller's x-request-id is kept when it is a plain token (no log injection, bounded); otherwise one is made. */
+const REQUEST_ID = /^[A-Za-z0-9._:@/+=-]{1,128}$/;
+
+export function requestIdOf(given: string | undefined): string {
+  return given !== undefined && REQUEST_ID.test(given) ? given : randomUUID();
+}
+
 /**
- * Structured request logging: method, status, duration, peer; never request
- * bodies or metadata (they hold passwords and tokens). Successful calls log at
- * debug so that a busy verifier does not drown in its own logs; failures at info.
+ * Structured request logging: method, status, duration, peer and the request
+ * id; never request bodies or metadata (they hold passwords and tokens).
+ * Every line a call logs (context.log) carries its request id: the caller's
+ * `x-request-id` metadata when it sends a usable one, else a new UUID; either
+ * way it is returned in the response's `x-request-id` header. Successful calls
+ * log at debug so that a busy verifier does not drown in its own logs;
+ * failures at info.
  */
-export function loggingMiddleware(logger: Logger, trustedProxies: BlockList): ServerMiddleware<Pick<TesseraContext, "log" | "peer">, {}> {
+export function loggingMiddleware(logger: Logger, trustedProxies: BlockList): ServerMiddleware<Pick<TesseraContext, "log" | "peer" | "requestId">, {}> {
   return async function* logCall(call, context) {
     const start = process.hrtime.bigint();
-    const log = logger.child({ rpc: call.method.path });
+    const requestId = requestIdOf(context.metadata.get("x-request-id"));
+    context.header.set("x-request-id", requestId);
+    const traceId = activeTraceId();
+    const log = logger.child(traceId ? { rpc: call.method.path, reqId: requestId, traceId } : { rpc: call.method.path, reqId: requestId });
     const peer = clientAddress(context.peer, context.metadata.get("x-forwarded-for"), trustedProxies);
     let code = "OK";
     try {
-      return yield* call.next(call.request, { ...context, log, peer });
+      return yield* call.next(call.request, { ...context, log, peer, requestId });
     } catch (error) {
       code = error instanceof ServerError ? Status[error.code] : "UNKNOWN";
       throw error;

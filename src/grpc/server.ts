@@ -3,13 +3,17 @@
 // `buf curl` and grpcurl work without a local schema.
 import { readFileSync } from "node:fs";
 import type { BlockList } from "node:net";
-import { createServer, ServerError, Status, type CallContext, type Server } from "nice-grpc";
+import { createServer, ServerError, Status, type CallContext, type Server, type ServerMiddleware } from "nice-grpc";
+import { openTelemetryServerMiddleware } from "nice-grpc-opentelemetry";
 import { API_SERVICES } from "./api.ts";
 import { errorDetailsServerMiddleware } from "nice-grpc-error-details";
 import { HealthDefinition, HealthServiceImpl, type HealthState } from "nice-grpc-server-health";
 import { ServerReflection, ServerReflectionService } from "nice-grpc-server-reflection";
 import type { Logger } from "pino";
+import { withCallSignal } from "../db/call-deadline.ts";
 import type { Database } from "../db/orm.ts";
+import type { GrpcLimits } from "../config.ts";
+import type { TesseraMetrics } from "../observability/metrics.ts";
 import type { DeclaredAccess } from "./access.ts";
 import { authMiddleware, type Authenticator } from "./auth.middleware.ts";
 import { errorMappingMiddleware, loggingMiddleware, ormContextMiddleware } from "./middleware.ts";
@@ -45,13 +49,29 @@ export interface GrpcServerOptions {
   access: ReadonlyMap<string, DeclaredAccess>;
   /** Proxies whose x-forwarded-for is believed. */
   trustedProxies: BlockList;
+  /** RPC metrics (first in the chain, so that every call is counted with its final status). */
+  metrics: TesseraMetrics;
+  grpcLimits: GrpcLimits;
+  /** A span per RPC (OpenTelemetry, when the OTEL_ variables ask for it). */
+  tracing: boolean;
 }
 
+const passThrough: ServerMiddleware = (call, context) => call.next(call.request, context);
+
 export function buildGrpcServer(options: GrpcServerOptions): Server {
+  const limits = options.grpcLimits;
   const server = createServer({
-    "grpc.max_receive_message_length": 1024 * 1024,
+    "grpc.max_receive_message_length": limits.maxReceiveMessageBytes,
+    "grpc.max_concurrent_streams": limits.maxConcurrentStreams,
+    "grpc.keepalive_time_ms": limits.keepaliveTimeMs,
+    "grpc.keepalive_timeout_ms": limits.keepaliveTimeoutMs,
     "grpc.keepalive_permit_without_calls": 1,
+    // grpc-js takes a missing option as unlimited; 0 here means the same.
+    ...(limits.maxConnectionAgeMs > 0 ? { "grpc.max_connection_age_ms": limits.maxConnectionAgeMs, "grpc.max_connection_age_grace_ms": limits.maxConnectionAgeGraceMs } : {}),
+    ...(limits.maxConnectionIdleMs > 0 ? { "grpc.max_connection_idle_ms": limits.maxConnectionIdleMs } : {}),
   })
+    .use(options.metrics.grpcMiddleware())
+    .use(options.tracing ? openTelemetryServerMiddleware() : passThrough)
     .use(loggingMiddleware(options.logger, options.trustedProxies))
     .use(errorDetailsServerMiddleware)
     .use(errorMappingMiddleware())
@@ -60,7 +80,7 @@ export function buildGrpcServer(options: GrpcServerOptions): Server {
     .use(authMiddleware(options.authenticate, options.access));
 
   for (const { definition, implementation } of options.services) {
-    server.add(options.limits.guard(definition as (typeof API_SERVICES)[number]) as never, implementation as never);
+    server.add(options.limits.guard(definition as (typeof API_SERVICES)[number]) as never, boundToCallSignal(implementation) as never);
   }
   // Services of the contract that have no implementation yet still pass through
   // authentication (deny by default) and then answer UNIMPLEMENTED.
@@ -82,6 +102,23 @@ export function buildGrpcServer(options: GrpcServerOptions): Server {
   server.add(ServerReflectionV1AlphaService, reflection);
   server.add(HealthDefinition, healthService(options.health));
   return server;
+}
+
+/**
+ * The implementation with each unary handler run under its call's signal, so
+ * that the database work it starts ends with the call (db/call-deadline.ts).
+ * Streaming handlers (async generators) read in pages and end with their stream.
+ */
+function boundToCallSignal(implementation: object): object {
+  const bound: Record<string, unknown> = {};
+  for (const [name, handler] of Object.entries(implementation)) {
+    const isGenerator = typeof handler === "function" && handler.constructor?.name === "AsyncGeneratorFunction";
+    bound[name] =
+      typeof handler !== "function" || isGenerator
+        ? handler
+        : (request: unknown, context: CallContext) => withCallSignal(context.signal, () => (handler as (r: unknown, c: CallContext) => unknown).call(implementation, request, context));
+  }
+  return bound;
 }
 
 /** The full name of a grpc-js style definition, from its methods' `/package.Service/Method` paths. */

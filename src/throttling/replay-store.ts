@@ -78,24 +78,16 @@ export class ReplayStore {
     }
   }
 
-  /** Sweeps every minute (full batches again at once); returns the stop function. */
-  startSweeping(onError: (error: unknown) => void): () => void {
-    const sweepAll = async () => {
-      for (let i = 0; i < 100 && (await this.sweep()) >= 10_000; i++);
-    };
-    const timer = setInterval(() => sweepAll().catch(onError), 60_000);
-    timer.unref();
-    return () => clearInterval(timer);
-  }
-
   /** Deletes expired records, a bounded batch at a time; returns how many. */
   async sweep(limit = 10_000): Promise<number> {
-    const result = await this.#orm.em.getConnection().execute<{ affectedRows?: number }>(
-      // The database's clock, a minute behind: a replica whose clock runs ahead must not open a replay window.
-      "delete from replay_records where key in (select key from replay_records where expires_at < now() - interval '1 minute' limit ?)",
-      [limit],
-      "run",
-    );
+    const result = await this.#orm.em.getConnection().execute<{ affectedRows?: number }>(REPLAY_SWEEP_SQL, [limit], "run");
     return result.affectedRows ?? 0;
   }
 }
+
+/**
+ * Deletes up to `?` expired records. By the database's clock, a minute behind:
+ * a replica whose clock runs ahead must not open a replay window. (Retention
+ * runs it on its schedule, retention.ts.)
+ */
+export const REPLAY_SWEEP_SQL = "delete from replay_records where key in (select key from replay_records where expires_at < now() - interval '1 minute' limit ?)";

@@ -17,6 +17,8 @@ export interface TokenSettings {
 /** What a login or a refresh returns. */
 export interface TokenSet {
   accessToken: string;
+  /** The tenant's name (metrics label). */
+  tenant: string;
   expiresAt: Date;
   refreshToken: string;
   refreshExpiresAt?: Date;
@@ -52,7 +54,7 @@ export class AccessTokenSigner {
     this.#settings = settings;
   }
 
-  sign(c: AccessTokenSubject): { accessToken: string; expiresAt: Date } {
+  sign(c: AccessTokenSubject): { accessToken: string; expiresAt: Date; tenant: string } {
     const { kid, privateKey } = this.#keys.signer();
     const iat = Math.floor(Date.now() / 1000);
     const exp = iat + Math.min(this.#settings.accessTokenTtlSeconds, c.ttlSeconds ?? Infinity);
@@ -78,6 +80,6 @@ export class AccessTokenSigner {
     if (accessToken.length > MAX_JWT_LENGTH) {
       throw invalidInput([{ field: "requested_permissions", description: `the elected permissions make the access token longer than ${MAX_JWT_LENGTH} characters; elect fewer` }]);
     }
-    return { accessToken, expiresAt: new Date(exp * 1000) };
+    return { accessToken, expiresAt: new Date(exp * 1000), tenant: c.tenantName };
   }
 }

@@ -3,6 +3,7 @@
 // one key store and session cache, and follows the revocation feed.
 import type { Logger } from "pino";
 import type { Database } from "../db/orm.ts";
+import type { TesseraMetrics } from "../observability/metrics.ts";
 import { recordRevocation, type RevocationFeed } from "../events/index.ts";
 import { AccessTokenSigner, type TokenSettings } from "./access-token-signer.ts";
 import { KeyStore } from "./keys.ts";
@@ -41,6 +42,8 @@ export interface TokensOptions {
   serviceTokenTtlSeconds: number;
   /** How long cached session states are trusted without a successful read of the revocation log (PostgreSQL); undefined: always (the embedded database cannot be lost). */
   revocationStaleLimitMs?: number;
+  /** Where refresh outcomes are counted. */
+  metrics?: Pick<TesseraMetrics, "refresh">;
   log: Logger;
 }
 
@@ -98,7 +101,7 @@ export async function createTokens(orm: Database, options: TokensOptions): Promi
     sessions,
     login: new PasswordLogin(signer, sessions, options.login, settings.audience),
     remote: new RemoteLogin(signer, sessions, options.remote, settings.audience),
-    refresh: new RefreshRotation(signer, settings, options.masterKey),
+    refresh: new RefreshRotation(signer, settings, options.masterKey, (outcome) => options.metrics?.refresh(outcome)),
     verification: new TokenVerification(keys, cache, settings),
     exchange: new ServiceExchange(signer, options.assertions, { ...settings, serviceTokenTtlSeconds: options.serviceTokenTtlSeconds }),
     scheduleKeyRotation(intervalSeconds) {

@@ -19,6 +19,7 @@ import type { EntityManager } from "@mikro-orm/core";
 import { recordRevocation } from "../events/index.ts";
 import { permissionDenied, unauthenticated, Violations } from "../errors.ts";
 import { anyCovers, grantsFromSql, groupPatternsSql, intersectPatterns } from "../permissions/index.ts";
+import type { RefreshOutcome } from "../observability/metrics.ts";
 import type { AccessTokenSigner, TokenSet, TokenSettings } from "./access-token-signer.ts";
 import { checkRequested } from "./password-login.ts";
 import { hashRefreshToken, REFRESH_FORMAT } from "./session-store.ts";
@@ -87,15 +88,30 @@ export class RefreshRotation {
   readonly #signer: AccessTokenSigner;
   readonly #settings: RefreshSettings;
   readonly #successorKey: Buffer;
+  readonly #onOutcome: (outcome: RefreshOutcome) => void;
 
-  constructor(signer: AccessTokenSigner, settings: RefreshSettings, masterKey: Buffer) {
+  /** `onOutcome` is told how each presentation ended (metrics count grace hits and reuse separately). */
+  constructor(signer: AccessTokenSigner, settings: RefreshSettings, masterKey: Buffer, onOutcome: (outcome: RefreshOutcome) => void = () => undefined) {
     this.#signer = signer;
     this.#settings = settings;
     this.#successorKey = Buffer.from(hkdfSync("sha256", masterKey, Buffer.alloc(0), "tessera refresh successor v1", 32));
+    this.#onOutcome = onOutcome;
   }
 
   /** Rotates a refresh token; see the file comment for the grace window and reuse. */
   async refresh(em: EntityManager, input: { refreshToken: string; requested: string[] }): Promise<TokenSet> {
+    const outcome: { reuse?: boolean; grace?: boolean } = {};
+    try {
+      const set = await this.#rotate(em, input, outcome);
+      this.#onOutcome(outcome.grace ? "grace" : "rotated");
+      return set;
+    } catch (error) {
+      this.#onOutcome(outcome.reuse ? "reuse_detected" : "refused");
+      throw error;
+    }
+  }
+
+  async #rotate(em: EntityManager, input: { refreshToken: string; requested: string[] }, outcome: { reuse?: boolean; grace?: boolean }): Promise<TokenSet> {
     const v = new Violations();
     if (!input.refreshToken) v.add("refresh_token", "is required");
     checkRequested(input.requested, "requested_permissions", v);
@@ -106,7 +122,7 @@ export class RefreshRotation {
     const row = await readToken(em, hash);
     if (!row) fail("invalid");
     if (row.revoked) fail("revoked");
-    if (row.usedAt) return this.#represented(em, input, row, now);
+    if (row.usedAt) return this.#represented(em, input, row, now, outcome);
     // Written so that an unreadable time fails closed.
     if (!(row.expiresAt > now && row.absoluteExpiresAt > now)) fail("invalid");
     checkOwner(row);
@@ -129,14 +145,20 @@ export class RefreshRotation {
       // (Not claimed, yet not claimable either — nothing honest does that — is reuse there too.)
       const again = await readToken(em, hash);
       if (!again) fail("invalid");
-      return this.#represented(em, input, again, new Date());
+      return this.#represented(em, input, again, new Date(), outcome);
     }
     if (Number(result.stored) !== 1) fail("revoked");
     return this.#issue(row, successor, refreshExpiresAt, intersectPatterns(row.grants, narrowed));
   }
 
   /** A spent token presented again: the same successor within the grace window, else reuse. */
-  async #represented(em: EntityManager, input: { refreshToken: string; requested: string[] }, row: TokenRow, now: Date): Promise<TokenSet> {
+  async #represented(
+    em: EntityManager,
+    input: { refreshToken: string; requested: string[] },
+    row: TokenRow,
+    now: Date,
+    outcome: { reuse?: boolean; grace?: boolean },
+  ): Promise<TokenSet> {
     if (row.revoked) fail("revoked");
     const grace = this.#settings.refreshGraceSeconds * 1000;
     // A token that was itself handed out twice gets no grace: a thief who follows each of the
@@ -151,10 +173,12 @@ export class RefreshRotation {
         checkOwner(next);
         await query(em, "tessera_refresh_share", SHARE, [hashRefreshToken(successor)]);
         const elected = input.requested.length ? intersectPatterns(next.elected, input.requested) : next.elected;
+        outcome.grace = true;
         return this.#issue(next, successor, next.expiresAt, intersectPatterns(next.grants, elected));
       }
     }
     await revokeForReuse(em, row);
+    outcome.reuse = true;
     fail("reused");
   }
 

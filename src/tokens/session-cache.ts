@@ -2,6 +2,7 @@
 // the database on every call. Entries are dropped the moment a revocation is
 // committed locally and within one feed poll on other replicas; a short TTL
 // bounds staleness should an event ever be missed.
+import { inSpan } from "../observability/tracing.ts";
 import type { EntityManager } from "@mikro-orm/core";
 import { grantedPatterns } from "../permissions/index.ts";
 import { SessionEntity } from "./token.entity.ts";
@@ -60,7 +61,7 @@ export class SessionCache {
     if (entry && Date.now() - entry.loadedAt < TTL_MS && this.#trusted()) return entry.state;
     let loading = this.#loading.get(sessionId);
     if (!loading) {
-      loading = this.#load(em, sessionId).finally(() => this.#loading.delete(sessionId));
+      loading = inSpan("tessera.session.load", { "tessera.session_id": sessionId }, () => this.#load(em, sessionId)).finally(() => this.#loading.delete(sessionId));
       this.#loading.set(sessionId, loading);
     }
     return loading;

@@ -37,8 +37,11 @@ export interface NewSession {
   peer: string;
 }
 
+/** What the store needs of the settings: lifetimes and the per-user cap on live sessions (0 = none). */
+export type SessionSettings = TokenSettings & { maxSessionsPerUser?: number };
+
 export class SessionStore {
-  readonly #settings: TokenSettings;
+  readonly #settings: SessionSettings;
   #userRevokedHooks: ((em: EntityManager, tenantId: string, userId: string) => Promise<void>)[] = [];
 
   /** Work to do, in the same transaction, whenever every session of a user is revoked (disable, delete, password change, revoke all). */
@@ -46,7 +49,7 @@ export class SessionStore {
     this.#userRevokedHooks.push(hook);
   }
 
-  constructor(settings: TokenSettings) {
+  constructor(settings: SessionSettings) {
     this.#settings = settings;
   }
 
@@ -94,7 +97,32 @@ export class SessionStore {
       // Disabled, or the password changed, after the check: as if the login had come a moment later.
       throw unauthenticated("INVALID_CREDENTIALS", "the account changed during the login; try again");
     }
+    await this.#capSessions(em, s.tenantId, s.user.id, now);
     return { refreshToken, refreshExpiresAt };
+  }
+
+  /**
+   * Past TESSERA_MAX_SESSIONS_PER_USER live sessions, the user's oldest are
+   * revoked (reason session_limit), recorded for every replica's verifiers:
+   * a login loop (a script, a leaked password) cannot grow the table or a
+   * user's session list without bound. Concurrent logins converge: each
+   * revokes whatever is beyond the newest N.
+   */
+  async #capSessions(em: EntityManager, tenantId: string, userId: string, now: Date): Promise<void> {
+    const max = this.#settings.maxSessionsPerUser ?? 0;
+    if (max <= 0) return;
+    await em.transactional(async (tem) => {
+      const revoked = await tem.getConnection().execute<{ id: string }[]>(
+        `update sessions set revoked_at = ?, revoke_reason = 'session_limit'
+          where id in (select id from sessions where user_id = ? and revoked_at is null and expires_at > ?
+                        order by created_at desc, id desc offset ?)
+          returning id`,
+        [now, userId, now, max],
+        "all",
+        tem.getTransactionContext(),
+      );
+      for (const { id } of revoked) recordRevocation(tem, { kind: "SESSION_REVOKED", tenantId, userId, sessionId: id });
+    });
   }
 
   /** Marks a loaded session revoked and records it, in the caller's unit of work. */

@@ -49,7 +49,12 @@ export const SessionEntity = defineEntity({
     revokedAt: p.datetime().nullable(),
     revokeReason: p.string().length(32).nullable(),
   },
-  indexes: [{ properties: ["user", "createdAt"] }],
+  indexes: [
+    { properties: ["user", "createdAt"] },
+    // Retention (retention.ts) finds ended sessions by these.
+    { properties: ["expiresAt"] },
+    { properties: ["revokedAt"] },
+  ],
 });
 export type Session = InferEntity<typeof SessionEntity>;
 
@@ -71,5 +76,7 @@ export const RefreshTokenEntity = defineEntity({
      */
     shared: p.boolean().default(false),
   },
+  // A session's tokens (deleting a session cascades to them), and expired ones for retention.
+  indexes: [{ properties: ["session"] }, { properties: ["expiresAt"] }],
 });
 export type RefreshToken = InferEntity<typeof RefreshTokenEntity>;

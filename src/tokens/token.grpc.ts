@@ -1,12 +1,13 @@
 // IssueService, RefreshService and VerifyService over gRPC.
 import type { EntityManager } from "@mikro-orm/core";
 import type { ServiceImplementation } from "nice-grpc";
-import type { IssueServiceDefinition, Session as SessionMessage } from "@tessera/client";
+import type { IssueServiceDefinition, IssueTokenRequest, Session as SessionMessage } from "@tessera/client";
 import type { RefreshServiceDefinition } from "@tessera/client";
 import type { Principal as PrincipalMessage, VerifyServiceDefinition } from "@tessera/client";
 import { RevocationKind } from "@tessera/client";
 import { PrincipalKind } from "@tessera/client";
-import { invalidInput, permissionDenied, Violations } from "../errors.ts";
+import { invalidInput, permissionDenied, TesseraError, Violations } from "../errors.ts";
+import type { TesseraMetrics } from "../observability/metrics.ts";
 import { refKey } from "../db/refs.ts";
 import type { RevocationFeed } from "../events/index.ts";
 import { authorizeCall, authorizeCallSelfOr, hasPermission, requirePrincipal } from "../grpc/authorize.ts";
@@ -71,37 +72,58 @@ function toSessionMessage(s: Session): SessionMessage {
   };
 }
 
-export function issueServiceImpl(tokens: Tokens): ServiceImplementation<typeof IssueServiceDefinition, TesseraContext> {
+/** The metrics token issuance reports to (metrics.ts). */
+export type TokenMetrics = Pick<TesseraMetrics, "tokenIssued" | "loginRefused">;
+
+/** The credential kinds as metrics label them (a bounded set: the contract's oneof). */
+const CREDENTIAL_LABEL: Record<string, string> = { password: "password", minecraft: "minecraft", oidc: "oidc", serviceAssertion: "service_assertion" };
+
+export function issueServiceImpl(tokens: Tokens, metrics?: TokenMetrics): ServiceImplementation<typeof IssueServiceDefinition, TesseraContext> {
+  async function issue(request: IssueTokenRequest, context: TesseraContext) {
+    const credentialKind = CREDENTIAL_LABEL[request.credential?.$case ?? ""] ?? "none";
+    try {
+      const set = await issueWith(request, context);
+      metrics?.tokenIssued(set.tenant, credentialKind);
+      return set;
+    } catch (error) {
+      if (error instanceof TesseraError) metrics?.loginRefused(credentialKind, error.reason, error.kind === "RESOURCE_EXHAUSTED");
+      throw error;
+    }
+  }
+  async function issueWith(request: IssueTokenRequest, context: TesseraContext): Promise<TokenSet> {
+    const credential = request.credential;
+    if (!credential) throw invalidInput([{ field: "credential", description: "set one of password, minecraft, oidc, service_assertion" }]);
+    // What every credential elects, the same for all of them.
+    const election = { requested: request.requestedPermissions, audience: request.audience, peer: context.peer };
+    let set: TokenSet;
+    switch (credential.$case) {
+      case "password":
+        set = await tokens.login.issue(context.em, { ...election, tenant: credential.value.tenant, username: credential.value.username, password: credential.value.password });
+        break;
+      case "minecraft":
+        set = await tokens.remote.minecraft(context.em, {
+          ...election,
+          username: credential.value.username,
+          serverHash: credential.value.serverHash,
+          serverAddress: credential.value.serverAddress,
+          serverId: credential.value.serverId,
+        });
+        break;
+      case "oidc":
+        set = await tokens.remote.oidc(context.em, { ...election, tenant: credential.value.tenant, idToken: credential.value.idToken, nonce: credential.value.nonce });
+        break;
+      case "serviceAssertion":
+        if (!credential.value.assertion) throw invalidInput([{ field: "credential.service_assertion.assertion", description: "is required" }]);
+        set = await tokens.exchange.exchange(context.em, { ...election, assertion: credential.value.assertion });
+        break;
+      default:
+        throw invalidInput([{ field: `credential.${(credential as { $case: string }).$case}`, description: "this credential kind is not enabled on this server" }]);
+    }
+    return set;
+  }
   return {
     async issueToken(request, context) {
-      const credential = request.credential;
-      if (!credential) throw invalidInput([{ field: "credential", description: "set one of password, minecraft, oidc, service_assertion" }]);
-      // What every credential elects, the same for all of them.
-      const election = { requested: request.requestedPermissions, audience: request.audience, peer: context.peer };
-      let set: TokenSet;
-      switch (credential.$case) {
-        case "password":
-          set = await tokens.login.issue(context.em, { ...election, tenant: credential.value.tenant, username: credential.value.username, password: credential.value.password });
-          break;
-        case "minecraft":
-          set = await tokens.remote.minecraft(context.em, {
-            ...election,
-            username: credential.value.username,
-            serverHash: credential.value.serverHash,
-            serverAddress: credential.value.serverAddress,
-            serverId: credential.value.serverId,
-          });
-          break;
-        case "oidc":
-          set = await tokens.remote.oidc(context.em, { ...election, tenant: credential.value.tenant, idToken: credential.value.idToken, nonce: credential.value.nonce });
-          break;
-        case "serviceAssertion":
-          if (!credential.value.assertion) throw invalidInput([{ field: "credential.service_assertion.assertion", description: "is required" }]);
-          set = await tokens.exchange.exchange(context.em, { ...election, assertion: credential.value.assertion });
-          break;
-        default:
-          throw invalidInput([{ field: `credential.${(credential as { $case: string }).$case}`, description: "this credential kind is not enabled on this server" }]);
-      }
+      const set = await issue(request, context);
       return { ...tokenResponse(set), principalKind: kindOf(set.kind) };
     },
 
@@ -145,10 +167,11 @@ export function issueServiceImpl(tokens: Tokens): ServiceImplementation<typeof I
   };
 }
 
-export function refreshServiceImpl(tokens: Tokens): ServiceImplementation<typeof RefreshServiceDefinition, TesseraContext> {
+export function refreshServiceImpl(tokens: Tokens, metrics?: TokenMetrics): ServiceImplementation<typeof RefreshServiceDefinition, TesseraContext> {
   return {
     async refresh(request, context) {
       const set = await tokens.refresh.refresh(context.em, { refreshToken: request.refreshToken, requested: request.requestedPermissions });
+      metrics?.tokenIssued(set.tenant, "refresh");
       return tokenResponse(set);
     },
   };

@@ -161,3 +161,53 @@ describe("registry settings", () => {
     expect(() => loadConfig({ TESSERA_REGISTRIES: entry(), TESSERA_REGISTRY_SELF: "https://id.example.com/registry.json?v=1" })).toThrow(/TESSERA_REGISTRIES/);
   });
 });
+
+describe("operations settings", () => {
+  it("have sane defaults: gRPC limits, statement timeout, metrics for private addresses, retention", () => {
+    const config = loadConfig({});
+    expect(config.grpc).toEqual({
+      maxReceiveMessageBytes: 1 << 20,
+      maxConcurrentStreams: 100,
+      keepaliveTimeMs: 60_000,
+      keepaliveTimeoutMs: 20_000,
+      maxConnectionAgeMs: 30 * 60_000,
+      maxConnectionAgeGraceMs: 60_000,
+      maxConnectionIdleMs: 10 * 60_000,
+    });
+    expect(config.databaseStatementTimeoutMs).toBe(30_000);
+    expect(config.metricsAllow.check("127.0.0.1", "ipv4")).toBe(true);
+    expect(config.metricsAllow.check("10.1.2.3", "ipv4")).toBe(true);
+    expect(config.metricsAllow.check("8.8.8.8", "ipv4")).toBe(false);
+    expect(config.metricsTenantLabels).toBe(100);
+    expect(config.revocationLogRetentionSeconds).toBe(7 * 86400);
+    expect(config.maxSessionsPerUser).toBe(100);
+  });
+
+  it("reads sizes and durations, 0 turning connection age and idle limits off", () => {
+    const config = loadConfig({
+      TESSERA_GRPC_MAX_RECEIVE_MESSAGE_SIZE: "64KiB",
+      TESSERA_GRPC_MAX_CONNECTION_AGE: "0",
+      TESSERA_GRPC_MAX_CONNECTION_IDLE: "0",
+      TESSERA_GRPC_KEEPALIVE_TIME: "5m",
+      TESSERA_METRICS_ALLOW: "203.0.113.7",
+    });
+    expect(config.grpc).toMatchObject({ maxReceiveMessageBytes: 65536, maxConnectionAgeMs: 0, maxConnectionIdleMs: 0, keepaliveTimeMs: 300_000 });
+    expect(config.metricsAllow.check("203.0.113.7", "ipv4")).toBe(true);
+    expect(config.metricsAllow.check("127.0.0.1", "ipv4")).toBe(false);
+  });
+
+  it.each([
+    ["TESSERA_GRPC_MAX_RECEIVE_MESSAGE_SIZE", "1GiB"],
+    ["TESSERA_GRPC_MAX_RECEIVE_MESSAGE_SIZE", "100"],
+    ["TESSERA_GRPC_MAX_CONCURRENT_STREAMS", "0"],
+    ["TESSERA_GRPC_KEEPALIVE_TIME", "1s"],
+    ["TESSERA_DATABASE_STATEMENT_TIMEOUT", "never"],
+    ["TESSERA_METRICS_ALLOW", "everyone"],
+    ["TESSERA_METRICS_TENANT_LABELS", "-1"],
+    ["TESSERA_RETENTION_BATCH", "0"],
+    ["TESSERA_REVOCATION_LOG_RETENTION", "1m"],
+    ["TESSERA_MAX_SESSIONS_PER_USER", "many"],
+  ])("refuses %s=%s, naming the variable", (name, value) => {
+    expect(() => loadConfig({ [name]: value })).toThrow(new RegExp(`invalid configuration: ${name} `));
+  });
+});

@@ -8,6 +8,7 @@ import { Migration20261202075201 } from "./Migration20261202075201.ts";
 import { Migration20261202095955 } from "./Migration20261202095955.ts";
 import { Migration20261202141008 } from "./Migration20261202141008.ts";
 import { Migration20261202184500 } from "./Migration20261202184500.ts";
+import { Migration20261202204257 } from "./Migration20261202204257.ts";
 
 export const migrationsList: MigrationObject[] = [
   { name: "Migration20261125000627", class: Migration20261125000627 },
@@ -21,4 +22,6 @@ export const migrationsList: MigrationObject[] = [
   { name: "Migration20261202141008", class: Migration20261202141008 },
   // Revocation events notify tessera_revocations on commit (replicas LISTEN).
   { name: "Migration20261202184500", class: Migration20261202184500 },
+  // Indexes for retention (ended sessions, expired refresh tokens, old revocation events) and a session's refresh tokens.
+  { name: "Migration20261202204257", class: Migration20261202204257 },
 ];
