@@ -3,7 +3,7 @@
 // (right after a local commit, on a NOTIFY from another replica's commit, and
 // every poll interval as the fallback), invalidates the local verification
 // cache and feeds WatchRevocations streams.
-import { EventEmitter, on } from "node:events";
+import { EventEmitter } from "node:events";
 import type { Logger } from "pino";
 import type { Database } from "../db/orm.ts";
 import { RevocationEventEntity, type RevocationEvent } from "./revocation-event.entity.ts";
@@ -17,6 +17,8 @@ import { RevocationEventEntity, type RevocationEvent } from "./revocation-event.
  */
 export const GAP_WAIT_MS = 15_000;
 const MAX_GAPS = 10_000;
+/** Live events a WatchRevocations subscriber may have unread before it is switched to catching up from the log. */
+const MAX_QUEUED_PER_SUBSCRIBER = 1000;
 const PAGE = 500;
 
 export class RevocationFeed {
@@ -172,33 +174,76 @@ export class RevocationFeed {
    * until `signal` aborts. An event's id is its cursor: resuming after it
    * misses nothing, because an event is only streamed once every lower id has
    * been streamed or has expired as a gap.
+   *
+   * A subscriber that does not keep up (a stalled client: the gRPC stream
+   * waits for it to read) holds at most `maxQueued` live events in memory;
+   * past that its queue is dropped and it catches up from the log, by its
+   * cursor, once it reads again: slow subscribers cost bounded memory and
+   * still miss nothing.
    */
-  async *watch(cursor: number, signal: AbortSignal): AsyncGenerator<RevocationEvent> {
-    const live = on(this.#settled, "event", { signal, close: ["close"] });
+  async *watch(cursor: number, signal: AbortSignal, options: { maxQueued?: number } = {}): AsyncGenerator<RevocationEvent> {
+    const maxQueued = options.maxQueued ?? MAX_QUEUED_PER_SUBSCRIBER;
+    const queue: RevocationEvent[] = [];
+    let overflowed = false;
+    let closed = false;
+    let wake: (() => void) | undefined;
+    const onEvent = (row: RevocationEvent) => {
+      if (queue.length >= maxQueued) {
+        overflowed = true;
+        queue.length = 0;
+      } else if (!overflowed) {
+        queue.push(row);
+      }
+      wake?.();
+    };
+    const onClose = () => {
+      closed = true;
+      wake?.();
+    };
+    const onAbort = () => wake?.();
+    // Subscribed before the catch-up reads: what settles meanwhile is queued, and skipped by id if the log had it.
+    this.#settled.on("event", onEvent);
+    this.#settled.on("close", onClose);
+    signal.addEventListener("abort", onAbort);
     let last = cursor;
-    for (;;) {
-      const upTo = this.#watermark;
-      if (last >= upTo) break;
-      const rows = await this.#orm.em
-        .fork()
-        .find(RevocationEventEntity, { id: { $gt: last, $lte: upTo } }, { orderBy: { id: "asc" }, limit: PAGE });
-      for (const row of rows) {
-        last = row.id;
-        yield row;
-      }
-      if (rows.length < PAGE) {
-        last = Math.max(last, upTo);
-        break;
-      }
-    }
     try {
-      for await (const [row] of live as AsyncIterable<[RevocationEvent]>) {
-        if (row.id <= last) continue;
-        last = row.id;
-        yield row;
+      for (;;) {
+        // From the log, up to the watermark.
+        for (;;) {
+          const upTo = this.#watermark;
+          if (last >= upTo) break;
+          const rows = await this.#orm.em
+            .fork()
+            .find(RevocationEventEntity, { id: { $gt: last, $lte: upTo } }, { orderBy: { id: "asc" }, limit: PAGE });
+          for (const row of rows) {
+            last = row.id;
+            yield row;
+          }
+          // Everything up to upTo is read (ids without a row were gaps that expired). The watermark
+          // may have moved during the read: look again, and only stop when nothing is left, with no
+          // await between that check and taking live events again below.
+          if (rows.length < PAGE) last = Math.max(last, upTo);
+        }
+        overflowed = false;
+        // Live, until the subscriber falls too far behind (then from the log again).
+        for (;;) {
+          if (signal.aborted || closed) return;
+          if (overflowed) break;
+          const row = queue.shift();
+          if (!row) {
+            await new Promise<void>((resolve) => (wake = resolve));
+            wake = undefined;
+            continue;
+          }
+          if (row.id <= last) continue;
+          last = row.id;
+          yield row;
+        }
       }
-    } catch (error) {
-      if ((error as { name?: string }).name !== "AbortError") throw error;
+    } finally {
+      this.#settled.off("event", onEvent);
+      this.#settled.off("close", onClose);
+      signal.removeEventListener("abort", onAbort);
     }
   }
 }

@@ -166,3 +166,39 @@ describe.skipIf(!process.env.TEST_DATABASE_URL)("transactions committing out of 
     }
   });
 });
+
+describe("a subscriber that stops reading", () => {
+  it("is switched to catching up from the log past its queue bound, and misses nothing, in order", async () => {
+    const orm = server.tessera.orm;
+    const feed = new RevocationFeed(orm, pino({ level: "silent" }), { gapWaitMs: 0 });
+    await feed.start(50);
+    const controller = new AbortController();
+    try {
+      const before = feed.watermark;
+      const record = async (i: number) => {
+        const em = orm.em.fork();
+        recordRevocation(em, { kind: "SESSION_REVOKED", sessionId: `00000000-0000-4000-8000-${String(i).padStart(12, "0")}` });
+        await em.flush();
+        await feed.poll();
+      };
+      const stream = feed.watch(before, controller.signal, { maxQueued: 5 });
+      await record(1);
+      const first = await stream.next();
+      // The subscriber stalls while 40 more settle: far more than its queue holds.
+      for (let i = 2; i <= 41; i++) await record(i);
+      const rest: string[] = [];
+      for (let i = 0; i < 40; i++) rest.push((await stream.next()).value!.sessionId!);
+      // And it follows live events again afterwards.
+      await record(42);
+      const next = await stream.next();
+      expect(first.value!.sessionId).toMatch(/000000000001$/);
+      expect(rest).toEqual(Array.from({ length: 40 }, (_, i) => `00000000-0000-4000-8000-${String(i + 2).padStart(12, "0")}`));
+      expect(next.value!.sessionId).toMatch(/000000000042$/);
+      controller.abort();
+      expect((await stream.next()).done).toBe(true);
+    } finally {
+      controller.abort();
+      await feed.stop();
+    }
+  });
+});
