@@ -211,7 +211,7 @@ export async function startTessera(config: Config, logger: Logger): Promise<Tess
     await feed.start(config.revocationPollIntervalMs);
     started.push(() => feed.stop(), () => limiterStore.close());
     // Other replicas' revocations at once (NOTIFY on commit); the embedded database has no other replicas.
-    const listener = config.databaseUrl ? new RevocationListener(config.databaseUrl, () => void feed.poll(), logger) : undefined;
+    const listener = config.databaseUrl ? new RevocationListener(config.databaseUrl, () => void feed.poll().then((ok) => ok || feed.distrust()), logger) : undefined;
     await listener?.start();
     if (listener) started.push(() => listener.stop());
     tenants.onTenantCreated(async (em, tenant, admin) => {

@@ -36,7 +36,7 @@ export interface RegistrationConsumerOptions {
   /** Verifies the bearer token of a message, as the gRPC auth middleware does. */
   authenticate: Authenticator;
   /** Applies the revocations a registration recorded (grants changed) to this process once it is handled. */
-  feed: { poll(): Promise<void> };
+  feed: { poll(): Promise<boolean>; distrust(): void };
   /** The declared access of PermissionService/RegisterMicroservice, which a message must satisfy. */
   access: DeclaredAccess;
   queue?: string;
@@ -183,7 +183,7 @@ export class RegistrationConsumer {
     const log = this.#options.log.child({ queue: this.queue, correlationId: message.properties.correlationId });
     const { em, recorder } = RevocationRecorder.fork(this.#orm.em);
     const answer = async (reply: string | undefined, outcome: "ack" | "drop" | "requeue") => {
-      if (recorder.recorded) await this.#options.feed.poll();
+      if (recorder.recorded && !(await this.#options.feed.poll())) this.#options.feed.distrust();
       const { replyTo, correlationId } = message.properties;
       try {
         if (reply !== undefined && replyTo && !REPLY_QUEUE.test(replyTo)) log.info({ replyTo: replyTo.slice(0, 64) }, "reply_to is not a reply queue; no reply sent");

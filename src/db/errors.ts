@@ -19,7 +19,9 @@ export function violatedUniqueConstraint(error: unknown): string | undefined {
   return undefined;
 }
 
-const CONNECTION_CODES = new Set(["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EPIPE", "ENOTFOUND", "EHOSTUNREACH", "57P01", "57P02", "57P03"]);
+// 25006 (read_only_sql_transaction): the server reached is a standby, or a primary being demoted; during a
+// switch a pooler or balancer may still send connections there. Transient like the others: UNAVAILABLE.
+const CONNECTION_CODES = new Set(["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EPIPE", "ENOTFOUND", "EHOSTUNREACH", "57P01", "57P02", "57P03", "25006"]);
 const CONNECTION_MESSAGES = /Connection terminated|connection timeout|timeout exceeded when trying to connect|Client has encountered a connection error|Connection ended unexpectedly|the database system is (starting up|shutting down)/i;
 
 /** True when an error (or any error in its cause chain) means the database cannot be reached. */

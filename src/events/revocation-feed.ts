@@ -37,7 +37,7 @@ export class RevocationFeed {
   /** Ids below maxSeen not visible yet, with when they were first noticed. */
   readonly #gaps = new Map<number, number>();
   #timer?: NodeJS.Timeout;
-  #polling?: Promise<void>;
+  #polling?: Promise<boolean>;
 
   constructor(orm: Database, log: Logger, options: { gapWaitMs?: number } = {}) {
     this.#orm = orm;
@@ -81,15 +81,28 @@ export class RevocationFeed {
    * Fetches new events now (also right after a local commit, so that this
    * process never answers from a cache the commit made stale). A poll that is
    * already running may have missed the caller's commit, so another one is
-   * chained after it.
+   * chained after it. Resolves false when the log could not be read: a caller
+   * that knows of a revocation this process has not applied then calls
+   * distrust().
    */
-  poll(): Promise<void> {
-    const next = (this.#polling ?? Promise.resolve()).then(() => this.#pollOnce());
-    const tracked: Promise<void> = next.finally(() => {
+  poll(): Promise<boolean> {
+    const next = (this.#polling ?? Promise.resolve(true)).then(() => this.#pollOnce());
+    const tracked: Promise<boolean> = next.finally(() => {
       if (this.#polling === tracked) this.#polling = undefined;
     });
     this.#polling = tracked;
     return tracked;
+  }
+
+  /**
+   * A revocation committed (here, or announced by NOTIFY) could not be read
+   * back: until a poll succeeds, which will deliver it, no cached session
+   * state is trusted (verifications read the database, and fail UNAVAILABLE
+   * while it is gone) instead of answering from a cache that may predate it
+   * for up to the stale limit.
+   */
+  distrust(): void {
+    this.#lastPollOkAt = 0;
   }
 
   /** When a poll of the log last succeeded (ms): how current this process's view of revocations is. */
@@ -99,7 +112,7 @@ export class RevocationFeed {
 
   #lastPollOkAt = Date.now();
 
-  async #pollOnce(): Promise<void> {
+  async #pollOnce(): Promise<boolean> {
     try {
       for (;;) {
         const gaps = [...this.#gaps.keys()];
@@ -112,11 +125,12 @@ export class RevocationFeed {
         this.#settle(now);
         if (rows.length < PAGE) {
           this.#lastPollOkAt = now;
-          return;
+          return true;
         }
       }
     } catch (error) {
       this.#log.warn({ err: error }, "revocation feed poll failed; retrying");
+      return false;
     }
   }
 

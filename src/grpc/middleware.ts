@@ -85,13 +85,15 @@ function isAbort(error: unknown, context: CallContext): boolean {
  * this process has applied them, so the very next VerifyToken on this replica
  * already sees them.
  */
-export function ormContextMiddleware(orm: Database, feed: { poll(): Promise<void> }): ServerMiddleware<Pick<TesseraContext, "em">, {}> {
+export function ormContextMiddleware(orm: Database, feed: { poll(): Promise<boolean>; distrust(): void }): ServerMiddleware<Pick<TesseraContext, "em">, {}> {
   return async function* forkEntityManager(call, context) {
     const { em, recorder } = RevocationRecorder.fork(orm.em);
     try {
       return yield* call.next(call.request, { ...context, em });
     } finally {
-      if (recorder.recorded) await feed.poll();
+      // The revocation may be committed while the log cannot be read back (the database was lost
+      // right after the commit): then no cached session state may answer until it has been.
+      if (recorder.recorded && !(await feed.poll())) feed.distrust();
     }
   };
 }

@@ -171,7 +171,7 @@ describe.skipIf(!reachable)("microservice registration over AMQP", () => {
     const consumer = new RegistrationConsumer(server.tessera.orm, new PermissionService(), {
       url: AMQP_URL,
       authenticate: server.tessera.authenticate,
-      feed: { poll: async () => undefined },
+      feed: { poll: async () => true, distrust: () => undefined },
       access: readAccessTable().get(REGISTER_MICROSERVICE_PATH)!,
       queue,
       log: pino({ level: "silent" }),
