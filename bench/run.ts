@@ -1,10 +1,12 @@
-// `npm run bench [startup|verify|issue|refresh|verify-distinct|login|peer|exchange|assertion-verify|client-verifier|revocation-propagation ...]`:
+// `npm run bench [startup|verify|issue|refresh|verify-distinct|login|peer|exchange|assertion-verify|client-verifier|revocation-propagation|replica-fanout|soak ...]`:
 // every figure is measured against a floor or the peer in the same run; see
 // bench/RESULTS.md for recorded results. BENCH_SECONDS sets the measured
 // window of the load benchmarks (refresh, verify-distinct, login, peer,
 // exchange, assertion-verify) and of each figure of each round of
-// client-verifier; revocation-propagation counts revocations instead
-// (BENCH_REVOCATIONS, default 200).
+// client-verifier; revocation-propagation and replica-fanout count
+// revocations instead (BENCH_REVOCATIONS, default 200). soak runs for
+// BENCH_SOAK_SECONDS (default 180) instead, on BENCH_SOAK_DB (postgres, pglite
+// or both).
 import { cpus, loadavg } from "node:os";
 import { benchAssertionVerify, reportAssertionVerify } from "./assertion-verify.ts";
 import { benchClientVerifier, reportClientVerifier } from "./client-verifier.ts";
@@ -13,7 +15,9 @@ import { benchIssue, reportIssue } from "./issue.ts";
 import { benchLogin, reportLogin } from "./login.ts";
 import { benchPeer, reportPeer } from "./peer.ts";
 import { benchRefresh, reportRefresh } from "./refresh.ts";
+import { benchReplicaFanout, reportReplicaFanout } from "./replica-fanout.ts";
 import { benchRevocationPropagation, reportRevocationPropagation } from "./revocation-propagation.ts";
+import { benchSoak, reportSoak } from "./soak.ts";
 import { benchStartup, reportStartup } from "./startup.ts";
 import { benchVerifyDistinct, reportVerifyDistinct } from "./verify-distinct.ts";
 import { benchVerify, reportVerify } from "./verify.ts";
@@ -30,6 +34,8 @@ const benches: Record<string, (seconds?: number) => Promise<string>> = {
   "assertion-verify": async (s) => reportAssertionVerify(await benchAssertionVerify(s)),
   "client-verifier": async (s) => reportClientVerifier(await benchClientVerifier(s)),
   "revocation-propagation": async () => reportRevocationPropagation(await benchRevocationPropagation()),
+  "replica-fanout": async () => reportReplicaFanout(await benchReplicaFanout()),
+  soak: async () => reportSoak(await benchSoak()),
 };
 
 const chosen = process.argv.slice(2);
