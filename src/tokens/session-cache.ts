@@ -104,9 +104,15 @@ export class SessionCache {
     // callers must not join it (it still answers its own callers, which came first).
     this.#loading.clear();
     switch (event.kind) {
-      case "SESSION_REVOKED":
-        if (event.sessionId) this.#entries.delete(event.sessionId);
+      case "SESSION_REVOKED": {
+        if (!event.sessionId) return;
+        // Marked, not dropped: a revoked session never comes back, so the next VerifyToken
+        // refuses it from memory instead of reading it again (bench/RESULTS.md, replica fan-out).
+        const entry = this.#entries.get(event.sessionId);
+        if (entry?.state && !entry.state.revoked) this.#entries.set(event.sessionId, { state: { ...entry.state, revoked: true }, loadedAt: entry.loadedAt });
+        else if (!entry?.state) this.#entries.delete(event.sessionId);
         return;
+      }
       case "USER_REVOKED":
         this.#dropWhere((s) => s.userId === event.userId);
         return;

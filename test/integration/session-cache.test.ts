@@ -51,11 +51,14 @@ describe("SessionCache", () => {
     expect(cache.peek(id)).toBeNull();
   });
 
-  it("drops exactly what each event may have changed", async () => {
+  it("drops (or, for a revoked session, marks) exactly what each event may have changed", async () => {
     const all = Object.keys(sessions).sort();
     let cache = await warm();
     cache.apply({ kind: "SESSION_REVOKED", sessionId: sessions["cache-a/one"]!.sessionId, userId: null, tenantId: null });
-    expect(cached(cache)).toEqual(all.filter((k) => k !== "cache-a/one"));
+    // A revoked session stays in memory, marked revoked (it never comes back): refused without a database read.
+    expect(cached(cache)).toEqual(all);
+    expect(cache.peek(sessions["cache-a/one"]!.sessionId)?.revoked).toBe(true);
+    expect(all.filter((k) => cache.peek(sessions[k]!.sessionId)?.revoked)).toEqual(["cache-a/one"]);
 
     cache = await warm();
     cache.apply({ kind: "USER_REVOKED", userId: sessions["cache-b/two"]!.userId, sessionId: null, tenantId: sessions["cache-b/two"]!.tenantId });
