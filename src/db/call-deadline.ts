@@ -38,13 +38,19 @@ interface ClientInternals {
  */
 export class DeadlineClient extends pg.Client {
   override query(...args: unknown[]): never {
-    const span = startChildSpan(`${operationOf(args[0])} postgresql`, { "db.system.name": "postgresql", "db.operation.name": operationOf(args[0]) });
-    const result = (super.query as (...a: unknown[]) => unknown)(...args) as Queryable;
+    // Only promise-returning queries (the ORM's, through kysely) are traced and bound to the call:
+    // they are issued in the calling RPC's own async context. Callback forms (pg-pool's
+    // pool.query, whose callback may run in whichever call released the connection) and
+    // cursors pass through untouched.
+    const query = super.query as (...a: unknown[]) => unknown;
+    const submittable = typeof (args[0] as { submit?: unknown })?.submit === "function";
+    if (submittable || typeof args.at(-1) === "function") return query.apply(this, args) as never;
+    const operation = operationOf(args[0]);
+    const span = startChildSpan(`${operation} postgresql`, { "db.system.name": "postgresql", "db.operation.name": operation });
+    const result = query.apply(this, args) as Queryable;
     if (span && result && typeof result.then === "function") (result as unknown as Promise<unknown>).then(() => span.end(), (error: unknown) => span.end(error));
     else span?.end();
     const signal = callSignal.getStore();
-    // Only promise-returning queries (what the ORM and the refresh path use) are tracked;
-    // cursors and callback forms pass through.
     if (!signal || !result || typeof result.then !== "function") return result as never;
     const self = this as unknown as ClientInternals;
     // Ours is queued last, or already running.
