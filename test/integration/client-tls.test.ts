@@ -1,11 +1,11 @@
 // createTesseraClient's tls option against a real Tessera serving TLS, and mTLS when the server asks
 // for client certificates (TESSERA_TLS_CLIENT_CA_FILE): certificates made by openssl for the test.
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createTesseraClient, Status, type TesseraClient, type TesseraClientOptions } from "@tessera/client";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { startServerProcess, type ServerProcess } from "../support/process.ts";
 import { createTestCa, opensslPath } from "../support/test-ca.ts";
 
@@ -47,6 +47,8 @@ describe.skipIf(!opensslPath() && !process.env.CI)("createTesseraClient over TLS
     client = clientCertificate();
     // Server processes (the in-process test server logs in over plaintext): each with its own embedded database.
     const serverTls = { TESSERA_TLS_CERT_FILE: file("server.pem", ca.certPem), TESSERA_TLS_KEY_FILE: file("server.key", ca.keyPem) };
+    // Each from the migrated embedded database the global setup made (a fresh initdb each took most of 30 s on a busy machine).
+    for (const name of ["tls-data", "mtls-data"]) cpSync(inject("pgliteTemplate"), join(dir, name, "pg"), { recursive: true });
     [tls, mtls] = await Promise.all([
       startServerProcess({ ...serverTls, TESSERA_DATA_DIR: join(dir, "tls-data") }),
       startServerProcess({ ...serverTls, TESSERA_DATA_DIR: join(dir, "mtls-data"), TESSERA_TLS_CLIENT_CA_FILE: file("client-ca.pem", client.caPem) }),
