@@ -50,7 +50,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { ClientError, createTesseraClient, errorReason, RevocationKind, Status, type TesseraClient, type WatchRevocationsResponse } from "@tessera/client";
 import { serverVersion, throwawayDatabase, type ThrowawayDatabase } from "./pg.ts";
 import { cpuSeconds } from "./proc.ts";
-import { BENCH_TENANT, seedSessions, userName } from "./seed.ts";
+import { BENCH_TENANT, inBatches, seedSessions, userName } from "./seed.ts";
 import { ADMIN_PASSWORD, round, startServer, type RunningServer } from "./server.ts";
 
 const REVOCATIONS = Number(process.env.BENCH_REVOCATIONS ?? 200);
@@ -186,20 +186,6 @@ async function must<T>(what: string, call: Promise<T>): Promise<T> {
   } catch (error) {
     throw new Error(`${what} failed: ${describeError(error)}`);
   }
-}
-
-async function inBatches<T>(count: number, width: number, fn: (i: number) => Promise<T>): Promise<T[]> {
-  const out: T[] = new Array(count);
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: Math.min(width, count) }, async () => {
-      while (next < count) {
-        const i = next++;
-        out[i] = await fn(i);
-      }
-    }),
-  );
-  return out;
 }
 
 /** An access token of a password login, logged in again when it is near its expiry. */

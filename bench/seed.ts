@@ -17,7 +17,8 @@ export interface Seeded {
   users: number;
 }
 
-async function inBatches<T>(count: number, width: number, fn: (i: number) => Promise<T>): Promise<T[]> {
+/** Runs fn(0 … count-1) with at most `width` in flight; results in order. */
+export async function inBatches<T>(count: number, width: number, fn: (i: number) => Promise<T>): Promise<T[]> {
   const out: T[] = new Array(count);
   let next = 0;
   await Promise.all(
