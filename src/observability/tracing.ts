@@ -9,7 +9,7 @@
 // (db/call-deadline.ts). Spans carry names and ids, never request fields,
 // SQL parameters or tokens. Without tracing nothing is loaded: the SDK is
 // imported only when it is asked for.
-import { context, trace, type Attributes, type Span } from "@opentelemetry/api";
+import { context, SpanStatusCode, trace, type Attributes, type Span } from "@opentelemetry/api";
 import type { SpanProcessor } from "@opentelemetry/sdk-trace";
 import { createRequire } from "node:module";
 
@@ -60,7 +60,7 @@ export async function inSpan<T>(name: string, attributes: Attributes, fn: () => 
     try {
       return await fn();
     } catch (error) {
-      span.setStatus({ code: 2, message: (error as { name?: string }).name ?? "error" });
+      span.setStatus({ code: SpanStatusCode.ERROR, message: (error as { name?: string }).name ?? "error" });
       throw error;
     } finally {
       span.end();
@@ -74,7 +74,7 @@ export function startChildSpan(name: string, attributes: Attributes): { end(erro
   const span = tracer().startSpan(name, { attributes }, context.active());
   return {
     end(error?: unknown) {
-      if (error) span.setStatus({ code: 2, message: (error as { code?: string }).code ?? "error" });
+      if (error) span.setStatus({ code: SpanStatusCode.ERROR, message: (error as { code?: string }).code ?? "error" });
       span.end();
     },
   };
