@@ -178,6 +178,7 @@ export async function startTessera(config: Config, logger: Logger): Promise<Tess
       serviceTokenTtlSeconds: config.serviceTokenTtlSeconds,
       // At least two poll intervals: one slow poll must not make every verification read the database.
       revocationStaleLimitMs: embedded ? undefined : Math.max(config.revocationStaleLimitMs, 2 * config.revocationPollIntervalMs),
+      cacheSizes: { verifiedTokens: config.verifiedTokenCacheSize, sessions: config.sessionCacheSize },
       settings: config,
       masterKey,
       publishLeadSeconds: config.keyPublishLeadSeconds,

@@ -96,6 +96,10 @@ export interface Config {
   revocationLogRetentionSeconds: number;
   /** Live sessions per user before the oldest are revoked; 0 = no cap. */
   maxSessionsPerUser: number;
+  /** Signature-verified access tokens kept in memory (oldest out first); 0 = none. */
+  verifiedTokenCacheSize: number;
+  /** Session states kept in memory for VerifyToken (30 s each at most; oldest out first). */
+  sessionCacheSize: number;
   /** OpenTelemetry tracing asked for by the OTEL_ variables (observability/tracing.ts). */
   tracing: boolean;
   /** The session server's `…/session/minecraft` root, whose `hasJoined` the minecraft credential calls. */
@@ -444,6 +448,8 @@ export function loadConfig(env: Env = process.env): Config {
     retentionBatch: readCount(env, "TESSERA_RETENTION_BATCH", 1000, 1),
     revocationLogRetentionSeconds: readDuration(env, "TESSERA_REVOCATION_LOG_RETENTION", "7d"),
     maxSessionsPerUser: readCount(env, "TESSERA_MAX_SESSIONS_PER_USER", 100, 0),
+    verifiedTokenCacheSize: readCount(env, "TESSERA_VERIFIED_TOKEN_CACHE", 5000, 0),
+    sessionCacheSize: readCount(env, "TESSERA_SESSION_CACHE", 20000, 0),
     tracing: tracingRequested(env),
     loginFailuresPerAccountAndAddress: readCount(env, "TESSERA_LOGIN_FAILURES_PER_ACCOUNT_AND_ADDRESS", 10, 1),
     loginFailuresPerAccount: readCount(env, "TESSERA_LOGIN_FAILURES_PER_ACCOUNT", 100, 1),

@@ -42,6 +42,8 @@ export interface TokensOptions {
   serviceTokenTtlSeconds: number;
   /** How long cached session states are trusted without a successful read of the revocation log (PostgreSQL); undefined: always (the embedded database cannot be lost). */
   revocationStaleLimitMs?: number;
+  /** Bounds of the verified-token and session caches (entries); defaults when absent. */
+  cacheSizes?: { verifiedTokens: number; sessions: number };
   /** Where refresh outcomes are counted. */
   metrics?: Pick<TesseraMetrics, "refresh">;
   log: Logger;
@@ -75,7 +77,11 @@ export async function createTokens(orm: Database, options: TokensOptions): Promi
   await keys.init(orm.em.fork());
   // Past the stale limit without a successful read of the revocation log, cached session states are not trusted.
   const staleLimitMs = options.revocationStaleLimitMs;
-  const cache = new SessionCache(options.serviceSessions, staleLimitMs === undefined ? undefined : () => Date.now() - feed.lastPollOkAt < staleLimitMs);
+  const cache = new SessionCache(
+    options.serviceSessions,
+    staleLimitMs === undefined ? undefined : () => Date.now() - feed.lastPollOkAt < staleLimitMs,
+    options.cacheSizes?.sessions,
+  );
   // A key event must reach this replica's key set: a failed reload is retried with backoff
   // (a retired key must not stay trusted until some later event), and the periodic check
   // below reloads anyway.
@@ -102,7 +108,7 @@ export async function createTokens(orm: Database, options: TokensOptions): Promi
     login: new PasswordLogin(signer, sessions, options.login, settings.audience),
     remote: new RemoteLogin(signer, sessions, options.remote, settings.audience),
     refresh: new RefreshRotation(signer, settings, options.masterKey, (outcome) => options.metrics?.refresh(outcome)),
-    verification: new TokenVerification(keys, cache, settings),
+    verification: new TokenVerification(keys, cache, settings, options.cacheSizes?.verifiedTokens),
     exchange: new ServiceExchange(signer, options.assertions, { ...settings, serviceTokenTtlSeconds: options.serviceTokenTtlSeconds }),
     scheduleKeyRotation(intervalSeconds) {
       const timer = setInterval(() => {

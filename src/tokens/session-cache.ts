@@ -26,7 +26,8 @@ export interface SessionState {
 }
 
 const TTL_MS = 30_000;
-const MAX_ENTRIES = 100_000;
+/** Default bound of the session cache (TESSERA_SESSION_CACHE). */
+export const SESSION_CACHE_DEFAULT = 20_000;
 
 /** Loads the state of a "session" that is not a sessions row (a registry capability's exchanged tokens). */
 export type SessionFallback = (em: EntityManager, sessionId: string) => Promise<SessionState | null>;
@@ -37,6 +38,7 @@ export class SessionCache {
   readonly #loading = new Map<string, Promise<SessionState | null>>();
 
   readonly #trusted: () => boolean;
+  readonly #max: number;
 
   /**
    * `trusted` says whether this process still hears of revocations (its feed
@@ -45,9 +47,15 @@ export class SessionCache {
    * accepted from the cache; the database read that replaces it fails
    * (UNAVAILABLE) until the database is back.
    */
-  constructor(fallback?: SessionFallback, trusted: () => boolean = () => true) {
+  constructor(fallback?: SessionFallback, trusted: () => boolean = () => true, maxEntries = SESSION_CACHE_DEFAULT) {
     this.#fallback = fallback;
     this.#trusted = trusted;
+    this.#max = maxEntries;
+  }
+
+  /** How many session states are kept now. */
+  get size(): number {
+    return this.#entries.size;
   }
 
   /** The cached state when fresh, without touching the database (the verify fast path). */
@@ -88,11 +96,23 @@ export class SessionCache {
           granted: session.user ? await grantedPatterns(em, session.user.id) : session.elected,
         };
     // A revocation that arrived while loading wins: do not cache what may be stale.
-    if (generation === this.#generation) {
-      if (this.#entries.size >= MAX_ENTRIES) this.#entries.clear();
-      this.#entries.set(sessionId, { state, loadedAt: Date.now() });
-    }
+    if (generation === this.#generation) this.#remember(sessionId, state);
     return state;
+  }
+
+  /**
+   * Keeps a loaded state at the back of the map (insertion order = load
+   * order), after dropping from the front the entries past their TTL (never
+   * used again) and, while full, the oldest.
+   */
+  #remember(sessionId: string, state: SessionState | null): void {
+    const now = Date.now();
+    this.#entries.delete(sessionId);
+    for (const [oldest, entry] of this.#entries) {
+      if (this.#entries.size < this.#max && now - entry.loadedAt < TTL_MS) break;
+      this.#entries.delete(oldest);
+    }
+    if (this.#max > 0) this.#entries.set(sessionId, { state, loadedAt: now });
   }
 
   #generation = 0;

@@ -19,7 +19,8 @@ interface VerifiedEntry {
   principal?: Principal;
 }
 
-const VERIFIED_CACHE_MAX = 50_000;
+/** Default bound of the verified-token cache (TESSERA_VERIFIED_TOKEN_CACHE): ~2.7 kB of heap per token. */
+export const VERIFIED_CACHE_DEFAULT = 5000;
 
 export class TokenVerification {
   readonly #keys: KeyStore;
@@ -27,11 +28,34 @@ export class TokenVerification {
   readonly #settings: { issuer: string; audience: string };
   /** Signature-verified tokens (immutable facts); revocation is checked separately on every call. */
   readonly #verified = new Map<string, VerifiedEntry>();
+  readonly #max: number;
 
-  constructor(keys: KeyStore, sessions: SessionCache, settings: { issuer: string; audience: string }) {
+  /** `cacheSize`: how many verified tokens are kept (oldest out first); 0 = none. */
+  constructor(keys: KeyStore, sessions: SessionCache, settings: { issuer: string; audience: string }, cacheSize = VERIFIED_CACHE_DEFAULT) {
     this.#keys = keys;
     this.#sessions = sessions;
     this.#settings = settings;
+    this.#max = cacheSize;
+  }
+
+  /** How many verified tokens are kept now. */
+  get cachedTokens(): number {
+    return this.#verified.size;
+  }
+
+  /**
+   * Keeps a verified token. The map iterates in insertion order, so its front
+   * holds the oldest: expired tokens are dropped from there, then the oldest
+   * while full (one at a time, so the tokens in use do not all pay a signature
+   * check again at the same moment, as a clear() would make them).
+   */
+  #remember(token: string, entry: VerifiedEntry, nowSeconds: number): void {
+    if (this.#max <= 0) return;
+    for (const [oldest, kept] of this.#verified) {
+      if (this.#verified.size < this.#max && kept.claims.exp > nowSeconds) break;
+      this.#verified.delete(oldest);
+    }
+    this.#verified.set(token, entry);
   }
 
   /** Verifies an access token and returns its principal with permissions granted now ∩ elected. */
@@ -45,8 +69,7 @@ export class TokenVerification {
       if (!key) throw unauthenticated("TOKEN_INVALID", "token signing key is unknown");
       const claims = verifyAccessToken(parsed, key, expected);
       entry = { claims, kid: parsed.kid };
-      if (this.#verified.size >= VERIFIED_CACHE_MAX) this.#verified.clear();
-      this.#verified.set(token, entry);
+      this.#remember(token, entry, nowSeconds);
     } else {
       // The signature was checked before; what can change is time, the audience asked for, and the key's publication.
       if (entry.claims.exp <= nowSeconds) this.#verified.delete(token);

@@ -1,6 +1,6 @@
 // The session-state cache behind VerifyToken, on the real database: what each
 // revocation event drops, and that a revocation during a load is not cached.
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { SessionCache } from "../../src/tokens/session-cache.ts";
 import { startTestServer, type TestServer } from "../support/server.ts";
 
@@ -88,5 +88,29 @@ describe("SessionCache", () => {
     cache.apply({ kind: "SESSION_REVOKED", sessionId: s.sessionId, userId: null, tenantId: null });
     await loading;
     expect(cache.peek(s.sessionId)).toBeUndefined();
+  });
+  it("keeps at most its bound, the oldest load out first, and drops entries past their 30 s from the front", async () => {
+    const em = () => server.tessera.orm.em.fork();
+    const order = ["cache-a/one", "cache-a/two", "cache-b/one", "cache-b/two"];
+    const cache = new SessionCache(undefined, undefined, 3);
+    for (const k of order) await cache.get(em(), sessions[k]!.sessionId);
+    expect(cache.size).toBe(3);
+    expect(cached(cache)).toEqual(["cache-a/two", "cache-b/one", "cache-b/two"]);
+    // A reload moves an entry to the back: the next load pushes out the one loaded longest ago.
+    vi.useFakeTimers({ toFake: ["Date"] });
+    try {
+      vi.setSystemTime(Date.now() + 31_000);
+      await cache.get(em(), sessions["cache-a/two"]!.sessionId); // stale: read again, to the back
+      expect(cache.size).toBe(1); // the other two were past their TTL and went from the front
+      expect(cached(cache)).toEqual(["cache-a/two"]);
+      await cache.get(em(), sessions["cache-a/one"]!.sessionId);
+      expect(cached(cache)).toEqual(["cache-a/one", "cache-a/two"]);
+    } finally {
+      vi.useRealTimers();
+    }
+    // Bound 0: nothing is kept, every call reads.
+    const none = new SessionCache(undefined, undefined, 0);
+    expect(await none.get(em(), sessions["cache-a/one"]!.sessionId)).toMatchObject({ revoked: false });
+    expect(none.size).toBe(0);
   });
 });

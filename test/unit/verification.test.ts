@@ -308,3 +308,29 @@ describe("TokenVerification.verify: the session", () => {
     expect(await grpcRefusal(replica.verify(db.em(), login.accessToken))).toEqual(refused("USER_DISABLED", "the user is disabled"));
   });
 });
+
+describe("TokenVerification: the verified-token cache", () => {
+  it("keeps at most its bound (oldest out first) and drops expired tokens from the front; an evicted token still verifies", async () => {
+    const flows = await tokenFlows(db);
+    const account = await createAccount(db, GRANTS);
+    const verification = new TokenVerification(flows.keys, flows.cache, SETTINGS, 3);
+    const logins = [];
+    for (let i = 0; i < 5; i++) logins.push(await flows.login(account, ["game.profile.read"]));
+    for (const login of logins) await verification.verify(db.em(), login.accessToken);
+    expect(verification.cachedTokens).toBe(3);
+    // The first token was pushed out: it is checked again (signature and all) and accepted.
+    expect((await verification.verify(db.em(), logins[0]!.accessToken)).sessionId).toBe(logins[0]!.sessionId);
+    expect(verification.cachedTokens).toBe(3);
+
+    // Past their exp, the kept tokens go from the front when the next one is kept.
+    const now = freezeClock(Date.now() + (SETTINGS.accessTokenTtlSeconds + 1) * SECOND);
+    const late = signClaims(flows, account, logins[1]!.sessionId, { iat: Math.floor(now / 1000), exp: Math.floor(now / 1000) + 60 });
+    await verification.verify(db.em(), late);
+    expect(verification.cachedTokens).toBe(1);
+
+    // Bound 0: nothing kept, every token verified each time.
+    const none = new TokenVerification(flows.keys, flows.cache, SETTINGS, 0);
+    await none.verify(db.em(), late);
+    expect(none.cachedTokens).toBe(0);
+  });
+});
