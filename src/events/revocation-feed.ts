@@ -37,7 +37,9 @@ export class RevocationFeed {
   /** Ids below maxSeen not visible yet, with when they were first noticed. */
   readonly #gaps = new Map<number, number>();
   #timer?: NodeJS.Timeout;
-  #polling?: Promise<boolean>;
+  /** The poll reading the log now, and the one that starts after it (callers that arrive meanwhile share it). */
+  #running?: Promise<boolean>;
+  #queued?: Promise<boolean>;
 
   constructor(orm: Database, log: Logger, options: { gapWaitMs?: number } = {}) {
     this.#orm = orm;
@@ -73,25 +75,39 @@ export class RevocationFeed {
 
   async stop(): Promise<void> {
     clearInterval(this.#timer);
-    await this.#polling;
+    await this.#queued;
+    await this.#running;
     this.#settled.emit("close");
   }
 
   /**
    * Fetches new events now (also right after a local commit, so that this
    * process never answers from a cache the commit made stale). A poll that is
-   * already running may have missed the caller's commit, so another one is
-   * chained after it. Resolves false when the log could not be read: a caller
-   * that knows of a revocation this process has not applied then calls
-   * distrust().
+   * already running may have missed the caller's commit, so one more is
+   * queued after it; callers that arrive while that one waits join it (it
+   * starts after their commits too), so at most two polls are ever pending
+   * however many revoking calls arrive at once. Resolves false when the log
+   * could not be read: a caller that knows of a revocation this process has
+   * not applied then calls distrust().
    */
   poll(): Promise<boolean> {
-    const next = (this.#polling ?? Promise.resolve(true)).then(() => this.#pollOnce());
-    const tracked: Promise<boolean> = next.finally(() => {
-      if (this.#polling === tracked) this.#polling = undefined;
+    if (this.#queued) return this.#queued;
+    const running = this.#running;
+    if (!running) return this.#start();
+    const queued = running.then(() => {
+      this.#queued = undefined;
+      return this.#start();
     });
-    this.#polling = tracked;
-    return tracked;
+    this.#queued = queued;
+    return queued;
+  }
+
+  #start(): Promise<boolean> {
+    const run: Promise<boolean> = this.#pollOnce().finally(() => {
+      if (this.#running === run) this.#running = undefined;
+    });
+    this.#running = run;
+    return run;
   }
 
   /**

@@ -202,3 +202,40 @@ describe("a subscriber that stops reading", () => {
     }
   });
 });
+
+describe("many revoking calls at once", () => {
+  it("share polls (one running, one queued), and each caller's commit is read by the poll it waits for", async () => {
+    const orm = server.tessera.orm;
+    const feed = new RevocationFeed(orm, pino({ level: "silent" }));
+    const delivered = new Set<string | null | undefined>();
+    feed.onEvent((e) => delivered.add(e.sessionId));
+    await feed.start(60_000);
+    try {
+      const commit = async (n: number) => {
+        const em = orm.em.fork();
+        const sessionId = `00000000-0000-4000-8000-${String(n).padStart(12, "0")}`;
+        recordRevocation(em, { kind: "SESSION_REVOKED", sessionId });
+        await em.flush();
+        return sessionId;
+      };
+      const first = feed.poll();
+      const second = feed.poll();
+      const third = feed.poll();
+      expect(second).not.toBe(first);
+      expect(third).toBe(second); // joined the queued poll instead of chaining a third
+      await Promise.all([first, second]);
+      // 30 callers, each polling right after its own commit (as the middleware does): every one
+      // sees its event delivered when its poll resolves, through at most two polls pending at a time.
+      const results = await Promise.all(
+        Array.from({ length: 30 }, async (_, i) => {
+          const sessionId = await commit(900 + i);
+          expect(await feed.poll()).toBe(true);
+          return delivered.has(sessionId);
+        }),
+      );
+      expect(results.every(Boolean)).toBe(true);
+    } finally {
+      await feed.stop();
+    }
+  });
+});
