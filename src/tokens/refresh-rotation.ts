@@ -14,7 +14,7 @@
 // in one statement) and one write (claim, successor and session update in one
 // statement), instead of a unit of work of some seven statements: refresh is
 // the busiest write path (bench/refresh.ts).
-import { createHmac, hkdfSync } from "node:crypto";
+import { createHmac, createSecretKey, hkdfSync, type KeyObject } from "node:crypto";
 import type { EntityManager } from "@mikro-orm/core";
 import { recordRevocation } from "../events/index.ts";
 import { permissionDenied, unauthenticated, Violations } from "../errors.ts";
@@ -79,6 +79,40 @@ const ROTATE = `
     insert into refresh_tokens (hash, session_id, created_at, expires_at) select $6, id, $7, $8 from slid returning 1)
   select (select count(*) from claimed)::int as claimed, (select count(*) from successor)::int as stored`;
 
+/**
+ * The common case in one statement (one round trip, one implicit
+ * transaction): a refresh that narrows nothing, of a token that is unused and
+ * unexpired, of a live session whose user and tenant are enabled. It claims
+ * the token, slides the session and stores the successor, and returns what
+ * the new access token needs. When it claims nothing (spent, expired,
+ * revoked, disabled, unknown, or a concurrent presentation won), the
+ * two-statement path below (READ_TOKEN, then ROTATE) finds out which and
+ * answers as it always did. `claimed` = 1 without a session means the session
+ * was revoked between the claim and the slide: the token is spent, nothing
+ * is stored.
+ */
+const ROTATE_FAST = `
+  with claimed as (
+    update refresh_tokens r set used_at = $1
+     where r.hash = $2 and r.used_at is null and r.expires_at > $3
+       and exists (
+         select 1 from sessions s join tenants t on t.id = s.tenant_id join users u on u.id = s.user_id
+          where s.id = r.session_id and s.revoked_at is null and s.absolute_expires_at > $4 and not t.disabled and not u.disabled)
+     returning r.session_id),
+  slid as (
+    update sessions s set refreshed_at = $5, expires_at = least($6::timestamptz, s.absolute_expires_at)
+     where s.id in (select session_id from claimed) and s.revoked_at is null returning s.id, s.expires_at),
+  successor as (
+    insert into refresh_tokens (hash, session_id, created_at, expires_at) select $7, id, $8, expires_at from slid returning 1)
+  select (select count(*) from claimed)::int as claimed, sl.expires_at as refresh_expires_at,
+         s.id as session_id, s.elected, s.audience, s.upn_subject, s.tenant_id, t.name as tenant_name,
+         u.id as user_id, u.username, ${groupPatternsSql("u.id")} as grants
+    from (select 1) as one
+    left join slid sl on true
+    left join sessions s on s.id = sl.id
+    left join tenants t on t.id = s.tenant_id
+    left join users u on u.id = s.user_id`;
+
 /** Marks a successor handed out a second time (see TokenRow.shared). */
 const SHARE = `update refresh_tokens set shared = true where hash = $1`;
 
@@ -87,14 +121,15 @@ type Failure = "invalid" | "reused" | "revoked" | "tenant_disabled" | "user_disa
 export class RefreshRotation {
   readonly #signer: AccessTokenSigner;
   readonly #settings: RefreshSettings;
-  readonly #successorKey: Buffer;
+  readonly #successorKey: KeyObject;
   readonly #onOutcome: (outcome: RefreshOutcome) => void;
 
   /** `onOutcome` is told how each presentation ended (metrics count grace hits and reuse separately). */
   constructor(signer: AccessTokenSigner, settings: RefreshSettings, masterKey: Buffer, onOutcome: (outcome: RefreshOutcome) => void = () => undefined) {
     this.#signer = signer;
     this.#settings = settings;
-    this.#successorKey = Buffer.from(hkdfSync("sha256", masterKey, Buffer.alloc(0), "tessera refresh successor v1", 32));
+    // A KeyObject made once: createHmac with a Buffer imports the key again on every call.
+    this.#successorKey = createSecretKey(Buffer.from(hkdfSync("sha256", masterKey, Buffer.alloc(0), "tessera refresh successor v1", 32)));
     this.#onOutcome = onOutcome;
   }
 
@@ -119,6 +154,10 @@ export class RefreshRotation {
     if (!REFRESH_FORMAT.test(input.refreshToken)) throw unauthenticated("REFRESH_TOKEN_INVALID", "refresh token is invalid");
     const hash = hashRefreshToken(input.refreshToken);
     const now = new Date();
+    if (!input.requested.length) {
+      const fast = await this.#rotateFast(em, input.refreshToken, hash, now);
+      if (fast) return fast;
+    }
     const row = await readToken(em, hash);
     if (!row) fail("invalid");
     if (row.revoked) fail("revoked");
@@ -149,6 +188,27 @@ export class RefreshRotation {
     }
     if (Number(result.stored) !== 1) fail("revoked");
     return this.#issue(row, successor, refreshExpiresAt, intersectPatterns(row.grants, narrowed));
+  }
+
+  /** ROTATE_FAST; undefined when it claimed nothing (the caller takes the two-statement path). */
+  async #rotateFast(em: EntityManager, presented: string, hash: string, now: Date): Promise<TokenSet | undefined> {
+    const successor = this.#successor(presented);
+    const ttlEnd = new Date(now.getTime() + this.#settings.refreshTokenTtlSeconds * 1000);
+    const [r] = await query<Record<string, unknown>>(em, "tessera_refresh_rotate_fast", ROTATE_FAST, [now, hash, now, now, now, ttlEnd, hashRefreshToken(successor), now]);
+    if (!r || Number(r.claimed) !== 1) return undefined;
+    if (!r.session_id) fail("revoked");
+    const json = <T>(value: unknown): T => (typeof value === "string" ? (JSON.parse(value) as T) : (value as T));
+    const elected = json<string[]>(r.elected);
+    const row = {
+      sessionId: String(r.session_id),
+      tenantId: String(r.tenant_id),
+      tenantName: String(r.tenant_name),
+      userId: String(r.user_id),
+      username: String(r.username),
+      audience: String(r.audience),
+      upnSubject: (r.upn_subject as string | null) ?? null,
+    };
+    return this.#issue(row, successor, new Date(r.refresh_expires_at as string), intersectPatterns(grantsFromSql(r.grants), elected));
   }
 
   /** A spent token presented again: the same successor within the grace window, else reuse. */
@@ -182,7 +242,7 @@ export class RefreshRotation {
     fail("reused");
   }
 
-  #issue(row: TokenRow, refreshToken: string, refreshExpiresAt: Date, elected: string[]): TokenSet {
+  #issue(row: Pick<TokenRow, "sessionId" | "tenantId" | "tenantName" | "userId" | "username" | "audience" | "upnSubject">, refreshToken: string, refreshExpiresAt: Date, elected: string[]): TokenSet {
     return {
       ...this.#signer.sign({
         sub: row.userId!,

@@ -399,15 +399,15 @@ describe("RefreshRotation.refresh: reuse detection", () => {
 
   it("treats a presentation that loses the claim to a concurrent winner as reuse", async () => {
     // PGlite runs one transaction at a time, so two presentations never interleave here. A trigger
-    // plays the concurrent winner: when this presentation's claim (the UPDATE that spends the token)
-    // arrives, the token was spent a moment ago, after this presentation had read it as unspent.
-    // The claim then changes no row, as it would under PostgreSQL's READ COMMITTED.
+    // plays the concurrent winner: when this presentation's claims (the UPDATEs that spend the
+    // token: the one-statement path's, then the two-statement path's after it read the token as
+    // unspent) arrive, each changes no row, as a claim that lost under PostgreSQL's READ COMMITTED.
     const sql = (statement: string) => db.orm.em.getConnection().execute(statement);
-    await sql("create table if not exists test_race_tokens (hash varchar(64) primary key)");
+    await sql("create table if not exists test_race_tokens (hash varchar(64) primary key, losses int not null)");
     await sql(`create or replace function test_lose_race() returns trigger language plpgsql as $$
       begin
-        if exists (select 1 from test_race_tokens where hash = old.hash) then
-          delete from test_race_tokens where hash = old.hash;
+        update test_race_tokens set losses = losses - 1 where hash = old.hash and losses > 0;
+        if found then
           return null;
         end if;
         return new;
@@ -420,7 +420,7 @@ describe("RefreshRotation.refresh: reuse detection", () => {
     const login = await flows.login(account, ["game.profile.read"]);
     const bystander = await flows.login(account, ["game.profile.read"]);
     const row = await refreshTokenRow(db, login.refreshToken);
-    await db.orm.em.getConnection().execute("insert into test_race_tokens (hash) values (?)", [row!.hash]);
+    await db.orm.em.getConnection().execute("insert into test_race_tokens (hash, losses) values (?, 2)", [row!.hash]);
 
     expect(await grpcRefusal(refresh(flows, login.refreshToken))).toEqual(REUSED);
     await expectRevokedForReuse(login.sessionId);
