@@ -448,7 +448,7 @@ export function loadConfig(env: Env = process.env): Config {
     retentionBatch: readCount(env, "TESSERA_RETENTION_BATCH", 1000, 1),
     revocationLogRetentionSeconds: readDuration(env, "TESSERA_REVOCATION_LOG_RETENTION", "7d"),
     maxSessionsPerUser: readCount(env, "TESSERA_MAX_SESSIONS_PER_USER", 100, 0),
-    verifiedTokenCacheSize: readCount(env, "TESSERA_VERIFIED_TOKEN_CACHE", 5000, 0),
+    verifiedTokenCacheSize: readCount(env, "TESSERA_VERIFIED_TOKEN_CACHE", 2000, 0),
     sessionCacheSize: readCount(env, "TESSERA_SESSION_CACHE", 20000, 0),
     tracing: tracingRequested(env),
     loginFailuresPerAccountAndAddress: readCount(env, "TESSERA_LOGIN_FAILURES_PER_ACCOUNT_AND_ADDRESS", 10, 1),

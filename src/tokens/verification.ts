@@ -20,7 +20,7 @@ interface VerifiedEntry {
 }
 
 /** Default bound of the verified-token cache (TESSERA_VERIFIED_TOKEN_CACHE): ~2.7 kB of heap per token. */
-export const VERIFIED_CACHE_DEFAULT = 5000;
+export const VERIFIED_CACHE_DEFAULT = 2000;
 
 export class TokenVerification {
   readonly #keys: KeyStore;

@@ -181,7 +181,7 @@ describe("operations settings", () => {
     expect(config.metricsTenantLabels).toBe(100);
     expect(config.revocationLogRetentionSeconds).toBe(7 * 86400);
     expect(config.maxSessionsPerUser).toBe(100);
-    expect(config.verifiedTokenCacheSize).toBe(5000);
+    expect(config.verifiedTokenCacheSize).toBe(2000);
     expect(config.sessionCacheSize).toBe(20_000);
   });
 
