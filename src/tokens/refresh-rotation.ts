@@ -272,22 +272,38 @@ export class RefreshRotation {
 /** node-pg's pool, when the database is PostgreSQL (MikroORM's PostgreSqlConnection.getNativeClient). */
 interface PgPool {
   totalCount: number;
-  query(config: { name: string; text: string; values: unknown[] }): Promise<{ rows: unknown[] }>;
+  connect(): Promise<{ query(config: { name: string; text: string; values: unknown[] }): Promise<{ rows: unknown[] }>; release(error?: Error): void }>;
 }
 
 /**
  * Runs one of the refresh statements (written with $n placeholders, each used
  * once, in order). On PostgreSQL as a named prepared statement through the
  * driver's pool: parsed and planned once per connection, not on every
- * refresh (bench/RESULTS.md: planning was most of the database's cost). On
- * the embedded database through MikroORM.
+ * refresh (bench/RESULTS.md: planning was most of the database's cost). The
+ * statement is sent on a connection taken in this call's own async context
+ * (not by pool.query, whose callback runs in whichever call released the
+ * connection), so the call's deadline cancels it and tracing sees it, as for
+ * the ORM's queries (src/db/call-deadline.ts). On the embedded database
+ * through MikroORM.
  */
 async function query<T>(em: EntityManager, name: string, text: string, values: unknown[]): Promise<T[]> {
   const connection = em.getConnection() as unknown as { getNativeClient?: () => Promise<unknown> };
   // Asked each time (cheap): a reconnect builds a new pool.
   const native = connection.getNativeClient ? await connection.getNativeClient() : null;
   const pool = native && typeof (native as PgPool).totalCount === "number" ? (native as PgPool) : null;
-  if (pool) return (await pool.query({ name, text, values })).rows as T[];
+  if (pool) {
+    const client = await pool.connect();
+    let result: { rows: unknown[] };
+    try {
+      result = await client.query({ name, text, values });
+    } catch (error) {
+      // As pool.query does: a connection whose statement failed (cancelled, cut) is not reused.
+      client.release(error as Error);
+      throw error;
+    }
+    client.release();
+    return result.rows as T[];
+  }
   return em.getConnection().execute<T[]>(text.replace(/\$\d+/g, "?"), values);
 }
 

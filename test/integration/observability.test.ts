@@ -243,3 +243,55 @@ describe.skipIf(!databaseUrl)("a call's deadline bounds its database work (Postg
     await admin.users.createUser({ tenantId: tenant!.id, user: { username: "after" }, password: "after-password-1" });
   });
 });
+
+describe.skipIf(!databaseUrl)("a refresh's deadline bounds its statement (PostgreSQL)", () => {
+  it("a refresh stuck behind a lock is cancelled at the deadline, rotates nothing, and the token refreshes after", async () => {
+    const admin = server.as(server.adminToken);
+    const { tenant } = await admin.tenants.createTenant({ tenant: { name: "slowed-refresh" } });
+    await admin.users.createUser({ tenantId: tenant!.id, user: { username: "ria" }, password: "ria-password-12" });
+    const { refreshToken } = await server.login("slowed-refresh", "ria", "ria-password-12");
+    const url = server.config.databaseUrl!;
+    const locker = new pg.Client({ connectionString: url });
+    await locker.connect();
+    const rows = async () => Number((await locker.query("select count(*)::int as n from refresh_tokens")).rows[0].n);
+    const before = await rows();
+    try {
+      await locker.query("begin");
+      await locker.query("lock table refresh_tokens in access exclusive mode");
+      const started = Date.now();
+      const error = await server.clients.refresh
+        .refresh({ refreshToken, requestedPermissions: [] }, { deadline: new Date(Date.now() + 500) })
+        .then(() => undefined, (e: unknown) => e as { code?: Status });
+      expect(error?.code).toBe(Status.DEADLINE_EXCEEDED);
+      expect(Date.now() - started).toBeLessThan(5_000);
+      // The refresh's statement is cancelled soon after the deadline (not left waiting for the lock
+      // until the 30 s statement timeout, as pool.query's statements were).
+      const waiting = async () =>
+        Number(
+          (
+            await locker.query(
+              "select count(*)::int as n from pg_stat_activity where application_name = 'tessera' and wait_event_type = 'Lock' and datname = current_database()",
+            )
+          ).rows[0].n,
+        );
+      let n = await waiting();
+      for (let i = 0; i < 100 && n > 0; i++) {
+        await sleep(50);
+        n = await waiting();
+      }
+      expect(n).toBe(0);
+    } finally {
+      await locker.query("rollback").catch(() => undefined);
+    }
+    try {
+      // Nothing was rotated: no successor was written, and the presented token is still the live one.
+      expect(await rows()).toBe(before);
+      const used = await locker.query("select count(*)::int as n from refresh_tokens where used_at is not null");
+      const rotated = await server.clients.refresh.refresh({ refreshToken, requestedPermissions: [] });
+      expect(rotated.refreshToken).not.toBe(refreshToken);
+      expect(Number((await locker.query("select count(*)::int as n from refresh_tokens where used_at is not null")).rows[0].n)).toBe(Number(used.rows[0].n) + 1);
+    } finally {
+      await locker.end();
+    }
+  });
+});
