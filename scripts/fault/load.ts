@@ -24,7 +24,7 @@ export interface CallRecord {
   outcome: string; // "OK", or "<STATUS>" / "<STATUS>/<REASON>"
 }
 
-export type Outcome<T> = { ok: true; value: T } | { ok: false; code: string; reason?: string; outcome: string };
+export type Outcome<T> = { ok: true; value: T } | { ok: false; code: string; reason?: string; outcome: string; message?: string };
 
 export interface Replica {
   index: number;
@@ -95,10 +95,10 @@ export function clientsFor(addresses: string[], adminToken: string, deadlineMs: 
   });
 }
 
-export function outcomeOf(error: unknown): { code: string; reason?: string; outcome: string } {
+export function outcomeOf(error: unknown): { code: string; reason?: string; outcome: string; message?: string } {
   if (error instanceof TesseraClientError) {
     const code = error.status;
-    return { code, reason: error.reason, outcome: error.reason ? `${code}/${error.reason}` : code };
+    return { code, reason: error.reason, outcome: error.reason ? `${code}/${error.reason}` : code, message: error.message.slice(0, 200) };
   }
   const code = typeof (error as { code?: unknown })?.code === "number" ? (Status[(error as { code: number }).code] ?? "UNKNOWN") : "CLIENT_ERROR";
   return { code, outcome: `${code}: ${String((error as Error)?.message ?? error).slice(0, 120)}` };
@@ -316,7 +316,7 @@ export class Load {
       const replica = this.#replica();
       const r = await this.call("verify", replica, (x) => x.anon.verify.verifyToken({ token: access, audience: "" }));
       // A refusal is unexpected only if the session was live and untouched all along.
-      if (!r.ok && !TRANSIENT.has(r.code) && s.state === "live" && s.access === access) this.#unexpected("verify", replica, r.outcome, `live session ${s.id}`);
+      if (!r.ok && !TRANSIENT.has(r.code) && s.state === "live" && s.access === access) this.#unexpected("verify", replica, r.outcome, `live session ${s.id} (${r.message ?? ""}; refreshes ${s.refreshes}, unknown refresh ${s.unknownRefresh})`);
     }
   }
 

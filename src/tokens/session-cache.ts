@@ -26,6 +26,20 @@ export interface SessionState {
 }
 
 const TTL_MS = 30_000;
+/**
+ * A session read as missing is trusted for a second only. No honest token
+ * names a missing session for long (sessions are purged a day after they
+ * ended, their tokens expired long before), and a missing row is the one
+ * answer a read can get wrong for a moment (a database switching over): a
+ * live session must not be refused for half a minute because of it. The
+ * second still spares the database a read per call from a token whose
+ * session is gone.
+ */
+const MISSING_TTL_MS = 1_000;
+
+function fresh(entry: { state: unknown; loadedAt: number }, now: number): boolean {
+  return now - entry.loadedAt < (entry.state ? TTL_MS : MISSING_TTL_MS);
+}
 /** Default bound of the session cache (TESSERA_SESSION_CACHE). */
 export const SESSION_CACHE_DEFAULT = 20_000;
 
@@ -61,12 +75,12 @@ export class SessionCache {
   /** The cached state when fresh, without touching the database (the verify fast path). */
   peek(sessionId: string): SessionState | null | undefined {
     const entry = this.#entries.get(sessionId);
-    return entry && Date.now() - entry.loadedAt < TTL_MS && this.#trusted() ? entry.state : undefined;
+    return entry && fresh(entry, Date.now()) && this.#trusted() ? entry.state : undefined;
   }
 
   async get(em: EntityManager, sessionId: string): Promise<SessionState | null> {
     const entry = this.#entries.get(sessionId);
-    if (entry && Date.now() - entry.loadedAt < TTL_MS && this.#trusted()) return entry.state;
+    if (entry && fresh(entry, Date.now()) && this.#trusted()) return entry.state;
     let loading = this.#loading.get(sessionId);
     if (!loading) {
       loading = inSpan("tessera.session.load", { "tessera.session_id": sessionId }, () => this.#load(em, sessionId)).finally(() => this.#loading.delete(sessionId));
@@ -109,7 +123,7 @@ export class SessionCache {
     const now = Date.now();
     this.#entries.delete(sessionId);
     for (const [oldest, entry] of this.#entries) {
-      if (this.#entries.size < this.#max && now - entry.loadedAt < TTL_MS) break;
+      if (this.#entries.size < this.#max && fresh(entry, now)) break;
       this.#entries.delete(oldest);
     }
     if (this.#max > 0) this.#entries.set(sessionId, { state, loadedAt: now });
