@@ -21,6 +21,11 @@ export function withCallSignal<T>(signal: AbortSignal, fn: () => T): T {
   return callSignal.run(signal, fn);
 }
 
+/** The signal of the RPC whose handler is running (undefined outside any call). */
+export function currentCallSignal(): AbortSignal | undefined {
+  return callSignal.getStore();
+}
+
 type Queryable = { then?: unknown };
 
 /** node-pg's Client internals this file relies on (pg 8: lib/client.js). */

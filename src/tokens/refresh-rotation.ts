@@ -22,6 +22,7 @@ import { anyCovers, grantsFromSql, groupPatternsSql, intersectPatterns } from ".
 import type { RefreshOutcome } from "../observability/metrics.ts";
 import type { AccessTokenSigner, TokenSet, TokenSettings } from "./access-token-signer.ts";
 import { checkRequested } from "./password-login.ts";
+import { RotationBatcher } from "./refresh-batch.ts";
 import { hashRefreshToken, REFRESH_FORMAT } from "./session-store.ts";
 import { SessionEntity } from "./token.entity.ts";
 
@@ -113,6 +114,40 @@ const ROTATE_FAST = `
     left join tenants t on t.id = s.tenant_id
     left join users u on u.id = s.user_id`;
 
+/**
+ * ROTATE_FAST for several tokens at once (PostgreSQL; refresh-batch.ts): $1
+ * the presented tokens' hashes, $2 their successors' hashes, in the same
+ * order; one row per claimed token with its position (`ord`, from 1). Each
+ * token's row does exactly what ROTATE_FAST does for it alone (one live
+ * token per session, so no two rows of a batch slide the same session).
+ */
+const ROTATE_FAST_BATCH = `
+  with input as (
+    select * from unnest($1::text[], $2::text[]) with ordinality as i(hash, successor, ord)),
+  claimed as (
+    update refresh_tokens r set used_at = $3::timestamptz
+      from input i
+     where r.hash = i.hash and r.used_at is null and r.expires_at > $3::timestamptz
+       and exists (
+         select 1 from sessions s join tenants t on t.id = s.tenant_id join users u on u.id = s.user_id
+          where s.id = r.session_id and s.revoked_at is null and s.absolute_expires_at > $3::timestamptz and not t.disabled and not u.disabled)
+     returning r.session_id, i.successor, i.ord),
+  slid as (
+    update sessions s set refreshed_at = $3::timestamptz, expires_at = least($4::timestamptz, s.absolute_expires_at)
+      from claimed c
+     where s.id = c.session_id and s.revoked_at is null
+     returning s.id, s.expires_at, c.successor, c.ord),
+  successor as (
+    insert into refresh_tokens (hash, session_id, created_at, expires_at) select successor, id, $3::timestamptz, expires_at from slid returning 1)
+  select c.ord, sl.expires_at as refresh_expires_at,
+         s.id as session_id, s.elected, s.audience, s.upn_subject, s.tenant_id, t.name as tenant_name,
+         u.id as user_id, u.username, ${groupPatternsSql("u.id")} as grants
+    from claimed c
+    left join slid sl on sl.ord = c.ord
+    left join sessions s on s.id = sl.id
+    left join tenants t on t.id = s.tenant_id
+    left join users u on u.id = s.user_id`;
+
 /** Marks a successor handed out a second time (see TokenRow.shared). */
 const SHARE = `update refresh_tokens set shared = true where hash = $1`;
 
@@ -123,6 +158,7 @@ export class RefreshRotation {
   readonly #settings: RefreshSettings;
   readonly #successorKey: KeyObject;
   readonly #onOutcome: (outcome: RefreshOutcome) => void;
+  readonly #batcher = new RotationBatcher();
 
   /** `onOutcome` is told how each presentation ended (metrics count grace hits and reuse separately). */
   constructor(signer: AccessTokenSigner, settings: RefreshSettings, masterKey: Buffer, onOutcome: (outcome: RefreshOutcome) => void = () => undefined) {
@@ -190,12 +226,27 @@ export class RefreshRotation {
     return this.#issue(row, successor, refreshExpiresAt, intersectPatterns(row.grants, narrowed));
   }
 
-  /** ROTATE_FAST; undefined when it claimed nothing (the caller takes the two-statement path). */
+  /**
+   * ROTATE_FAST (on PostgreSQL batched with the refreshes arriving together:
+   * ROTATE_FAST_BATCH); undefined when it claimed nothing (the caller takes
+   * the two-statement path).
+   */
   async #rotateFast(em: EntityManager, presented: string, hash: string, now: Date): Promise<TokenSet | undefined> {
     const successor = this.#successor(presented);
-    const ttlEnd = new Date(now.getTime() + this.#settings.refreshTokenTtlSeconds * 1000);
-    const [r] = await query<Record<string, unknown>>(em, "tessera_refresh_rotate_fast", ROTATE_FAST, [now, hash, now, now, now, ttlEnd, hashRefreshToken(successor), now]);
-    if (!r || Number(r.claimed) !== 1) return undefined;
+    const pool = await nativePool(em);
+    let r: Record<string, unknown> | undefined;
+    if (pool) {
+      const ttlMs = this.#settings.refreshTokenTtlSeconds * 1000;
+      r = await this.#batcher.rotate(hash, hashRefreshToken(successor), async (hashes, successors) => {
+        const at = new Date();
+        return onPool(pool, "tessera_refresh_rotate_batch", ROTATE_FAST_BATCH, [hashes, successors, at, new Date(at.getTime() + ttlMs)]);
+      });
+      if (!r) return undefined;
+    } else {
+      const ttlEnd = new Date(now.getTime() + this.#settings.refreshTokenTtlSeconds * 1000);
+      [r] = await query<Record<string, unknown>>(em, "tessera_refresh_rotate_fast", ROTATE_FAST, [now, hash, now, now, now, ttlEnd, hashRefreshToken(successor), now]);
+      if (!r || Number(r.claimed) !== 1) return undefined;
+    }
     if (!r.session_id) fail("revoked");
     const json = <T>(value: unknown): T => (typeof value === "string" ? (JSON.parse(value) as T) : (value as T));
     const elected = json<string[]>(r.elected);
@@ -287,24 +338,31 @@ interface PgPool {
  * through MikroORM.
  */
 async function query<T>(em: EntityManager, name: string, text: string, values: unknown[]): Promise<T[]> {
+  const pool = await nativePool(em);
+  if (pool) return onPool<T>(pool, name, text, values);
+  return em.getConnection().execute<T[]>(text.replace(/\$\d+/g, "?"), values);
+}
+
+/** The driver's pool on PostgreSQL; null on the embedded database. */
+async function nativePool(em: EntityManager): Promise<PgPool | null> {
   const connection = em.getConnection() as unknown as { getNativeClient?: () => Promise<unknown> };
   // Asked each time (cheap): a reconnect builds a new pool.
   const native = connection.getNativeClient ? await connection.getNativeClient() : null;
-  const pool = native && typeof (native as PgPool).totalCount === "number" ? (native as PgPool) : null;
-  if (pool) {
-    const client = await pool.connect();
-    let result: { rows: unknown[] };
-    try {
-      result = await client.query({ name, text, values });
-    } catch (error) {
-      // As pool.query does: a connection whose statement failed (cancelled, cut) is not reused.
-      client.release(error as Error);
-      throw error;
-    }
-    client.release();
-    return result.rows as T[];
+  return native && typeof (native as PgPool).totalCount === "number" ? (native as PgPool) : null;
+}
+
+async function onPool<T>(pool: PgPool, name: string, text: string, values: unknown[]): Promise<T[]> {
+  const client = await pool.connect();
+  let result: { rows: unknown[] };
+  try {
+    result = await client.query({ name, text, values });
+  } catch (error) {
+    // As pool.query does: a connection whose statement failed (cancelled, cut) is not reused.
+    client.release(error as Error);
+    throw error;
   }
-  return em.getConnection().execute<T[]>(text.replace(/\$\d+/g, "?"), values);
+  client.release();
+  return result.rows as T[];
 }
 
 function checkOwner(row: TokenRow): void {

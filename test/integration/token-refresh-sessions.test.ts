@@ -47,6 +47,28 @@ describe("Refresh", () => {
     expect(results.filter((r) => r.status === "rejected")).toHaveLength(11);
   });
 
+  it("rotates the refreshes of many sessions that arrive together (one statement on PostgreSQL) each on its own chain; a spent token among them is still reuse", async () => {
+    const users: [string, string][] = [["chair", "chair-password"], ["member", "member-password"], ["other", "other-password"]];
+    const logins = await Promise.all(Array.from({ length: 18 }, (_, i) => server.login("club", ...users[i % 3]!)));
+    const thief = await server.login("club", "member", "member-password");
+    const stolen = thief.refreshToken;
+    const owner = await server.clients.refresh.refresh({ refreshToken: stolen });
+    const wave = await Promise.allSettled([...logins.map((l) => server.clients.refresh.refresh({ refreshToken: l.refreshToken })), server.clients.refresh.refresh({ refreshToken: stolen })]);
+    await expectFailure(Promise.reject((wave.at(-1) as PromiseRejectedResult).reason), { code: Status.UNAUTHENTICATED, reason: "REFRESH_TOKEN_INVALID" });
+    await expectFailure(server.clients.verify.verifyToken({ token: owner.accessToken }), { code: Status.UNAUTHENTICATED, reason: "SESSION_REVOKED" });
+    const rotated = wave.slice(0, -1).map((r, i) => {
+      expect(r.status, `refresh ${i}`).toBe("fulfilled");
+      const next = (r as PromiseFulfilledResult<Awaited<ReturnType<typeof server.clients.refresh.refresh>>>).value;
+      expect(next.sessionId).toBe(logins[i]!.sessionId);
+      expect(decodePart(next.accessToken, 1)).toMatchObject({ sid: logins[i]!.sessionId, sub: decodePart(logins[i]!.accessToken, 1).sub });
+      return next;
+    });
+    // Each chain goes on from its own successor, again all at once; the spent tokens are dead.
+    const again = await Promise.all(rotated.map((n) => server.clients.refresh.refresh({ refreshToken: n.refreshToken })));
+    expect(again.map((n) => n.sessionId)).toEqual(logins.map((l) => l.sessionId));
+    await expectFailure(server.clients.refresh.refresh({ refreshToken: logins[0]!.refreshToken }), { code: Status.UNAUTHENTICATED, reason: "REFRESH_TOKEN_INVALID" });
+  });
+
   it("recomputes permissions from current grants and never goes above the session's elected set", async () => {
     const login = await server.login("club", "chair", "chair-password", ["identity.users.list", "identity.groups.list"]);
     const refreshed = await server.clients.refresh.refresh({ refreshToken: login.refreshToken });

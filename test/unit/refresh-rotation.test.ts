@@ -126,6 +126,37 @@ describe("RefreshRotation.refresh: rotation", () => {
     for (const session of [mine, myOther, theirs, strangers]) await expectLive(session.sessionId);
   });
 
+  it("rotates refreshes that arrive together (one statement on PostgreSQL) each on its own session, refusing only the one it must", async () => {
+    const flows = await tokenFlows(db);
+    const logins: (Awaited<ReturnType<typeof flows.login>> & { elected: string[] })[] = [];
+    for (let i = 0; i < 6; i++) {
+      const account = await createAccount(db, GRANTS);
+      const one = [i % 2 ? "game.stats.read" : "game.profile.read"];
+      const both = ["game.profile.read", "game.stats.read"];
+      logins.push({ ...(await flows.login(account, one)), elected: one });
+      logins.push({ ...(await flows.login(await addUser(db, account), both)), elected: both });
+    }
+    const disabled = await createAccount(db, GRANTS);
+    const refused = await flows.login(disabled, ["game.profile.read"]);
+    await disableUser(db, disabled);
+    const presented = [...logins, refused].map((l) => refresh(flows, l.refreshToken));
+    const results = await Promise.allSettled(presented);
+    expect(await grpcRefusal(presented.at(-1)!)).toMatchObject({ reason: "USER_DISABLED" });
+    expect((await refreshTokenRow(db, refused.refreshToken))?.usedAt).toBeNull();
+    for (const [i, login] of logins.entries()) {
+      const r = results[i]!;
+      expect(r.status).toBe("fulfilled");
+      const set = (r as PromiseFulfilledResult<Awaited<ReturnType<typeof refresh>>>).value;
+      expect(set.sessionId).toBe(login.sessionId);
+      expect(set.granted).toEqual(login.elected);
+      expect(decodePart(set.accessToken, 1)).toMatchObject({ sid: login.sessionId, sub: decodePart(login.accessToken, 1).sub });
+      expect((await refreshTokenRow(db, login.refreshToken))?.usedAt).toBeInstanceOf(Date);
+      // Exactly one live token per session: the one this refresh returned.
+      expect((await refresh(flows, set.refreshToken)).sessionId).toBe(login.sessionId);
+      await expectLive(login.sessionId);
+    }
+  });
+
   it("caps the new refresh token's lifetime at the session's absolute expiry", async () => {
     const settings = { ...SETTINGS, refreshTokenTtlSeconds: 3600, refreshTokenAbsoluteTtlSeconds: 5000 };
     const flows = await tokenFlows(db, settings);
