@@ -127,18 +127,18 @@ const ROTATE_FAST_BATCH = `
   claimed as (
     update refresh_tokens r set used_at = $3::timestamptz
       from input i
-     where r.hash = i.hash and r.used_at is null and r.expires_at > $3::timestamptz
+     where r.hash = i.hash and r.used_at is null and r.expires_at > $4::timestamptz
        and exists (
          select 1 from sessions s join tenants t on t.id = s.tenant_id join users u on u.id = s.user_id
-          where s.id = r.session_id and s.revoked_at is null and s.absolute_expires_at > $3::timestamptz and not t.disabled and not u.disabled)
+          where s.id = r.session_id and s.revoked_at is null and s.absolute_expires_at > $5::timestamptz and not t.disabled and not u.disabled)
      returning r.session_id, i.successor, i.ord),
   slid as (
-    update sessions s set refreshed_at = $3::timestamptz, expires_at = least($4::timestamptz, s.absolute_expires_at)
+    update sessions s set refreshed_at = $6::timestamptz, expires_at = least($7::timestamptz, s.absolute_expires_at)
       from claimed c
      where s.id = c.session_id and s.revoked_at is null
      returning s.id, s.expires_at, c.successor, c.ord),
   successor as (
-    insert into refresh_tokens (hash, session_id, created_at, expires_at) select successor, id, $3::timestamptz, expires_at from slid returning 1)
+    insert into refresh_tokens (hash, session_id, created_at, expires_at) select successor, id, $8::timestamptz, expires_at from slid returning 1)
   select c.ord, sl.expires_at as refresh_expires_at,
          s.id as session_id, s.elected, s.audience, s.upn_subject, s.tenant_id, t.name as tenant_name,
          u.id as user_id, u.username, ${groupPatternsSql("u.id")} as grants
@@ -147,6 +147,8 @@ const ROTATE_FAST_BATCH = `
     left join sessions s on s.id = sl.id
     left join tenants t on t.id = s.tenant_id
     left join users u on u.id = s.user_id`;
+
+const HEX_DIGEST = /^[0-9a-f]{64}$/;
 
 /** Marks a successor handed out a second time (see TokenRow.shared). */
 const SHARE = `update refresh_tokens set shared = true where hash = $1`;
@@ -233,20 +235,17 @@ export class RefreshRotation {
    */
   async #rotateFast(em: EntityManager, presented: string, hash: string, now: Date): Promise<TokenSet | undefined> {
     const successor = this.#successor(presented);
-    const pool = await nativePool(em);
-    let r: Record<string, unknown> | undefined;
-    if (pool) {
-      const ttlMs = this.#settings.refreshTokenTtlSeconds * 1000;
-      r = await this.#batcher.rotate(hash, hashRefreshToken(successor), async (hashes, successors) => {
-        const at = new Date();
-        return onPool(pool, "tessera_refresh_rotate_batch", ROTATE_FAST_BATCH, [hashes, successors, at, new Date(at.getTime() + ttlMs)]);
-      });
-      if (!r) return undefined;
-    } else {
-      const ttlEnd = new Date(now.getTime() + this.#settings.refreshTokenTtlSeconds * 1000);
-      [r] = await query<Record<string, unknown>>(em, "tessera_refresh_rotate_fast", ROTATE_FAST, [now, hash, now, now, now, ttlEnd, hashRefreshToken(successor), now]);
-      if (!r || Number(r.claimed) !== 1) return undefined;
-    }
+    const ttlMs = this.#settings.refreshTokenTtlSeconds * 1000;
+    const r = await this.#batcher.rotate(hash, hashRefreshToken(successor), (hashes, successors) => {
+      const at = new Date();
+      // The hashes as array literals (hex digests: nothing to quote), which both drivers pass as text.
+      const list = (values: string[]) => {
+        if (!values.every((v) => HEX_DIGEST.test(v))) throw new Error("refresh batch: not a SHA-256 hex digest");
+        return `{${values.join(",")}}`;
+      };
+      return query(em, "tessera_refresh_rotate_batch", ROTATE_FAST_BATCH, [list(hashes), list(successors), at, at, at, at, new Date(at.getTime() + ttlMs), at]);
+    });
+    if (!r) return undefined;
     if (!r.session_id) fail("revoked");
     const json = <T>(value: unknown): T => (typeof value === "string" ? (JSON.parse(value) as T) : (value as T));
     const elected = json<string[]>(r.elected);
