@@ -10,7 +10,7 @@
 import type { EntityManager } from "@mikro-orm/core";
 import { TesseraError, unauthenticated, Violations } from "../errors.ts";
 import { UUID } from "../shared/validation.ts";
-import { parseJws, signatureValid, type ParsedJws, type VerifyKey } from "./jws.ts";
+import { parseJws, signatureValidOffloaded, type ParsedJws, type VerifyKey } from "./jws.ts";
 import type { RegistryResolvers } from "./resolvers.ts";
 import type { LocalCapability, RegistryService } from "./registry.service.ts";
 import { CAPABILITY_NAME, checkCapabilityName, checkRegionId, REGION_ID } from "./registry.service.ts";
@@ -119,7 +119,7 @@ export class AssertionVerifier {
 
   async #verifySelf(em: EntityManager, parsed: ParsedJws, meta: RegionMeta) {
     const found = await this.#deps.registry.selfLookup(em, meta.id, meta.capability);
-    const capability = checkCapability(found?.capability ?? null, parsed);
+    const capability = await checkCapability(found?.capability ?? null, parsed);
     return {
       kind: capability.userId ? ("user" as const) : ("service" as const),
       subject: capability.userId ?? capability.regionId,
@@ -134,13 +134,13 @@ export class AssertionVerifier {
 
   async #verifyTrusted(em: EntityManager, parsed: ParsedJws, meta: RegionMeta, registry: TrustedRegistry) {
     let { resolved } = await this.#deps.resolvers.lookup(registry, meta.id, meta.capability);
-    let signed = !!resolved && keyMatches(parsed, resolved.key);
+    let signed = !!resolved && (await keyMatches(parsed, resolved.key));
     // Not there, or another key than the one cached (a rotation): ask the registry again, once per cooldown.
     if (!signed) {
       const again = await this.#deps.resolvers.lookup(registry, meta.id, meta.capability, true);
       if (again.refetched) {
         resolved = again.resolved;
-        signed = !!resolved && keyMatches(parsed, resolved.key);
+        signed = !!resolved && (await keyMatches(parsed, resolved.key));
       }
     }
     if (!resolved) throw unauthenticated("INVALID_CREDENTIALS", "no such capability in the registry");
@@ -196,16 +196,17 @@ function readClaims(parsed: ParsedJws): { regionmeta: RegionMeta; iat: number; e
   return { regionmeta: meta as unknown as RegionMeta, iat: c.iat as number, exp: c.exp as number, jti: c.jti, aud };
 }
 
-function keyMatches(parsed: ParsedJws, key: VerifyKey): boolean {
+// Signatures are checked on libuv's thread pool: the event loop serves other calls meanwhile.
+async function keyMatches(parsed: ParsedJws, key: VerifyKey): Promise<boolean> {
   const kid = parsed.header.kid;
   if (kid !== undefined && kid !== key.kid) return false;
-  return signatureValid(parsed, key);
+  return signatureValidOffloaded(parsed, key);
 }
 
-function checkCapability(found: LocalCapability | null, parsed: ParsedJws): LocalCapability {
+async function checkCapability(found: LocalCapability | null, parsed: ParsedJws): Promise<LocalCapability> {
   if (!found) throw unauthenticated("INVALID_CREDENTIALS", "no such capability in this registry");
   // The signature first: nothing about the capability is told to someone who cannot sign for it.
-  if (!signatureValid(parsed, found.key)) throw invalid("assertion signature is invalid");
+  if (!(await signatureValidOffloaded(parsed, found.key))) throw invalid("assertion signature is invalid");
   if (!found.active) throw unauthenticated("SESSION_REVOKED", "the capability is revoked or its region inactive");
   if (found.expiresAt.getTime() <= Date.now()) throw unauthenticated("TOKEN_EXPIRED", "the capability has expired");
   return found;

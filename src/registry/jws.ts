@@ -4,7 +4,7 @@
 import { parseJws as parse, type ParsedJws } from "@tessera/client";
 import { unauthenticated } from "../errors.ts";
 
-export { readPublicKey, signatureValid, signJws, type ParsedJws, type SignatureAlgorithm, type VerifyKey } from "@tessera/client";
+export { readPublicKey, signatureValid, signatureValidOffloaded, signJws, type ParsedJws, type SignatureAlgorithm, type VerifyKey } from "@tessera/client";
 
 const tokenInvalid = (message: string) => unauthenticated("TOKEN_INVALID", message);
 

@@ -1,9 +1,9 @@
 // Mints access tokens (RFC 9068 claims, signed by the current key) for every
-// flow that issues them: password login and refresh rotation today, token
-// exchange later.
-import { randomBytes } from "node:crypto";
+// flow that issues them: password and remote logins, refresh rotation, token
+// exchange.
+import { randomBytes, type KeyObject } from "node:crypto";
 import { invalidInput } from "../errors.ts";
-import { MAX_JWT_LENGTH, signJwt, type AccessClaims } from "./jwt.ts";
+import { MAX_JWT_LENGTH, signJwt, signJwtOffloaded, type AccessClaims } from "./jwt.ts";
 import type { KeyStore } from "./keys.ts";
 
 export interface TokenSettings {
@@ -45,6 +45,12 @@ export interface AccessTokenSubject {
   region?: { id: string; capability: string; registry: string; expiresAt: Date };
 }
 
+export interface SignedAccessToken {
+  accessToken: string;
+  expiresAt: Date;
+  tenant: string;
+}
+
 export class AccessTokenSigner {
   readonly #keys: KeyStore;
   readonly #settings: TokenSettings;
@@ -54,7 +60,19 @@ export class AccessTokenSigner {
     this.#settings = settings;
   }
 
-  sign(c: AccessTokenSubject): { accessToken: string; expiresAt: Date; tenant: string } {
+  /** Signs on the calling thread (tests, tools); the servers' issuing paths use signOffloaded. */
+  sign(c: AccessTokenSubject): SignedAccessToken {
+    const { kid, privateKey, claims } = this.#claims(c);
+    return this.#checked(signJwt(claims, kid, privateKey), claims, c);
+  }
+
+  /** Signs with the Ed25519 signature computed on libuv's thread pool: the event loop serves other calls meanwhile. */
+  async signOffloaded(c: AccessTokenSubject): Promise<SignedAccessToken> {
+    const { kid, privateKey, claims } = this.#claims(c);
+    return this.#checked(await signJwtOffloaded(claims, kid, privateKey), claims, c);
+  }
+
+  #claims(c: AccessTokenSubject): { kid: string; privateKey: KeyObject; claims: AccessClaims } {
     const { kid, privateKey } = this.#keys.signer();
     const iat = Math.floor(Date.now() / 1000);
     const exp = iat + Math.min(this.#settings.accessTokenTtlSeconds, c.ttlSeconds ?? Infinity);
@@ -75,11 +93,14 @@ export class AccessTokenSigner {
         ? { regionmeta: { id: c.region.id, capability: c.region.capability, registry: c.region.registry, expires: Math.floor(c.region.expiresAt.getTime() / 1000) } }
         : {}),
     };
-    const accessToken = signJwt(claims, kid, privateKey);
+    return { kid, privateKey, claims };
+  }
+
+  #checked(accessToken: string, claims: AccessClaims, c: AccessTokenSubject): SignedAccessToken {
     // Verifiers refuse larger tokens unparsed: never issue one that cannot be used.
     if (accessToken.length > MAX_JWT_LENGTH) {
       throw invalidInput([{ field: "requested_permissions", description: `the elected permissions make the access token longer than ${MAX_JWT_LENGTH} characters; elect fewer` }]);
     }
-    return { accessToken, expiresAt: new Date(exp * 1000), tenant: c.tenantName };
+    return { accessToken, expiresAt: new Date(claims.exp * 1000), tenant: c.tenantName };
   }
 }

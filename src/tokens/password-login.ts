@@ -73,7 +73,7 @@ export class PasswordLogin {
     const user = { id: candidate.id, username: candidate.username };
     const sessionId = crypto.randomUUID();
     // Signed first: a token that could not be issued leaves no session behind.
-    const access = this.#signer.sign({ sub: user.id, tid: found.tenantId, tenantName: found.tenantName, sid: sessionId, elected, audience, kind: "user", username: user.username });
+    const access = await this.#signer.signOffloaded({ sub: user.id, tid: found.tenantId, tenantName: found.tenantName, sid: sessionId, elected, audience, kind: "user", username: user.username });
     const session = await this.#sessions.start(em, { sessionId, tenantId: found.tenantId, user, passwordHash: candidate.passwordHash!, elected, audience, peer: input.peer });
     return {
       ...access,

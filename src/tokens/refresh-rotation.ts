@@ -292,9 +292,9 @@ export class RefreshRotation {
     fail("reused");
   }
 
-  #issue(row: Pick<TokenRow, "sessionId" | "tenantId" | "tenantName" | "userId" | "username" | "audience" | "upnSubject">, refreshToken: string, refreshExpiresAt: Date, elected: string[]): TokenSet {
+  async #issue(row: Pick<TokenRow, "sessionId" | "tenantId" | "tenantName" | "userId" | "username" | "audience" | "upnSubject">, refreshToken: string, refreshExpiresAt: Date, elected: string[]): Promise<TokenSet> {
     return {
-      ...this.#signer.sign({
+      ...(await this.#signer.signOffloaded({
         sub: row.userId!,
         tid: row.tenantId,
         tenantName: row.tenantName,
@@ -304,7 +304,7 @@ export class RefreshRotation {
         kind: "user",
         username: row.username,
         upnSubject: row.upnSubject ?? undefined,
-      }),
+      })),
       refreshToken,
       refreshExpiresAt,
       sessionId: row.sessionId,

@@ -209,7 +209,7 @@ export class RemoteLogin {
     const elected = electPermissions(await grantedPatterns(em, user.id), input.requested);
     const audience = input.audience || this.#defaultAudience;
     const sessionId = crypto.randomUUID();
-    const access = this.#signer.sign({ sub: user.id, tid: tenant.id, tenantName: tenant.name, sid: sessionId, elected, audience, kind: "user", username: user.username, upnSubject });
+    const access = await this.#signer.signOffloaded({ sub: user.id, tid: tenant.id, tenantName: tenant.name, sid: sessionId, elected, audience, kind: "user", username: user.username, upnSubject });
     const session = await this.#sessions.start(em, {
       sessionId,
       tenantId: tenant.id,

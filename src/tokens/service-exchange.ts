@@ -89,7 +89,7 @@ export class ServiceExchange {
       });
       await em.flush();
     }
-    const signed = this.#signer.sign({
+    const signed = await this.#signer.signOffloaded({
       sub: asserted.subject,
       tid: asserted.tenantId,
       tenantName: asserted.tenantName,

@@ -6,7 +6,7 @@ import type { EntityManager } from "@mikro-orm/core";
 import { unauthenticated } from "../errors.ts";
 import { intersectPatterns } from "../permissions/index.ts";
 import { UUID } from "../shared/validation.ts";
-import { checkAudienceAndExpiry, parseAccessToken, verifyAccessToken, type AccessClaims } from "./jwt.ts";
+import { checkAudienceAndExpiry, parseAccessToken, verifyAccessTokenOffloaded, type AccessClaims } from "./jwt.ts";
 import type { KeyStore } from "./keys.ts";
 import type { Principal } from "./principal.ts";
 import type { SessionCache, SessionState } from "./session-cache.ts";
@@ -65,9 +65,13 @@ export class TokenVerification {
     let entry = this.#verified.get(token);
     if (!entry) {
       const parsed = parseAccessToken(token);
-      const key = this.#keys.cachedPublicKey(parsed.kid) ?? (await this.#keys.publicKey(em, parsed.kid));
+      const cached = this.#keys.cachedPublicKey(parsed.kid);
+      const key = cached ?? (await this.#keys.publicKey(em, parsed.kid));
       if (!key) throw unauthenticated("TOKEN_INVALID", "token signing key is unknown");
-      const claims = verifyAccessToken(parsed, key, expected);
+      // On the thread pool: the event loop serves other calls meanwhile.
+      const claims = await verifyAccessTokenOffloaded(parsed, key, expected);
+      // The key may have been retired while its signature was being checked.
+      if (cached && !this.#keys.cachedPublicKey(parsed.kid)) throw unauthenticated("TOKEN_INVALID", "token signing key is retired");
       entry = { claims, kid: parsed.kid };
       this.#remember(token, entry, nowSeconds);
     } else {

@@ -44,6 +44,7 @@ export {
   parseJws,
   readPublicKey,
   signatureValid,
+  signatureValidOffloaded,
   signJws,
   type ParsedJws,
   type SignatureAlgorithm,

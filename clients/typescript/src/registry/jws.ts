@@ -112,6 +112,19 @@ export function signatureValid(parsed: ParsedJws, key: Pick<VerifyKey, "key" | "
     : cryptoVerify(HASH[key.alg], data, { key: key.key, dsaEncoding: "ieee-p1363" }, signature);
 }
 
+/** signatureValid with the signature checked on libuv's thread pool (the event loop goes on meanwhile). */
+export function signatureValidOffloaded(parsed: ParsedJws, key: Pick<VerifyKey, "key" | "alg">): Promise<boolean> {
+  if (parsed.header.alg !== key.alg) return Promise.resolve(false);
+  const signature = Buffer.from(parsed.signature, "base64url");
+  if (signature.length !== SIGNATURE_BYTES[key.alg] || signature.toString("base64url") !== parsed.signature) return Promise.resolve(false);
+  const data = Buffer.from(parsed.input);
+  return new Promise((resolve, reject) => {
+    const done = (error: Error | null, ok: boolean) => (error ? reject(error) : resolve(ok));
+    if (key.alg === "EdDSA") cryptoVerify(null, data, key.key, signature, done);
+    else cryptoVerify(HASH[key.alg], data, { key: key.key, dsaEncoding: "ieee-p1363" }, signature, done);
+  });
+}
+
 const b64 = (value: object) => Buffer.from(JSON.stringify(value)).toString("base64url");
 
 /** Signs claims as a compact JWS with an Ed25519 or EC private key. */
