@@ -201,6 +201,24 @@ describe("GET /metrics from elsewhere", () => {
 
 const databaseUrl = process.env.TEST_DATABASE_URL;
 
+/** The server's statements waiting for a lock, after giving them up to 5 s to go. */
+async function serverStatementsWaitingForLocks(locker: pg.Client): Promise<number> {
+  const waiting = async () =>
+    Number(
+      (
+        await locker.query(
+          "select count(*)::int as n from pg_stat_activity where application_name = 'tessera' and wait_event_type = 'Lock' and datname = current_database()",
+        )
+      ).rows[0].n,
+    );
+  let n = await waiting();
+  for (let i = 0; i < 100 && n > 0; i++) {
+    await sleep(50);
+    n = await waiting();
+  }
+  return n;
+}
+
 describe.skipIf(!databaseUrl)("a call's deadline bounds its database work (PostgreSQL)", () => {
   it("a write stuck behind a lock is cancelled at the deadline, leaves nothing behind and holds no connection", async () => {
     const admin = server.as(server.adminToken);
@@ -219,20 +237,7 @@ describe.skipIf(!databaseUrl)("a call's deadline bounds its database work (Postg
       expect(error?.code).toBe(Status.DEADLINE_EXCEEDED);
       expect(Date.now() - started).toBeLessThan(5_000);
       // The server's statement is gone soon after the deadline (not at the 30 s statement timeout).
-      const waiting = async () =>
-        Number(
-          (
-            await locker.query(
-              "select count(*)::int as n from pg_stat_activity where application_name = 'tessera' and wait_event_type = 'Lock' and datname = current_database()",
-            )
-          ).rows[0].n,
-        );
-      let n = await waiting();
-      for (let i = 0; i < 100 && n > 0; i++) {
-        await sleep(50);
-        n = await waiting();
-      }
-      expect(n).toBe(0);
+      expect(await serverStatementsWaitingForLocks(locker)).toBe(0);
     } finally {
       await locker.query("rollback").catch(() => undefined);
       await locker.end();
@@ -266,20 +271,7 @@ describe.skipIf(!databaseUrl)("a refresh's deadline bounds its statement (Postgr
       expect(Date.now() - started).toBeLessThan(5_000);
       // The refresh's statement is cancelled soon after the deadline (not left waiting for the lock
       // until the 30 s statement timeout, as pool.query's statements were).
-      const waiting = async () =>
-        Number(
-          (
-            await locker.query(
-              "select count(*)::int as n from pg_stat_activity where application_name = 'tessera' and wait_event_type = 'Lock' and datname = current_database()",
-            )
-          ).rows[0].n,
-        );
-      let n = await waiting();
-      for (let i = 0; i < 100 && n > 0; i++) {
-        await sleep(50);
-        n = await waiting();
-      }
-      expect(n).toBe(0);
+      expect(await serverStatementsWaitingForLocks(locker)).toBe(0);
     } finally {
       await locker.query("rollback").catch(() => undefined);
     }
