@@ -65,13 +65,13 @@ export class TokenVerification {
     let entry = this.#verified.get(token);
     if (!entry) {
       const parsed = parseAccessToken(token);
-      const cached = this.#keys.cachedPublicKey(parsed.kid);
-      const key = cached ?? (await this.#keys.publicKey(em, parsed.kid));
+      const key = this.#keys.cachedPublicKey(parsed.kid) ?? (await this.#keys.publicKey(em, parsed.kid));
       if (!key) throw unauthenticated("TOKEN_INVALID", "token signing key is unknown");
       // On the thread pool: the event loop serves other calls meanwhile.
       const claims = await verifyAccessTokenOffloaded(parsed, key, expected);
-      // The key may have been retired while its signature was being checked.
-      if (cached && !this.#keys.cachedPublicKey(parsed.kid)) throw unauthenticated("TOKEN_INVALID", "token signing key is retired");
+      // The key may have been retired, and the token may have expired, while its signature was being checked.
+      if (!this.#keys.cachedPublicKey(parsed.kid)) throw unauthenticated("TOKEN_INVALID", "token signing key is retired");
+      checkAudienceAndExpiry(claims, { ...expected, nowSeconds: Math.floor(Date.now() / 1000) });
       entry = { claims, kid: parsed.kid };
       this.#remember(token, entry, nowSeconds);
     } else {

@@ -62,6 +62,17 @@ export interface HasherLimits {
  * would make every login wait (one anonymous client used to push an
  * administrator's login from 27 ms to ~480 ms).
  */
+/**
+ * The cores, but two threads of libuv's pool (UV_THREADPOOL_SIZE, 4 by
+ * default) always left free: argon2 runs on that pool, and so do the
+ * signatures of access tokens and their verification. A flood of logins
+ * must not make every refresh and VerifyToken wait behind it.
+ */
+export function defaultHashConcurrency(): number {
+  const pool = Number(process.env.UV_THREADPOOL_SIZE) || 4;
+  return Math.max(1, Math.min(availableParallelism(), pool - 2));
+}
+
 export class PasswordHasher {
   readonly concurrency: number;
   readonly queueLimit: number;
@@ -72,7 +83,7 @@ export class PasswordHasher {
   #dummy?: Promise<string>;
 
   constructor(limits: HasherLimits = {}) {
-    this.concurrency = limits.concurrency || availableParallelism();
+    this.concurrency = limits.concurrency || defaultHashConcurrency();
     this.queueLimit = limits.queue ?? 64;
   }
 

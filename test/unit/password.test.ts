@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { Violations } from "../../src/errors.ts";
-import { ARGON2_PARAMS, hashPassword, PasswordHasher, PasswordPolicy, verifyPassword } from "../../src/users/password.ts";
+import { availableParallelism } from "node:os";
+import { ARGON2_PARAMS, defaultHashConcurrency, hashPassword, PasswordHasher, PasswordPolicy, verifyPassword } from "../../src/users/password.ts";
 import { TesseraError } from "../../src/errors.ts";
 
 describe("password hashing", () => {
@@ -55,6 +56,22 @@ describe("password policy (NIST SP 800-63B-4)", () => {
 });
 
 describe("bounded password hashing", () => {
+  it("leaves two threads of libuv's pool free by default (tokens are signed and verified there too)", () => {
+    const before = process.env.UV_THREADPOOL_SIZE;
+    try {
+      delete process.env.UV_THREADPOOL_SIZE;
+      expect(defaultHashConcurrency()).toBe(Math.max(1, Math.min(availableParallelism(), 2)));
+      process.env.UV_THREADPOOL_SIZE = "8";
+      expect(defaultHashConcurrency()).toBe(Math.min(availableParallelism(), 6));
+      process.env.UV_THREADPOOL_SIZE = "2";
+      expect(defaultHashConcurrency()).toBe(1);
+      expect(new PasswordHasher().concurrency).toBe(1);
+    } finally {
+      if (before === undefined) delete process.env.UV_THREADPOOL_SIZE;
+      else process.env.UV_THREADPOOL_SIZE = before;
+    }
+  });
+
   it("runs at most `concurrency` hashes at once and refuses beyond the queue with SERVER_BUSY and a retry delay", async () => {
     const hasher = new PasswordHasher({ concurrency: 1, queue: 2 });
     const hash = await hashPassword("a long enough password");

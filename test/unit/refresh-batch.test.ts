@@ -61,17 +61,21 @@ describe("RotationBatcher", () => {
     expect(await Promise.all(waiting)).toHaveLength(3);
   });
 
-  it("sends a token presented twice in one batch once; the other presentation gets no row (it takes the grace path after)", async () => {
+  it("never puts a token twice in one statement, nor in two at once: a second presentation waits for the next statement", async () => {
     const batcher = new RotationBatcher();
     const { run, calls } = recorder();
     const results = [batcher.rotate("a", "na", run), batcher.rotate("a", "na", run), batcher.rotate("b", "nb", run)];
     await tick();
-    expect(calls[0]!.hashes).toEqual(["a", "b"]);
+    // "a" again is held back even though a second statement could start: the first holds its row.
+    expect(calls.map((c) => c.hashes)).toEqual([["a", "b"]]);
     calls[0]!.answer(claimed(1, 2));
-    const [one, two, three] = await Promise.all(results);
-    expect(one).toMatchObject({ session_id: "s1" });
-    expect(two).toBeUndefined();
-    expect(three).toMatchObject({ session_id: "s2" });
+    expect(await results[0]).toMatchObject({ session_id: "s1" });
+    expect(await results[2]).toMatchObject({ session_id: "s2" });
+    await tick();
+    await tick();
+    expect(calls.map((c) => c.hashes)).toEqual([["a", "b"], ["a"]]);
+    calls[1]!.answer([]); // spent by the first: no row, the caller takes the grace path
+    expect(await results[1]).toBeUndefined();
   });
 
   it("answers a call that ends at once, and cancels the statement only when every call it serves has ended", async () => {
@@ -110,7 +114,50 @@ describe("RotationBatcher", () => {
     expect(await rb).toMatchObject({ session_id: "s2" });
   });
 
-  it("a lost database fails every call of the batch; any other failure runs each token alone", async () => {
+  it("a call that ends while it waits is answered at once and left out of the next statement", async () => {
+    const batcher = new RotationBatcher();
+    const { run, calls } = recorder();
+    const first = [batcher.rotate("a", "na", run)];
+    await tick();
+    first.push(batcher.rotate("b", "nb", run));
+    await tick(); // the second statement: both slots taken
+    const gone = new AbortController();
+    const waiting = withCallSignal(gone.signal, () => batcher.rotate("c", "nc", run));
+    const staying = batcher.rotate("d", "nd", run);
+    await tick();
+    gone.abort(new Error("deadline of c"));
+    await expect(waiting).rejects.toThrow("deadline of c");
+    calls[0]!.answer(claimed(1));
+    await tick();
+    await tick();
+    expect(calls.map((c) => c.hashes)).toEqual([["a"], ["b"], ["d"]]);
+    calls[1]!.answer(claimed(1));
+    calls[2]!.answer(claimed(1));
+    await Promise.all([...first, staying]);
+  });
+
+  it("refuses a refresh at once (SERVER_BUSY) when too many wait for a database that does not answer", async () => {
+    const batcher = new RotationBatcher();
+    const { run, calls } = recorder();
+    const held = [batcher.rotate("x", "nx", run)];
+    await tick();
+    held.push(batcher.rotate("y", "ny", run));
+    await tick();
+    const waiting = Array.from({ length: 1024 }, (_, i) => batcher.rotate(`w${i}`, `nw${i}`, run));
+    await expect(batcher.rotate("one-more", "n", run)).rejects.toMatchObject({ kind: "RESOURCE_EXHAUSTED", reason: "SERVER_BUSY" });
+    // Once the database answers, the waiting ones go, 64 to a statement.
+    calls[0]!.answer([]);
+    calls[1]!.answer([]);
+    for (let i = 0; i < 40 && calls.length < 18; i++) {
+      await tick();
+      for (const c of calls.slice(2)) c.answer([]);
+    }
+    expect(calls.slice(2).map((c) => c.hashes.length)).toEqual(Array(16).fill(64));
+    expect(await Promise.all(waiting)).toEqual(Array(1024).fill(undefined));
+    await Promise.all(held);
+  });
+
+  it("a lost database (or a timeout) fails every call of the batch; one row's bad data runs each token alone, one after the other", async () => {
     const batcher = new RotationBatcher();
     const { run, calls } = recorder();
     const lost = [batcher.rotate("a", "na", run), batcher.rotate("b", "nb", run)];
@@ -118,13 +165,21 @@ describe("RotationBatcher", () => {
     calls[0]!.fail(Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:5432"), { code: "ECONNREFUSED" }));
     for (const r of lost) await expect(r).rejects.toThrow("ECONNREFUSED");
 
+    const timedOut = [batcher.rotate("e", "ne", run), batcher.rotate("f", "nf", run)];
+    await tick();
+    calls[1]!.fail(Object.assign(new Error("canceling statement due to statement timeout"), { code: "57014" }));
+    for (const r of timedOut) await expect(r).rejects.toThrow("statement timeout");
+    expect(calls).toHaveLength(2);
+
     const odd = [batcher.rotate("c", "nc", run), batcher.rotate("d", "nd", run)];
     await tick();
-    calls[1]!.fail(new Error("invalid input syntax"));
+    calls[2]!.fail(Object.assign(new Error("invalid input syntax"), { code: "22P02" }));
     await tick();
-    expect(calls.slice(2).map((c) => c.hashes)).toEqual([["c"], ["d"]]);
-    calls[2]!.answer(claimed(1));
-    calls[3]!.fail(new Error("invalid input syntax"));
+    expect(calls.slice(3).map((c) => c.hashes)).toEqual([["c"]]);
+    calls[3]!.answer(claimed(1));
+    await tick();
+    expect(calls.slice(3).map((c) => c.hashes)).toEqual([["c"], ["d"]]);
+    calls[4]!.fail(Object.assign(new Error("invalid input syntax"), { code: "22P02" }));
     await expect(odd[0]).resolves.toMatchObject({ session_id: "s1" });
     await expect(odd[1]).rejects.toThrow("invalid input syntax");
   });
