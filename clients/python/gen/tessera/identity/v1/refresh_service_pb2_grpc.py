@@ -47,7 +47,11 @@ class RefreshServiceServicer(object):
         Required permission: none (public; the refresh token is the credential).
         Error reasons: INVALID_INPUT, REFRESH_TOKEN_INVALID, SESSION_REVOKED,
         USER_DISABLED, TENANT_DISABLED, PERMISSION_NOT_GRANTED (narrowing asks
-        for a permission outside the session's set), TOKEN_EXPIRED.
+        for a permission outside the session's set), TOKEN_EXPIRED,
+        DATABASE_UNAVAILABLE (UNAVAILABLE: retry), SERVER_BUSY
+        (RESOURCE_EXHAUSTED: too many refreshes wait for the database; retry
+        after the RetryInfo delay). A retry of a refresh whose answer was lost
+        within the grace window gets the same successor.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

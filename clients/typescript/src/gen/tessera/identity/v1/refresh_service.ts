@@ -272,7 +272,11 @@ export const RefreshServiceDefinition = {
      * Required permission: none (public; the refresh token is the credential).
      * Error reasons: INVALID_INPUT, REFRESH_TOKEN_INVALID, SESSION_REVOKED,
      * USER_DISABLED, TENANT_DISABLED, PERMISSION_NOT_GRANTED (narrowing asks
-     * for a permission outside the session's set), TOKEN_EXPIRED.
+     * for a permission outside the session's set), TOKEN_EXPIRED,
+     * DATABASE_UNAVAILABLE (UNAVAILABLE: retry), SERVER_BUSY
+     * (RESOURCE_EXHAUSTED: too many refreshes wait for the database; retry
+     * after the RetryInfo delay). A retry of a refresh whose answer was lost
+     * within the grace window gets the same successor.
      */
     refresh: {
       name: "Refresh",
@@ -303,7 +307,11 @@ export interface RefreshServiceImplementation<CallContextExt = {}> {
    * Required permission: none (public; the refresh token is the credential).
    * Error reasons: INVALID_INPUT, REFRESH_TOKEN_INVALID, SESSION_REVOKED,
    * USER_DISABLED, TENANT_DISABLED, PERMISSION_NOT_GRANTED (narrowing asks
-   * for a permission outside the session's set), TOKEN_EXPIRED.
+   * for a permission outside the session's set), TOKEN_EXPIRED,
+   * DATABASE_UNAVAILABLE (UNAVAILABLE: retry), SERVER_BUSY
+   * (RESOURCE_EXHAUSTED: too many refreshes wait for the database; retry
+   * after the RetryInfo delay). A retry of a refresh whose answer was lost
+   * within the grace window gets the same successor.
    */
   refresh(request: RefreshRequest, context: CallContext & CallContextExt): Promise<DeepPartial<RefreshResponse>>;
 }
@@ -326,7 +334,11 @@ export interface RefreshServiceClient<CallOptionsExt = {}> {
    * Required permission: none (public; the refresh token is the credential).
    * Error reasons: INVALID_INPUT, REFRESH_TOKEN_INVALID, SESSION_REVOKED,
    * USER_DISABLED, TENANT_DISABLED, PERMISSION_NOT_GRANTED (narrowing asks
-   * for a permission outside the session's set), TOKEN_EXPIRED.
+   * for a permission outside the session's set), TOKEN_EXPIRED,
+   * DATABASE_UNAVAILABLE (UNAVAILABLE: retry), SERVER_BUSY
+   * (RESOURCE_EXHAUSTED: too many refreshes wait for the database; retry
+   * after the RetryInfo delay). A retry of a refresh whose answer was lost
+   * within the grace window gets the same successor.
    */
   refresh(request: DeepPartial<RefreshRequest>, options?: CallOptions & CallOptionsExt): Promise<RefreshResponse>;
 }
