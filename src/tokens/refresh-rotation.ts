@@ -81,45 +81,18 @@ const ROTATE = `
   select (select count(*) from claimed)::int as claimed, (select count(*) from successor)::int as stored`;
 
 /**
- * The common case in one statement (one round trip, one implicit
- * transaction): a refresh that narrows nothing, of a token that is unused and
- * unexpired, of a live session whose user and tenant are enabled. It claims
- * the token, slides the session and stores the successor, and returns what
- * the new access token needs. When it claims nothing (spent, expired,
- * revoked, disabled, unknown, or a concurrent presentation won), the
- * two-statement path below (READ_TOKEN, then ROTATE) finds out which and
- * answers as it always did. `claimed` = 1 without a session means the session
- * was revoked between the claim and the slide: the token is spent, nothing
- * is stored.
- */
-const ROTATE_FAST = `
-  with claimed as (
-    update refresh_tokens r set used_at = $1
-     where r.hash = $2 and r.used_at is null and r.expires_at > $3
-       and exists (
-         select 1 from sessions s join tenants t on t.id = s.tenant_id join users u on u.id = s.user_id
-          where s.id = r.session_id and s.revoked_at is null and s.absolute_expires_at > $4 and not t.disabled and not u.disabled)
-     returning r.session_id),
-  slid as (
-    update sessions s set refreshed_at = $5, expires_at = least($6::timestamptz, s.absolute_expires_at)
-     where s.id in (select session_id from claimed) and s.revoked_at is null returning s.id, s.expires_at),
-  successor as (
-    insert into refresh_tokens (hash, session_id, created_at, expires_at) select $7, id, $8, expires_at from slid returning 1)
-  select (select count(*) from claimed)::int as claimed, sl.expires_at as refresh_expires_at,
-         s.id as session_id, s.elected, s.audience, s.upn_subject, s.tenant_id, t.name as tenant_name,
-         u.id as user_id, u.username, ${groupPatternsSql("u.id")} as grants
-    from (select 1) as one
-    left join slid sl on true
-    left join sessions s on s.id = sl.id
-    left join tenants t on t.id = s.tenant_id
-    left join users u on u.id = s.user_id`;
-
-/**
- * ROTATE_FAST for several tokens at once (PostgreSQL; refresh-batch.ts): $1
- * the presented tokens' hashes, $2 their successors' hashes, in the same
- * order; one row per claimed token with its position (`ord`, from 1). Each
- * token's row does exactly what ROTATE_FAST does for it alone (one live
- * token per session, so no two rows of a batch slide the same session).
+ * The common case, for every token of a batch (refresh-batch.ts) in one
+ * statement: a refresh that narrows nothing, of a token that is unused and
+ * unexpired, of a live session whose user and tenant are enabled. Each row
+ * claims its token, slides the session and stores the successor, and returns
+ * what the new access token needs. $1 the presented tokens' hashes, $2 their
+ * successors' hashes, in the same order; one row per claimed token with its
+ * position (`ord`, from 1); one live token per session, so no two rows of a
+ * batch slide the same session. A token it claims nothing for (spent,
+ * expired, revoked, disabled, unknown, or a concurrent presentation won)
+ * takes the two-statement path below (READ_TOKEN, then ROTATE), which finds
+ * out which. A claimed row without a session means the session was revoked
+ * between the claim and the slide: the token is spent, nothing is stored.
  */
 const ROTATE_FAST_BATCH = `
   with input as (
@@ -229,9 +202,8 @@ export class RefreshRotation {
   }
 
   /**
-   * ROTATE_FAST (on PostgreSQL batched with the refreshes arriving together:
-   * ROTATE_FAST_BATCH); undefined when it claimed nothing (the caller takes
-   * the two-statement path).
+   * ROTATE_FAST_BATCH, with the refreshes arriving together; undefined when
+   * it claimed nothing (the caller takes the two-statement path).
    */
   async #rotateFast(em: EntityManager, presented: string, hash: string, now: Date): Promise<TokenSet | undefined> {
     const successor = this.#successor(presented);
