@@ -4,14 +4,14 @@
 // and one that is not public needs a valid token before its handler runs;
 // handlers then check the permission the declaration names (authorize.ts).
 import type { ServerMiddleware } from "nice-grpc";
-import type { EntityManager } from "@mikro-orm/core";
+import type { EntityManagerSource } from "../db/entity-manager-source.ts";
 import { permissionDenied, unauthenticated } from "../errors.ts";
 import { MAX_JWT_LENGTH, type Principal } from "../tokens/index.ts";
 import { allowsAnonymous, type DeclaredAccess } from "./access.ts";
-import type { TesseraContext } from "./context.ts";
+import { extendContext, type TesseraContext } from "./context.ts";
 
-/** Verifies an access token and returns its principal, or throws UNAUTHENTICATED. */
-export type Authenticator = (token: string, em: EntityManager) => Promise<Principal>;
+/** Verifies an access token and returns its principal, or throws UNAUTHENTICATED; `em` is read only when the caches cannot answer. */
+export type Authenticator = (token: string, em: EntityManagerSource) => Promise<Principal>;
 
 const BEARER = /^Bearer ([A-Za-z0-9._~+/-]+=*)$/;
 
@@ -33,8 +33,8 @@ export function authMiddleware(
     // token is refused with its reason, never downgraded to an anonymous call
     // (CreateTenant, for one, behaves differently for anonymous callers).
     const token = readBearer(context.metadata.get("authorization"));
-    const principal = token ? await authenticate(token, context.em) : undefined;
+    const principal = token ? await authenticate(token, () => context.em) : undefined;
     if (!principal && !allowsAnonymous(access)) throw unauthenticated("TOKEN_MISSING", "this call needs authorization: Bearer <access token>");
-    return yield* call.next(call.request, { ...context, principal, access });
+    return yield* call.next(call.request, extendContext(context, { principal, access }));
   };
 }

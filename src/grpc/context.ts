@@ -24,3 +24,12 @@ export interface TesseraContext {
 }
 
 export type TesseraCallContext = CallContext & TesseraContext;
+
+/**
+ * The context a middleware hands on: `base` with `extra` on top, linked by
+ * prototype rather than copied, so that the lazy properties of the layers
+ * before it (`em`, `log`) stay unevaluated until a handler reads them.
+ */
+export function extendContext<T extends object, E extends object>(base: T, extra: E): T & E {
+  return Object.assign(Object.create(base) as T, extra) as T & E;
+}

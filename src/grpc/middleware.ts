@@ -11,7 +11,7 @@ import type { Database } from "../db/orm.ts";
 import { RevocationRecorder } from "../events/index.ts";
 import { isDatabaseUnavailable } from "../db/errors.ts";
 import { databaseUnavailable, TesseraError, type ErrorKind } from "../errors.ts";
-import type { TesseraContext } from "./context.ts";
+import { extendContext, type TesseraContext } from "./context.ts";
 
 export const ERROR_DOMAIN = "tessera.identity.v1";
 
@@ -79,21 +79,24 @@ function isAbort(error: unknown, context: CallContext): boolean {
 
 /**
  * Gives each call its own EntityManager fork (never a global identity map),
- * carrying the call's RevocationRecorder. After a call that recorded
- * revocations (logout, refresh-token reuse, user disabled, tenant deleted,
- * grants changed...), on its success and its error path alike, waits until
- * this process has applied them, so the very next VerifyToken on this replica
- * already sees them.
+ * carrying the call's RevocationRecorder. The fork is made when the call first
+ * reads `context.em`: a VerifyToken answered from the caches, or a health
+ * check, never makes one. After a call that recorded revocations (logout,
+ * refresh-token reuse, user disabled, tenant deleted, grants changed...), on
+ * its success and its error path alike, waits until this process has applied
+ * them, so the very next VerifyToken on this replica already sees them.
  */
 export function ormContextMiddleware(orm: Database, feed: { poll(): Promise<boolean>; distrust(): void }): ServerMiddleware<Pick<TesseraContext, "em">, {}> {
   return async function* forkEntityManager(call, context) {
-    const { em, recorder } = RevocationRecorder.fork(orm.em);
+    let forked: ReturnType<typeof RevocationRecorder.fork> | undefined;
+    const next = extendContext(context, {});
+    Object.defineProperty(next, "em", { get: () => (forked ??= RevocationRecorder.fork(orm.em)).em, enumerable: true });
     try {
-      return yield* call.next(call.request, { ...context, em });
+      return yield* call.next(call.request, next as typeof next & Pick<TesseraContext, "em">);
     } finally {
       // The revocation may be committed while the log cannot be read back (the database was lost
       // right after the commit): then no cached session state may answer until it has been.
-      if (recorder.recorded && !(await feed.poll())) feed.distrust();
+      if (forked?.recorder.recorded && !(await feed.poll())) feed.distrust();
     }
   };
 }
@@ -120,19 +123,25 @@ export function loggingMiddleware(logger: Logger, trustedProxies: BlockList): Se
     const requestId = requestIdOf(context.metadata.get("x-request-id"));
     context.header.set("x-request-id", requestId);
     const traceId = activeTraceId();
-    const log = logger.child(traceId ? { rpc: call.method.path, reqId: requestId, traceId } : { rpc: call.method.path, reqId: requestId });
+    // The call's logger is made when first used: most successful calls log nothing at the default level.
+    let log: Logger | undefined;
+    const logOf = () => (log ??= logger.child(traceId ? { rpc: call.method.path, reqId: requestId, traceId } : { rpc: call.method.path, reqId: requestId }));
     const peer = clientAddress(context.peer, context.metadata.get("x-forwarded-for"), trustedProxies);
+    const next = extendContext(context, { peer, requestId });
+    Object.defineProperty(next, "log", { get: logOf, enumerable: true });
     let code = "OK";
     try {
-      return yield* call.next(call.request, { ...context, log, peer, requestId });
+      return yield* call.next(call.request, next as typeof next & Pick<TesseraContext, "log">);
     } catch (error) {
       code = error instanceof ServerError ? Status[error.code] : "UNKNOWN";
       throw error;
     } finally {
-      const ms = Number(process.hrtime.bigint() - start) / 1e6;
-      const entry = { code, ms: Math.round(ms * 100) / 100, peer };
-      if (code === "OK") log.debug(entry, "rpc");
-      else log.info(entry, "rpc failed");
+      if (code !== "OK" || logger.isLevelEnabled("debug")) {
+        const ms = Number(process.hrtime.bigint() - start) / 1e6;
+        const entry = { code, ms: Math.round(ms * 100) / 100, peer };
+        if (code === "OK") logOf().debug(entry, "rpc");
+        else logOf().info(entry, "rpc failed");
+      }
     }
   };
 }

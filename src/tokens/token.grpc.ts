@@ -1,5 +1,6 @@
 // IssueService, RefreshService and VerifyService over gRPC.
 import type { EntityManager } from "@mikro-orm/core";
+import { entityManagerOf, type EntityManagerSource } from "../db/entity-manager-source.ts";
 import type { ServiceImplementation } from "nice-grpc";
 import type { IssueServiceDefinition, IssueTokenRequest, Session as SessionMessage } from "@tessera/client";
 import type { RefreshServiceDefinition } from "@tessera/client";
@@ -182,8 +183,8 @@ export function refreshServiceImpl(tokens: Tokens, metrics?: TokenMetrics): Serv
  * whose jti it uses up: the one entry for VerifyToken, CheckPermission and
  * Gate-Keeper.
  */
-export function verifyAnyToken(tokens: Tokens, em: EntityManager, token: string, audience: string): Promise<Principal> {
-  if (tokens.exchange.enabled && looksLikeAssertion(token)) return tokens.exchange.principal(em, token, audience);
+export function verifyAnyToken(tokens: Tokens, em: EntityManagerSource, token: string, audience: string): Promise<Principal> {
+  if (tokens.exchange.enabled && looksLikeAssertion(token)) return tokens.exchange.principal(entityManagerOf(em), token, audience);
   return tokens.verification.verify(em, token, audience);
 }
 
@@ -204,7 +205,7 @@ export function verifyServiceImpl(
   return {
     async verifyToken(request, context) {
       if (!request.token) throw invalidInput([{ field: "token", description: "is required" }]);
-      return { principal: toPrincipalMessage(await verifyAnyToken(tokens, context.em, request.token, request.audience)) };
+      return { principal: toPrincipalMessage(await verifyAnyToken(tokens, () => context.em, request.token, request.audience)) };
     },
 
     async checkPermission(request, context) {
@@ -213,7 +214,7 @@ export function verifyServiceImpl(
         v.add("permission", "must be a codename {microservice}.{resource}.{action}");
       }
       v.throwIfAny();
-      const principal = request.token ? await verifyAnyToken(tokens, context.em, request.token, "") : requirePrincipal(context);
+      const principal = request.token ? await verifyAnyToken(tokens, () => context.em, request.token, "") : requirePrincipal(context);
       return { allowed: anyPatternMatches(principal.permissions, request.permission), principal: toPrincipalMessage(principal) };
     },
 

@@ -3,6 +3,7 @@
 // change: time, the audience asked for, the key's publication, and the
 // session's state (revoked, disabled, grants now), from the session cache.
 import type { EntityManager } from "@mikro-orm/core";
+import { entityManagerOf, type EntityManagerSource } from "../db/entity-manager-source.ts";
 import { unauthenticated } from "../errors.ts";
 import { intersectPatterns } from "../permissions/index.ts";
 import { UUID } from "../shared/validation.ts";
@@ -59,13 +60,13 @@ export class TokenVerification {
   }
 
   /** Verifies an access token and returns its principal with permissions granted now ∩ elected. */
-  async verify(em: EntityManager, token: string, audience = ""): Promise<Principal> {
+  async verify(em: EntityManagerSource, token: string, audience = ""): Promise<Principal> {
     const nowSeconds = Math.floor(Date.now() / 1000);
     const expected = { issuer: this.#settings.issuer, audience: audience || this.#settings.audience, nowSeconds };
     let entry = this.#verified.get(token);
     if (!entry) {
       const parsed = parseAccessToken(token);
-      const key = this.#keys.cachedPublicKey(parsed.kid) ?? (await this.#keys.publicKey(em, parsed.kid));
+      const key = this.#keys.cachedPublicKey(parsed.kid) ?? (await this.#keys.publicKey(entityManagerOf(em), parsed.kid));
       if (!key) throw unauthenticated("TOKEN_INVALID", "token signing key is unknown");
       // On the thread pool: the event loop serves other calls meanwhile.
       const claims = await verifyAccessTokenOffloaded(parsed, key, expected);
@@ -82,7 +83,7 @@ export class TokenVerification {
     }
     const sid = entry.claims.sid;
     let state = UUID.test(sid) ? this.#sessions.peek(sid) : null;
-    if (state === undefined) state = await this.#sessions.get(em, sid);
+    if (state === undefined) state = await this.#sessions.get(entityManagerOf(em), sid);
     // The principal is recomputed only when the session's state object changed (a revocation or grant change).
     if (entry.state !== state || !entry.principal) {
       entry.principal = principalFrom(entry.claims, token, checkSessionState(state, entry.claims));

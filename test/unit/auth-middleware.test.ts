@@ -6,6 +6,7 @@
 import type { EntityManager } from "@mikro-orm/core";
 import { Metadata } from "nice-grpc";
 import { describe, expect, it } from "vitest";
+import { entityManagerOf } from "../../src/db/entity-manager-source.ts";
 import { unauthenticated } from "../../src/errors.ts";
 import type { DeclaredAccess } from "../../src/grpc/access.ts";
 import { authMiddleware, readBearer, type Authenticator } from "../../src/grpc/auth.middleware.ts";
@@ -66,7 +67,7 @@ const PRINCIPAL: Principal = {
 function stubAuthenticator(answer: () => Promise<Principal> = async () => PRINCIPAL) {
   const calls: { token: string; em: EntityManager }[] = [];
   const authenticate: Authenticator = (token, em) => {
-    calls.push({ token, em });
+    calls.push({ token, em: entityManagerOf(em) });
     return answer();
   };
   return { authenticate, calls };
