@@ -7,6 +7,7 @@
 // revocations instead (BENCH_REVOCATIONS, default 200). soak runs for
 // BENCH_SOAK_SECONDS (default 180) instead, on BENCH_SOAK_DB (postgres, pglite
 // or both).
+import { execFileSync } from "node:child_process";
 import { cpus, loadavg } from "node:os";
 import { benchAssertionVerify, reportAssertionVerify } from "./assertion-verify.ts";
 import { benchClientVerifier, reportClientVerifier } from "./client-verifier.ts";
@@ -37,6 +38,9 @@ const benches: Record<string, (seconds?: number) => Promise<string>> = {
   "replica-fanout": async () => reportReplicaFanout(await benchReplicaFanout()),
   soak: async () => reportSoak(await benchSoak()),
 };
+
+// npm start runs the build (dist/) that `npm run build` makes: make it from the sources as they are now.
+execFileSync("npm", ["run", "--silent", "build"], { stdio: "inherit" });
 
 const chosen = process.argv.slice(2);
 for (const name of chosen) if (!benches[name]) throw new Error(`unknown benchmark ${name}; choose from ${Object.keys(benches).join(", ")}`);

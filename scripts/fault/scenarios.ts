@@ -1,5 +1,5 @@
 // The two database faults of issue 14, each on clusters of its own (see
-// pg-cluster.ts), against Tessera started as `npm start` starts it (a real
+// pg-cluster.ts), against Tessera started from the sources `npm start` builds (a real
 // process, test/support/process.ts):
 //
 //   failover: a primary with a synchronous streaming standby

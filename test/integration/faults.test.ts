@@ -1,4 +1,4 @@
-// Faults with real server processes (src/main.ts, as `npm start` runs it) on the real PostgreSQL:
+// Faults with real server processes (src/main.ts, the sources `npm start` builds and runs) on the real PostgreSQL:
 //  1. kill -9 of a replica in the middle of a burst of refreshes: every session the client holds
 //     still refreshes on the other replica (or was revoked on purpose), and the database has one
 //     live refresh token per session: each rotation happened entirely or not at all.

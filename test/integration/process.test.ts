@@ -1,4 +1,4 @@
-// Tessera as a process, the way `npm start` runs it.
+// Tessera as a process, from the sources that `npm start` builds and runs.
 import { once } from "node:events";
 import { createServer, type AddressInfo } from "node:net";
 import { cpSync, mkdtempSync, rmSync } from "node:fs";

@@ -1,4 +1,4 @@
-// Tessera as a separate process (node src/main.ts, as npm start runs it), for
+// Tessera as a separate process (node src/main.ts: the sources that npm start builds and runs), for
 // tests that need a second replica or the server's own memory figures.
 import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
