@@ -8,7 +8,7 @@ import type { EntityManagerSource } from "../db/entity-manager-source.ts";
 import { permissionDenied, unauthenticated } from "../errors.ts";
 import { MAX_JWT_LENGTH, type Principal } from "../tokens/index.ts";
 import { allowsAnonymous, type DeclaredAccess } from "./access.ts";
-import { extendContext, type TesseraContext } from "./context.ts";
+import { CallScope, type TesseraContext } from "./context.ts";
 
 /** Verifies an access token and returns its principal, or throws UNAUTHENTICATED; `em` is read only when the caches cannot answer. */
 export type Authenticator = (token: string, em: EntityManagerSource) => Promise<Principal>;
@@ -35,6 +35,9 @@ export function authMiddleware(
     const token = readBearer(context.metadata.get("authorization"));
     const principal = token ? await authenticate(token, () => context.em) : undefined;
     if (!principal && !allowsAnonymous(access)) throw unauthenticated("TOKEN_MISSING", "this call needs authorization: Bearer <access token>");
-    return yield* call.next(call.request, extendContext(context, { principal, access }));
+    const scope = CallScope.of(context);
+    scope.principal = principal;
+    scope.access = access;
+    return yield* call.next(call.request, scope);
   };
 }

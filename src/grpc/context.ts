@@ -26,10 +26,80 @@ export interface TesseraContext {
 export type TesseraCallContext = CallContext & TesseraContext;
 
 /**
- * The context a middleware hands on: `base` with `extra` on top, linked by
- * prototype rather than copied, so that the lazy properties of the layers
- * before it (`em`, `log`) stay unevaluated until a handler reads them.
+ * The context our middleware hands on: one object per call, made by the
+ * first of our layers that sees the call (`CallScope.of`), which the later
+ * layers fill in (peer, request id, principal, access). Its EntityManager
+ * fork and its logger are made when first read: a VerifyToken answered from
+ * the caches, or a health check, makes neither. They are getters of this
+ * class, shared by every call, so that no call pays for a prototype or an
+ * accessor of its own.
  */
-export function extendContext<T extends object, E extends object>(base: T, extra: E): T & E {
-  return Object.assign(Object.create(base) as T, extra) as T & E;
+export class CallScope implements TesseraCallContext {
+  readonly metadata: CallContext["metadata"];
+  readonly header: CallContext["header"];
+  readonly trailer: CallContext["trailer"];
+  readonly signal: AbortSignal;
+  peer: string;
+  requestId = "";
+  principal: Principal | undefined = undefined;
+  /** Set by the auth middleware before any handler runs. */
+  access!: DeclaredAccess;
+  readonly #base: CallContext;
+  #log: Logger | undefined = undefined;
+  #makeLog: (() => Logger) | undefined = undefined;
+  #em: EntityManager | undefined = undefined;
+  #makeEm: (() => EntityManager) | undefined = undefined;
+
+  private constructor(base: CallContext) {
+    this.#base = base;
+    this.metadata = base.metadata;
+    this.header = base.header;
+    this.trailer = base.trailer;
+    this.signal = base.signal;
+    this.peer = base.peer;
+    // A context that already carries what one of our layers adds (a layer run on its own, in a unit test) keeps it.
+    const given = base as Partial<TesseraContext>;
+    if (given.em !== undefined) this.#em = given.em;
+    if (given.log !== undefined) this.#log = given.log;
+    if (given.requestId !== undefined) this.requestId = given.requestId;
+    if (given.principal !== undefined) this.principal = given.principal;
+    if (given.access !== undefined) this.access = given.access;
+  }
+
+  /** The call's scope: `context` itself when a layer before made it, else a new one over it. */
+  static of(context: CallContext): CallScope {
+    return context instanceof CallScope ? context : new CallScope(context);
+  }
+
+  sendHeader(): void {
+    this.#base.sendHeader();
+  }
+
+  get log(): Logger {
+    if (this.#log === undefined) {
+      if (!this.#makeLog) throw new Error("the call has no logger: loggingMiddleware is not in the chain");
+      this.#log = this.#makeLog();
+    }
+    return this.#log;
+  }
+
+  /** Sets how the call's logger is made when first used. */
+  logWith(make: () => Logger): void {
+    this.#log = undefined;
+    this.#makeLog = make;
+  }
+
+  get em(): EntityManager {
+    if (this.#em === undefined) {
+      if (!this.#makeEm) throw new Error("the call has no EntityManager: ormContextMiddleware is not in the chain");
+      this.#em = this.#makeEm();
+    }
+    return this.#em;
+  }
+
+  /** Sets how the call's EntityManager is made when first read. */
+  emFrom(make: () => EntityManager): void {
+    this.#em = undefined;
+    this.#makeEm = make;
+  }
 }

@@ -11,7 +11,7 @@ import type { Database } from "../db/orm.ts";
 import { RevocationRecorder } from "../events/index.ts";
 import { isDatabaseUnavailable } from "../db/errors.ts";
 import { databaseUnavailable, TesseraError, type ErrorKind } from "../errors.ts";
-import { extendContext, type TesseraContext } from "./context.ts";
+import { CallScope, type TesseraContext } from "./context.ts";
 
 export const ERROR_DOMAIN = "tessera.identity.v1";
 
@@ -89,10 +89,10 @@ function isAbort(error: unknown, context: CallContext): boolean {
 export function ormContextMiddleware(orm: Database, feed: { poll(): Promise<boolean>; distrust(): void }): ServerMiddleware<Pick<TesseraContext, "em">, {}> {
   return async function* forkEntityManager(call, context) {
     let forked: ReturnType<typeof RevocationRecorder.fork> | undefined;
-    const next = extendContext(context, {});
-    Object.defineProperty(next, "em", { get: () => (forked ??= RevocationRecorder.fork(orm.em)).em, enumerable: true });
+    const scope = CallScope.of(context);
+    scope.emFrom(() => (forked = RevocationRecorder.fork(orm.em)).em);
     try {
-      return yield* call.next(call.request, next as typeof next & Pick<TesseraContext, "em">);
+      return yield* call.next(call.request, scope);
     } finally {
       // The revocation may be committed while the log cannot be read back (the database was lost
       // right after the commit): then no cached session state may answer until it has been.
@@ -124,14 +124,14 @@ export function loggingMiddleware(logger: Logger, trustedProxies: BlockList): Se
     context.header.set("x-request-id", requestId);
     const traceId = activeTraceId();
     // The call's logger is made when first used: most successful calls log nothing at the default level.
-    let log: Logger | undefined;
-    const logOf = () => (log ??= logger.child(traceId ? { rpc: call.method.path, reqId: requestId, traceId } : { rpc: call.method.path, reqId: requestId }));
+    const scope = CallScope.of(context);
+    scope.logWith(() => logger.child(traceId ? { rpc: call.method.path, reqId: requestId, traceId } : { rpc: call.method.path, reqId: requestId }));
     const peer = clientAddress(context.peer, context.metadata.get("x-forwarded-for"), trustedProxies);
-    const next = extendContext(context, { peer, requestId });
-    Object.defineProperty(next, "log", { get: logOf, enumerable: true });
+    scope.peer = peer;
+    scope.requestId = requestId;
     let code = "OK";
     try {
-      return yield* call.next(call.request, next as typeof next & Pick<TesseraContext, "log">);
+      return yield* call.next(call.request, scope);
     } catch (error) {
       code = error instanceof ServerError ? Status[error.code] : "UNKNOWN";
       throw error;
@@ -139,8 +139,8 @@ export function loggingMiddleware(logger: Logger, trustedProxies: BlockList): Se
       if (code !== "OK" || logger.isLevelEnabled("debug")) {
         const ms = Number(process.hrtime.bigint() - start) / 1e6;
         const entry = { code, ms: Math.round(ms * 100) / 100, peer };
-        if (code === "OK") logOf().debug(entry, "rpc");
-        else logOf().info(entry, "rpc failed");
+        if (code === "OK") scope.log.debug(entry, "rpc");
+        else scope.log.info(entry, "rpc failed");
       }
     }
   };

@@ -1,13 +1,13 @@
-// The per-call context the middleware builds: the EntityManager fork and the
-// logger are made only when a handler reads them, and the layers link their
-// additions by prototype so that nothing on the way evaluates them.
+// The per-call context the middleware builds (CallScope): the EntityManager
+// fork and the logger are made only when a handler reads them, and every
+// layer fills in the same object.
 import { Metadata } from "nice-grpc";
 import pino from "pino";
 import { BlockList } from "node:net";
 import { Writable } from "node:stream";
 import { describe, expect, it } from "vitest";
 import type { Database } from "../../src/db/orm.ts";
-import { extendContext } from "../../src/grpc/context.ts";
+import { CallScope } from "../../src/grpc/context.ts";
 import { loggingMiddleware, ormContextMiddleware } from "../../src/grpc/middleware.ts";
 
 /** An ORM whose `em.fork()` counts forks and keeps the subscribers registered on each. */
@@ -59,7 +59,7 @@ describe("ormContextMiddleware: the call's EntityManager is made when first read
   it("forks nothing for a call that never reads context.em, and polls no feed", async () => {
     const { orm, forks } = countingOrm();
     const feed = countingFeed();
-    expect(await run(ormContextMiddleware(orm, feed) as never, (context) => Object.keys(context).includes("em"))).toBe(true);
+    expect(await run(ormContextMiddleware(orm, feed) as never, (context) => "em" in context)).toBe(true);
     expect(forks).toHaveLength(0);
     expect(feed.polls).toBe(0);
   });
@@ -140,15 +140,30 @@ describe("loggingMiddleware: the call's logger is made when first used", () => {
   });
 });
 
-describe("extendContext", () => {
-  it("adds on top of the base without evaluating the base's getters, which stay readable", () => {
-    let reads = 0;
-    const base = { signal: "s" } as Record<string, unknown>;
-    Object.defineProperty(base, "em", { get: () => (reads++, "em"), enumerable: true });
-    const next = extendContext(extendContext(base, { principal: "p" }), { access: "a" });
-    expect(reads).toBe(0);
-    expect([next.signal, next.principal, next.access]).toEqual(["s", "p", "a"]);
-    expect(next.em).toBe("em");
-    expect(reads).toBe(1);
+describe("CallScope", () => {
+  it("is one object per call, which every layer fills in, with nice-grpc's context underneath", async () => {
+    const { orm, forks } = countingOrm();
+    const base = { ...baseContext(), sendHeader: () => void sent++ };
+    let sent = 0;
+    const scope = CallScope.of(base);
+    expect(CallScope.of(scope)).toBe(scope);
+    expect([scope.metadata, scope.header, scope.trailer, scope.signal, scope.peer]).toEqual([base.metadata, base.header, base.trailer, base.signal, base.peer]);
+    scope.sendHeader();
+    expect(sent).toBe(1);
+    // Reading em or log before a layer said how to make them is a wiring bug, and says so.
+    expect(() => scope.em).toThrow("ormContextMiddleware is not in the chain");
+    expect(() => scope.log).toThrow("loggingMiddleware is not in the chain");
+    await run(ormContextMiddleware(orm, countingFeed()) as never, (context) => {
+      expect(context).toBe(scope);
+      expect(forks).toHaveLength(0);
+      void context.em;
+    }, scope);
+    expect(forks).toHaveLength(1);
+  });
+
+  it("keeps what a plain context already carries (a layer run on its own)", () => {
+    const em = {} as never;
+    const scope = CallScope.of({ ...baseContext(), em, requestId: "r", access: { kind: "public" } } as never);
+    expect([scope.em, scope.requestId, scope.access]).toEqual([em, "r", { kind: "public" }]);
   });
 });
