@@ -4,6 +4,7 @@ import { once } from "node:events";
 import type { AddressInfo } from "node:net";
 import { readFileSync } from "node:fs";
 import { ServerCredentials } from "@grpc/grpc-js";
+import type { EntityManager } from "@mikro-orm/core";
 import { HealthState } from "nice-grpc-server-health";
 import type { Logger } from "pino";
 import { IssueServiceDefinition } from "@tessera/client";
@@ -279,7 +280,11 @@ export async function startTessera(config: Config, logger: Logger): Promise<Tess
         "/.well-known/jwks.json": jwksRoute(tokens.keys, config.keyPublishLeadSeconds),
         "/registry.json": registryDocumentRoute(registry.service, () => orm.em.fork()),
         "/gatekeeper/verify": gatekeeperRoute({
-          verify: (token, audience) => verifyAnyToken(tokens, orm.em.fork(), token, audience),
+          // A fork only when the caches cannot answer (one per request at most).
+          verify: (token, audience) => {
+            let em: EntityManager | undefined;
+            return verifyAnyToken(tokens, () => (em ??= orm.em.fork()), token, audience);
+          },
           cookie: config.gatekeeperCookie,
           log: logger,
         }),
