@@ -76,11 +76,7 @@ export class CallScope implements TesseraCallContext {
   }
 
   get log(): Logger {
-    if (this.#log === undefined) {
-      if (!this.#makeLog) throw new Error("the call has no logger: loggingMiddleware is not in the chain");
-      this.#log = this.#makeLog();
-    }
-    return this.#log;
+    return (this.#log ??= made(this.#makeLog, "the call has no logger: loggingMiddleware is not in the chain"));
   }
 
   /** Sets how the call's logger is made when first used. */
@@ -90,11 +86,7 @@ export class CallScope implements TesseraCallContext {
   }
 
   get em(): EntityManager {
-    if (this.#em === undefined) {
-      if (!this.#makeEm) throw new Error("the call has no EntityManager: ormContextMiddleware is not in the chain");
-      this.#em = this.#makeEm();
-    }
-    return this.#em;
+    return (this.#em ??= made(this.#makeEm, "the call has no EntityManager: ormContextMiddleware is not in the chain"));
   }
 
   /** Sets how the call's EntityManager is made when first read. */
@@ -102,4 +94,10 @@ export class CallScope implements TesseraCallContext {
     this.#em = undefined;
     this.#makeEm = make;
   }
+}
+
+/** What `make` makes; a scope read before its layer said how to make it is a wiring bug, named by `missing`. */
+function made<T>(make: (() => T) | undefined, missing: string): T {
+  if (!make) throw new Error(missing);
+  return make();
 }
