@@ -42,7 +42,7 @@
 // binary, malloc's main and thread arenas, other anonymous memory). With
 // BENCH_SOAK_HEAP=1 (or a path prefix, to keep the samples as
 // <prefix>.<database>.jsonl) the server also runs the preload
-// bench/soak-heap.ts (NODE_OPTIONS=--import): each line then shows its
+// bench/soak-heap.mjs (NODE_OPTIONS=--import): each line then shows its
 // JavaScript heap (used / committed) and external memory, and the end its V8
 // heap spaces.
 //
@@ -731,7 +731,7 @@ async function soakOn(database: SoakRun["database"], seconds: number, scale: num
   const heapSetting = process.env.BENCH_SOAK_HEAP;
   const heapLog = !heapSetting || heapSetting === "0" ? undefined : heapSetting === "1" ? join(dir, "heap.jsonl") : `${heapSetting}.${database.toLowerCase()}.jsonl`;
   const env: Record<string, string> = db ? { DATABASE_URL: db.url, TESSERA_MASTER_KEY: randomBytes(32).toString("hex") } : { DATABASE_URL: "" };
-  if (heapLog) Object.assign(env, { NODE_OPTIONS: `--import=${new URL("./soak-heap.ts", import.meta.url).pathname}`, BENCH_HEAPLOG: heapLog });
+  if (heapLog) Object.assign(env, { NODE_OPTIONS: `--import=${new URL("./soak-heap.mjs", import.meta.url).pathname}`, BENCH_HEAPLOG: heapLog });
   const warmupSeconds = seconds >= 60 ? 30 : Math.max(TICK_S, Math.floor(seconds / 2 / TICK_S) * TICK_S);
   let worker: Worker | undefined;
   try {
