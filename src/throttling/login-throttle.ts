@@ -16,9 +16,9 @@
 // still allowed, and the others wait for them instead of being refused; a
 // burst of wrong guesses thus gets exactly the allowed number of checks.
 import { createHash } from "node:crypto";
-import type { RateLimiterAbstract, RateLimiterRes } from "rate-limiter-flexible";
+import type { RateLimiterAbstract } from "rate-limiter-flexible";
 import { tooManyAttempts } from "../errors.ts";
-import type { LimiterStore } from "./limiter-store.ts";
+import type { CounterState, LimiterStore } from "./limiter-store.ts";
 
 export interface LoginThrottleSettings {
   failuresPerAccountAndAddress: number;
@@ -55,6 +55,7 @@ interface Slot {
 }
 
 export class LoginThrottle {
+  readonly #store: LimiterStore;
   readonly #pair: RateLimiterAbstract;
   readonly #account: RateLimiterAbstract;
   readonly #address?: RateLimiterAbstract;
@@ -64,6 +65,7 @@ export class LoginThrottle {
   constructor(store: LimiterStore, settings: LoginThrottleSettings) {
     const window = { durationSeconds: settings.blockSeconds, blockSeconds: settings.blockSeconds };
     this.#limits = settings;
+    this.#store = store;
     this.#pair = store.create({ keyPrefix: "login-pair", points: settings.failuresPerAccountAndAddress, ...window });
     this.#account = store.create({ keyPrefix: "login-account", points: settings.failuresPerAccount, ...window });
     if (settings.failuresPerAddress > 0) this.#address = store.create({ keyPrefix: "login-address", points: settings.failuresPerAddress, ...window });
@@ -120,11 +122,16 @@ export class LoginThrottle {
 
   /** Reads the counters without recording anything; throws when one is exhausted. */
   async #budget(keys: { pair: string; account: string; address: string }): Promise<Budget> {
-    const [pair, account, address] = await Promise.all([this.#pair.get(keys.pair), this.#account.get(keys.account), this.#address?.get(keys.address)]);
-    const limited: [RateLimiterRes | null | undefined, number][] = [
+    const reads: [RateLimiterAbstract, string][] = [
+      [this.#pair, keys.pair],
+      [this.#account, keys.account],
+    ];
+    if (this.#address) reads.push([this.#address, keys.address]);
+    const [pair, account, address] = await this.#store.getMany(reads);
+    const limited: [CounterState | null | undefined, number][] = [
       [pair, this.#limits.failuresPerAccountAndAddress],
       [account, this.#limits.failuresPerAccount],
-      ...(this.#address ? [[address, this.#limits.failuresPerAddress] as [RateLimiterRes | null | undefined, number]] : []),
+      ...(this.#address ? [[address, this.#limits.failuresPerAddress] as [CounterState | null | undefined, number]] : []),
     ];
     let remaining = Infinity;
     let waitMs = 0;

@@ -70,7 +70,11 @@ export class SessionStore {
     const refreshToken = newRefreshToken();
     const refreshExpiresAt = new Date(now.getTime() + this.#settings.refreshTokenTtlSeconds * 1000);
     const sessionId = s.sessionId;
-    const result = await em.getConnection().execute<{ affectedRows?: number }>(
+    const max = this.#settings.maxSessionsPerUser ?? 0;
+    // With a cap, the statement also counts the user's live sessions (its own
+    // snapshot: without the one it inserts), so that a login under the cap
+    // costs no second round trip.
+    const rows = await em.getConnection().execute<{ live?: number | string }[]>(
       `with owner as (
          select u.id from users u join tenants t on t.id = u.tenant_id
           where u.id = ? and t.id = ? and not u.disabled and not t.disabled and ${s.passwordHash === null ? "? is null" : "u.password_hash = ?"}
@@ -80,7 +84,8 @@ export class SessionStore {
          insert into sessions (id, tenant_id, user_id, kind, subject, elected, audience, client_address, upn_subject,
                                created_at, refreshed_at, expires_at, absolute_expires_at)
          select ?, ?, owner.id, 'user', owner.id, ?, ?, ?, ?, ?, ?, ?, ? from owner returning id)
-       insert into refresh_tokens (hash, session_id, created_at, expires_at) select ?, id, ?, ? from session`,
+       insert into refresh_tokens (hash, session_id, created_at, expires_at) select ?, id, ?, ? from session
+       returning ${max > 0 ? "(select count(*) from sessions where user_id = ? and revoked_at is null and expires_at > ?)" : "1"} as live`,
       [
         s.user.id, s.tenantId, s.passwordHash,
         ...(() => {
@@ -90,14 +95,15 @@ export class SessionStore {
         sessionId, s.tenantId, JSON.stringify(s.elected), s.audience, s.peer.slice(0, 128), s.upnSubject ?? null,
         now, now, refreshExpiresAt, new Date(now.getTime() + this.#settings.refreshTokenAbsoluteTtlSeconds * 1000),
         hashRefreshToken(refreshToken), now, refreshExpiresAt,
+        ...(max > 0 ? [s.user.id, now] : []),
       ],
-      "run",
+      "all",
     );
-    if (result.affectedRows === 0) {
+    if (rows.length === 0) {
       // Disabled, or the password changed, after the check: as if the login had come a moment later.
       throw unauthenticated("INVALID_CREDENTIALS", "the account changed during the login; try again");
     }
-    await this.#capSessions(em, s.tenantId, s.user.id, now);
+    if (max > 0 && Number(rows[0]!.live) + 1 > max) await this.#capSessions(em, s.tenantId, s.user.id, now, max);
     return { refreshToken, refreshExpiresAt };
   }
 
@@ -105,12 +111,13 @@ export class SessionStore {
    * Past TESSERA_MAX_SESSIONS_PER_USER live sessions, the user's oldest are
    * revoked (reason session_limit), recorded for every replica's verifiers:
    * a login loop (a script, a leaked password) cannot grow the table or a
-   * user's session list without bound. Concurrent logins converge: each
-   * revokes whatever is beyond the newest N.
+   * user's session list without bound. Run by a login whose insert counted
+   * the user at the cap or over it. Concurrent logins converge: each revokes
+   * whatever is beyond the newest N. Logins that all counted the user just
+   * under the cap at once can leave it a session over per login, until its
+   * next login.
    */
-  async #capSessions(em: EntityManager, tenantId: string, userId: string, now: Date): Promise<void> {
-    const max = this.#settings.maxSessionsPerUser ?? 0;
-    if (max <= 0) return;
+  async #capSessions(em: EntityManager, tenantId: string, userId: string, now: Date, max: number): Promise<void> {
     await em.transactional(async (tem) => {
       const revoked = await tem.getConnection().execute<{ id: string }[]>(
         `update sessions set revoked_at = ?, revoke_reason = 'session_limit'
