@@ -11,7 +11,6 @@ import { IssueServiceDefinition } from "@tessera/client";
 import { RefreshServiceDefinition } from "@tessera/client";
 import { TenantServiceDefinition } from "@tessera/client";
 import { UserServiceDefinition } from "@tessera/client";
-import { VerifyServiceDefinition } from "@tessera/client";
 import { PermissionServiceDefinition } from "@tessera/client";
 import { RegistryServiceDefinition } from "@tessera/client";
 import { gatekeeperRoute } from "./gatekeeper/index.ts";
@@ -37,7 +36,7 @@ import { configurePageTokens } from "./shared/pagination.ts";
 import { TenantService, tenantServiceImpl } from "./tenants/index.ts";
 import { LoginThrottle, openLimiterStore, RateLimit, ReplayStore } from "./throttling/index.ts";
 import { RevocationListener } from "./events/revocation-listener.ts";
-import { createTokens, issueServiceImpl, jwksRoute, loadOrCreateMasterKey, refreshServiceImpl, verifyAnyToken, verifyServiceImpl } from "./tokens/index.ts";
+import { createTokens, issueServiceImpl, jwksRoute, loadOrCreateMasterKey, refreshServiceImpl, verifyAnyToken, verifyServiceDefinition, verifyServiceImpl } from "./tokens/index.ts";
 import { PasswordHasher, PasswordPolicy, UserService, userServiceImpl } from "./users/index.ts";
 
 export interface Tessera {
@@ -258,7 +257,7 @@ export async function startTessera(config: Config, logger: Logger): Promise<Tess
         { definition: PermissionServiceDefinition, implementation: permissionServiceImpl(permissions) },
         { definition: IssueServiceDefinition, implementation: issueServiceImpl(tokens, metrics) },
         { definition: RefreshServiceDefinition, implementation: refreshServiceImpl(tokens, metrics) },
-        { definition: VerifyServiceDefinition, implementation: verifyServiceImpl(tokens, feed) },
+        { definition: verifyServiceDefinition, implementation: verifyServiceImpl(tokens, feed) },
         {
           definition: RegistryServiceDefinition,
           implementation: registryServiceImpl(registry.service, registry.lookup, {

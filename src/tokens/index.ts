@@ -24,7 +24,7 @@ export type { SessionState, SessionFallback } from "./session-cache.ts";
 export { electPermissions } from "./password-login.ts";
 export { MAX_JWT_LENGTH } from "./jwt.ts";
 export { loadOrCreateMasterKey } from "./master-key.ts";
-export { issueServiceImpl, refreshServiceImpl, verifyAnyToken, verifyServiceImpl, toPrincipalMessage } from "./token.grpc.ts";
+export { issueServiceImpl, refreshServiceImpl, verifyAnyToken, verifyServiceDefinition, verifyServiceImpl, toPrincipalMessage } from "./token.grpc.ts";
 export type { KeyStore, PublicJwk } from "./keys.ts";
 export type { SessionStore } from "./session-store.ts";
 export { RefreshTokenEntity, SessionEntity, SigningKeyEntity } from "./token.entity.ts";
