@@ -85,11 +85,18 @@ export async function openLimiterStore(settings: { redisUrl?: string; orm: Datab
     };
   }
   const storeClient = mikroOrmQueryClient(settings.orm);
+  // getMany reads this store's table: a limiter made elsewhere would read as "no failures".
+  const made = new WeakSet<RateLimiterAbstract>();
   return {
     kind: "database",
-    create: (o) => new RateLimiterPostgres({ storeClient, storeType: "pool", tableName: THROTTLE_TABLE, tableCreated: true, ...options(o) }),
+    create(o) {
+      const limiter = new RateLimiterPostgres({ storeClient, storeType: "pool", tableName: THROTTLE_TABLE, tableCreated: true, ...options(o) });
+      made.add(limiter);
+      return limiter;
+    },
     async getMany(reads) {
       if (reads.length === 0) return [];
+      if (!reads.every(([limiter]) => made.has(limiter))) throw new Error("getMany: a limiter this store did not create");
       // The rows RateLimiterPostgres's get() selects (its key is "<keyPrefix>:<key>"), all at once.
       const keys = reads.map(([limiter, key]) => limiter.getKey(key));
       const { rows } = await storeClient.query({

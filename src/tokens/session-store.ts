@@ -103,7 +103,8 @@ export class SessionStore {
       // Disabled, or the password changed, after the check: as if the login had come a moment later.
       throw unauthenticated("INVALID_CREDENTIALS", "the account changed during the login; try again");
     }
-    if (max > 0 && Number(rows[0]!.live) + 1 > max) await this.#capSessions(em, s.tenantId, s.user.id, now, max);
+    // At the cap, not only over it: two logins racing one under the cap both run it.
+    if (max > 0 && Number(rows[0]!.live) + 1 >= max) await this.#capSessions(em, s.tenantId, s.user.id, now, max);
     return { refreshToken, refreshExpiresAt };
   }
 
@@ -111,11 +112,12 @@ export class SessionStore {
    * Past TESSERA_MAX_SESSIONS_PER_USER live sessions, the user's oldest are
    * revoked (reason session_limit), recorded for every replica's verifiers:
    * a login loop (a script, a leaked password) cannot grow the table or a
-   * user's session list without bound. Run by a login whose insert counted
-   * the user at the cap or over it. Concurrent logins converge: each revokes
-   * whatever is beyond the newest N. Logins that all counted the user just
-   * under the cap at once can leave it a session over per login, until its
-   * next login.
+   * user's session list without bound. Run by a login whose insert brought
+   * the user to the cap or over it (by its own snapshot's count). Concurrent
+   * logins converge: each revokes whatever is beyond the newest N. Only three
+   * or more logins racing from two or more under the cap can all skip it and
+   * leave the user over the cap (by one less than their number, at most),
+   * until its next login; a cap of 1 is always kept.
    */
   async #capSessions(em: EntityManager, tenantId: string, userId: string, now: Date, max: number): Promise<void> {
     await em.transactional(async (tem) => {

@@ -26,6 +26,13 @@ describe("VerifyToken response encoding", () => {
     expect(VerifyTokenResponse.decode(responseType.encode(a).finish()).principal?.permissions).toEqual(["game.stats.read"]);
   });
 
+  it("fills in absent fields as the generated fromPartial does (a principal built without upn or username)", () => {
+    const partial = { principal: { subject: "svc-1", tenantId: "t-1", permissions: [], audience: ["tessera"], region: { id: "eu-1", capability: "billing" } } } as unknown as VerifyTokenResponse;
+    const bytes = responseType.encode(partial).finish();
+    expect(Buffer.from(bytes)).toEqual(Buffer.from(VerifyTokenResponse.encode(VerifyTokenResponse.fromPartial(partial)).finish()));
+    expect(VerifyTokenResponse.decode(bytes).principal?.upn).toBe("");
+  });
+
   it("writes into a writer it is given (an enclosing message) like the generated encoder", () => {
     const r = response(["a.b.c"]);
     expect(Buffer.from(responseType.encode(r, new BinaryWriter()).finish())).toEqual(Buffer.from(VerifyTokenResponse.encode(r).finish()));
