@@ -9,13 +9,10 @@ import { randomBytes } from "node:crypto";
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { IssueTokenRequest } from "@tessera/client";
 import { cpuLine, runLoad } from "./loadgen.ts";
+import { loginLoadSpec, prepareLogins } from "./login.ts";
 import { throwawayDatabase } from "./pg.ts";
-import { BENCH_TENANT, seedSessions, userName, userPassword } from "./seed.ts";
 import { startServer } from "./server.ts";
-
-const ISSUE = "/tessera.identity.v1.IssueService/IssueToken";
 
 /** CPU seconds (utime + stime, at Linux's 100 ticks/s) and run-queue wait of each thread of `pid`. */
 function threads(pid: number) {
@@ -43,10 +40,9 @@ const server = await startServer(dir, {
   ...(JSON.parse(process.env.EXTRA ?? "{}") as Record<string, string>),
 });
 try {
-  await seedSessions(server.grpcPort, 0, 16);
-  const payloads = Array.from({ length: 16 }, (_, i) => Buffer.from(IssueTokenRequest.encode(IssueTokenRequest.fromPartial({ credential: { $case: "password", value: { tenant: BENCH_TENANT, username: userName(i), password: userPassword(i) } } })).finish()).toString("base64"));
+  const payloads = await prepareLogins(server.grpcPort);
   const before = threads(server.child.pid!);
-  const r = await runLoad({ protocol: "grpc", port: server.grpcPort, path: ISSUE, connections: 4, mode: "cycle", payloads, inFlight: 64, warmupSeconds: 2, seconds: Number(process.env.S ?? 10), serverPid: server.child.pid, watchPostgres: pg });
+  const r = await runLoad(loginLoadSpec(server, payloads, Number(process.env.S ?? 10), pg));
   const after = threads(server.child.pid!);
   console.log(`${Math.round(r.rps)} logins/s, ${r.failures} failed; ${cpuLine(r)}`);
   for (const [tid, a] of after) {

@@ -14,12 +14,12 @@ import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import { IssueTokenRequest } from "@tessera/client";
 import { hashPassword, verifyPassword } from "../src/users/password.ts";
-import { grpcCall, grpcFrame, runLoad, type LoadResult } from "./loadgen.ts";
+import { grpcCall, grpcFrame, runLoad, type LoadResult, type LoadSpec } from "./loadgen.ts";
 import { CC_JWT_BODY, genLine, h2loadLine, PEER_HEADERS, peerVersion, startPeer } from "./peer.ts";
 import { throwawayDatabase } from "./pg.ts";
 import { cpuSeconds, h2load, requireTool, type H2loadResult } from "./proc.ts";
 import { BENCH_TENANT, seedSessions, userName, userPassword } from "./seed.ts";
-import { round, startServer } from "./server.ts";
+import { round, startServer, type RunningServer } from "./server.ts";
 
 const ISSUE = "/tessera.identity.v1.IssueService/IssueToken";
 const USERS = 16;
@@ -41,18 +41,29 @@ async function argon2Rate(concurrency: number, seconds: number): Promise<number>
   return done / ((performance.now() - start) / 1000);
 }
 
+/** Seeds the benchmark's users on a running server and checks one login: the IssueToken bodies (base64) the load cycles through. */
+export async function prepareLogins(port: number): Promise<string[]> {
+  await seedSessions(port, 0, USERS);
+  const payloads = Array.from({ length: USERS }, (_, i) =>
+    Buffer.from(IssueTokenRequest.encode(IssueTokenRequest.fromPartial({ credential: { $case: "password", value: { tenant: BENCH_TENANT, username: userName(i), password: userPassword(i) } } })).finish()).toString("base64"),
+  );
+  const check = await grpcCall(port, ISSUE, grpcFrame(Buffer.from(payloads[0]!, "base64")));
+  if (check.status !== "0") throw new Error(`IssueToken answered grpc-status ${check.status}: ${check.message}`);
+  return payloads;
+}
+
+/** The login load: 64 in flight over the users' bodies on 4 connections, after 2 s of warm-up. */
+export function loginLoadSpec(server: RunningServer, payloads: string[], seconds: number, watchPostgres: boolean): LoadSpec {
+  return { protocol: "grpc", port: server.grpcPort, path: ISSUE, connections: 4, mode: "cycle", payloads, inFlight: 64, warmupSeconds: 2, seconds, serverPid: server.child.pid, watchPostgres };
+}
+
 async function loginLoad(env: Record<string, string>, seconds: number): Promise<LoadResult> {
   const dir = mkdtempSync(join(tmpdir(), "tessera-bench-login-"));
   try {
     const server = await startServer(dir, env);
     try {
-      await seedSessions(server.grpcPort, 0, USERS);
-      const payloads = Array.from({ length: USERS }, (_, i) =>
-        Buffer.from(IssueTokenRequest.encode(IssueTokenRequest.fromPartial({ credential: { $case: "password", value: { tenant: BENCH_TENANT, username: userName(i), password: userPassword(i) } } })).finish()).toString("base64"),
-      );
-      const check = await grpcCall(server.grpcPort, ISSUE, grpcFrame(Buffer.from(payloads[0]!, "base64")));
-      if (check.status !== "0") throw new Error(`IssueToken answered grpc-status ${check.status}: ${check.message}`);
-      return await runLoad({ protocol: "grpc", port: server.grpcPort, path: ISSUE, connections: 4, mode: "cycle", payloads, inFlight: 64, warmupSeconds: 2, seconds, serverPid: server.child.pid, watchPostgres: !!env.DATABASE_URL });
+      const payloads = await prepareLogins(server.grpcPort);
+      return await runLoad(loginLoadSpec(server, payloads, seconds, !!env.DATABASE_URL));
     } finally {
       await server.stop();
     }
