@@ -72,8 +72,8 @@ export class SessionStore {
     const sessionId = s.sessionId;
     const max = this.#settings.maxSessionsPerUser ?? 0;
     // With a cap, the statement also counts the user's live sessions (its own
-    // snapshot: without the one it inserts), so that a login under the cap
-    // costs no second round trip.
+    // snapshot: without the one it inserts), so that a login two or more
+    // under the cap costs no second round trip.
     const rows = await em.getConnection().execute<{ live?: number | string }[]>(
       `with owner as (
          select u.id from users u join tenants t on t.id = u.tenant_id
