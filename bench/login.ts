@@ -1,5 +1,5 @@
-// Issue 15: login throughput (IssueToken, password credential) at 64 in
-// flight over 16 users, against, in the same run:
+// Issue 15: login throughput (IssueToken, password credential) at 16 in
+// flight (the issue's figure) over 16 users, against, in the same run:
 //   - the floor: bare argon2id verifications with the server's parameters
 //     (src/users/password.ts), as many at once as the server runs
 //     (TESSERA_PASSWORD_HASH_CONCURRENCY, default the core count), measured
@@ -23,6 +23,9 @@ import { round, startServer, type RunningServer } from "./server.ts";
 
 const ISSUE = "/tessera.identity.v1.IssueService/IssueToken";
 const USERS = 16;
+const LOGINS_IN_FLIGHT = 16;
+/** Issue 15: logins at least this share of the bare argon2id floor. */
+const LOGIN_TARGET = 0.9;
 
 /** argon2id verifications per second, `concurrency` at a time, for `seconds`. */
 async function argon2Rate(concurrency: number, seconds: number): Promise<number> {
@@ -52,9 +55,9 @@ export async function prepareLogins(port: number): Promise<string[]> {
   return payloads;
 }
 
-/** The login load: 64 in flight over the users' bodies on 4 connections, after 2 s of warm-up. */
+/** The login load: 16 in flight (the issue's figure) over the users' bodies on 4 connections, after 2 s of warm-up. */
 export function loginLoadSpec(server: RunningServer, payloads: string[], seconds: number, watchPostgres: boolean): LoadSpec {
-  return { protocol: "grpc", port: server.grpcPort, path: ISSUE, connections: 4, mode: "cycle", payloads, inFlight: 64, warmupSeconds: 2, seconds, serverPid: server.child.pid, watchPostgres };
+  return { protocol: "grpc", port: server.grpcPort, path: ISSUE, connections: 4, mode: "cycle", payloads, inFlight: LOGINS_IN_FLIGHT, warmupSeconds: 2, seconds, serverPid: server.child.pid, watchPostgres };
 }
 
 async function loginLoad(env: Record<string, string>, seconds: number): Promise<LoadResult> {
@@ -123,12 +126,14 @@ export function reportLogin(r: LoginResult): string {
   const floorPg = (a0 + a1) / 2;
   const floorLite = (a1 + a2) / 2;
   const pct = (a: number, b: number) => `${round((a / b) * 100)} %`;
+  // A run with failed calls fails its target whatever its rate.
+  const verdict = (load: LoadResult, floor: number) => (load.failures === 0 && load.rps >= LOGIN_TARGET * floor ? "met" : `MISSED${load.failures ? ` (${load.failures} failed calls)` : ""}`);
   return [
     `argon2id floor (m=19 MiB, t=2, p=1, ${r.concurrency} at a time, in the bench process): ${round(a0)} /s before, ${round(a1)} /s between, ${round(a2)} /s after the loads`,
-    `IssueToken (password), 64 in flight over ${USERS} users, PostgreSQL: ${genLine(r.postgres)}`,
-    `IssueToken (password), 64 in flight over ${USERS} users, PGlite:     ${genLine(r.pglite)}`,
+    `IssueToken (password), ${LOGINS_IN_FLIGHT} in flight over ${USERS} users, PostgreSQL: ${genLine(r.postgres)}`,
+    `IssueToken (password), ${LOGINS_IN_FLIGHT} in flight over ${USERS} users, PGlite:     ${genLine(r.pglite)}`,
     `peer (oidc-provider ${peerVersion()}) client_credentials, EdDSA JWT (h2load --h1 -c 64): ${h2loadLine(r.peerCcJwt)}`,
-    `ratio login / argon2id floor (the floors either side): PostgreSQL ${pct(r.postgres.rps, floorPg)} (of ${round(floorPg)} /s), PGlite ${pct(r.pglite.rps, floorLite)} (of ${round(floorLite)} /s)`,
+    `ratio login / argon2id floor (the floors either side): PostgreSQL ${pct(r.postgres.rps, floorPg)} (of ${round(floorPg)} /s; target >= ${LOGIN_TARGET * 100} %: ${verdict(r.postgres, floorPg)}), PGlite ${pct(r.pglite.rps, floorLite)} (of ${round(floorLite)} /s; ${verdict(r.pglite, floorLite)})`,
     `ratio login / peer client_credentials: PostgreSQL ${pct(r.postgres.rps, r.peerCcJwt.rps)}, PGlite ${pct(r.pglite.rps, r.peerCcJwt.rps)}`,
   ].join("\n");
 }

@@ -5,7 +5,7 @@
 // exchange, assertion-verify) and of each figure of each round of
 // client-verifier; revocation-propagation and replica-fanout count
 // revocations instead (BENCH_REVOCATIONS, default 200). soak runs for
-// BENCH_SOAK_SECONDS (default 180) instead, on BENCH_SOAK_DB (postgres, pglite
+// BENCH_SOAK_SECONDS (default 600) instead, on BENCH_SOAK_DB (postgres, pglite
 // or both).
 import { execFileSync } from "node:child_process";
 import { cpus, loadavg } from "node:os";

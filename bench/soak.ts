@@ -1,7 +1,7 @@
 // Issue 14: soak. The real server (bench/server.ts: `npm start`'s command, or
 // BENCH_START) on a throwaway database of the BENCH_PG_URL PostgreSQL
 // (BENCH_SOAK_DB=postgres, the default), on PGlite (pglite) or on both (both),
-// under sustained mixed load for BENCH_SOAK_SECONDS (default 180) from a
+// under sustained mixed load for BENCH_SOAK_SECONDS (default 600) from a
 // separate process on loopback: this file with --worker, which drives the
 // server through the SDK (@tessera/client's createTesseraClient, 8 channels,
 // no retries, so every failed call is counted with its gRPC status and
@@ -53,8 +53,14 @@
 // (MB/min), the peak (VmHWM), RSS 10 s after the load stopped, and on
 // PostgreSQL the verdict against the target "RSS after warm-up under 200 MB
 // and not growing over the run": met when RSS after warm-up and at the end
-// are under 200 MB, the slope is at most 1 MB/min (what a run of a few
-// minutes can resolve), and no call failed and no session was lost.
+// are under 200 MB, the slope is at most 1 MB/min, and no call failed and no
+// session was lost. The slope of the second half of the samples after warm-up
+// is reported beside it. Ten minutes by default: RSS moves in steps of 1-4 MB
+// (V8 pages, malloc's main arena, which glibc.malloc.hugetlb=1 backs with 2 MB
+// pages), one or two of them in the first minutes, and a line fitted through
+// the 150 s of a 3-minute run made 0.55 to 3.05 MB/min of them in runs of the
+// same command; over ten minutes a plateau's slope falls while a leak's stays
+// (bench/RESULTS.md, session 27).
 import { fork, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
@@ -712,6 +718,8 @@ export interface SoakRun {
   peakMb: number;
   afterIdleMb: number;
   slopeMbPerMin: number;
+  /** The same over the second half of the samples after warm-up: a plateau's falls, a leak's does not. */
+  secondHalfSlopeMbPerMin: number;
   final: FinalStats;
   /** At the end of the load. */
   memory?: MemoryMap;
@@ -832,6 +840,7 @@ async function soakOn(database: SoakRun["database"], seconds: number, scale: num
         peakMb: statusKb(pid, "VmHWM"),
         afterIdleMb,
         slopeMbPerMin: slopePerMinute(afterWarmup),
+        secondHalfSlopeMbPerMin: slopePerMinute(afterWarmup.filter((x) => x.t >= (warmupSeconds + seconds) / 2)),
         final,
         memory,
         heapEnd,
@@ -846,7 +855,7 @@ async function soakOn(database: SoakRun["database"], seconds: number, scale: num
   }
 }
 
-export async function benchSoak(seconds = Number(process.env.BENCH_SOAK_SECONDS ?? 180)): Promise<SoakResult> {
+export async function benchSoak(seconds = Number(process.env.BENCH_SOAK_SECONDS ?? 600)): Promise<SoakResult> {
   const which = process.env.BENCH_SOAK_DB ?? "postgres";
   if (!["postgres", "pglite", "both"].includes(which)) throw new Error(`BENCH_SOAK_DB must be postgres, pglite or both, not ${which}`);
   const scale = Number(process.env.BENCH_SOAK_SCALE ?? 1);
@@ -950,7 +959,7 @@ function reportRun(r: SoakRun, scale: number): string {
   lines.push(`calls: ${r.final.totalCalls}, failed ${r.final.totalErrors} (warm-up and final check included), behind schedule ${r.final.totalBehind}; sessions lost ${r.final.lost} (${r.final.finalChecked} refreshed once more after the load); users ${r.users} at the start, ${r.intervals.at(-1)?.users ?? "?"} at the end`);
   for (const [what, n] of Object.entries(r.final.errors).slice(0, 8)) lines.push(`  ${n} × ${what}`);
   lines.push(
-    `server RSS: after start ${round(r.startRssMb)} MB, after set-up ${round(r.seededRssMb)} MB, after warm-up ${round(r.afterWarmupMb)} MB, at the end ${round(r.endMb)} MB (medians of the samples of 10 s, one every 150-250 ms), highest after warm-up ${round(r.maxAfterWarmupMb)} MB, peak (VmHWM, set-up included) ${round(r.peakMb)} MB, after the final check ${round(r.afterCheckMb)} MB, 10 s later ${round(r.afterIdleMb)} MB; slope after warm-up ${round(r.slopeMbPerMin, 2)} MB/min`,
+    `server RSS: after start ${round(r.startRssMb)} MB, after set-up ${round(r.seededRssMb)} MB, after warm-up ${round(r.afterWarmupMb)} MB, at the end ${round(r.endMb)} MB (medians of the samples of 10 s, one every 150-250 ms), highest after warm-up ${round(r.maxAfterWarmupMb)} MB, peak (VmHWM, set-up included) ${round(r.peakMb)} MB, after the final check ${round(r.afterCheckMb)} MB, 10 s later ${round(r.afterIdleMb)} MB; slope after warm-up ${round(r.slopeMbPerMin, 2)} MB/min (over its second half ${round(r.secondHalfSlopeMbPerMin, 2)} MB/min)`,
   );
   if (r.memory) {
     const m = r.memory;
