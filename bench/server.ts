@@ -96,6 +96,9 @@ export function median(values: number[]): number {
 
 export const round = (value: number, digits = 1) => Math.round(value * 10 ** digits) / 10 ** digits;
 
+/** A target's verdict: "met" only when the figure meets it and its loads had no failed call. */
+export const verdict = (failures: number, met: boolean) => (failures === 0 && met ? "met" : `MISSED${failures ? ` (${failures} failed calls)` : ""}`);
+
 /** When BENCH_START profiles (--cpu-prof), where a load sits in that server's profile, for bench/cpuprofile.ts. */
 export function profileLine(span: { pid: number; from: number; to: number }): string[] {
   if (!/--cpu-prof\b/.test(process.env.BENCH_START ?? "")) return [];
