@@ -3,7 +3,7 @@
 // CONFLICT DO NOTHING RETURNING (a group commit): one round trip for a burst
 // of assertions instead of one each. Within a batch the first holder of a key
 // wins; expired rows are deleted in bounded batches by the sweeper.
-import { createHash } from "node:crypto";
+import { hash } from "node:crypto";
 import type { Database } from "../db/orm.ts";
 
 interface Pending {
@@ -27,7 +27,7 @@ export class ReplayStore {
 
   /** Records `kind` + `parts` until `expiresAt`; false when it is already recorded (a replay). */
   remember(kind: string, parts: readonly string[], expiresAt: Date): Promise<boolean> {
-    const key = createHash("sha256").update([kind, ...parts].join("\u0000")).digest("hex");
+    const key = hash("sha256", [kind, ...parts].join("\u0000"), "hex");
     // Every proof remembered here lives minutes: a date that is not one, or days away, is the caller's bug
     // (or an attacker's token), refused for that caller alone rather than failing a whole batch.
     const at = expiresAt.getTime();

@@ -16,6 +16,7 @@
 // the busiest write path (bench/refresh.ts).
 import { createHmac, createSecretKey, hkdfSync, type KeyObject } from "node:crypto";
 import type { EntityManager } from "@mikro-orm/core";
+import { entityManagerOf, type EntityManagerSource } from "../db/entity-manager-source.ts";
 import { recordRevocation } from "../events/index.ts";
 import { permissionDenied, unauthenticated, Violations } from "../errors.ts";
 import { anyCovers, grantsFromSql, groupPatternsSql, intersectPatterns } from "../permissions/index.ts";
@@ -144,8 +145,13 @@ export class RefreshRotation {
     this.#onOutcome = onOutcome;
   }
 
-  /** Rotates a refresh token; see the file comment for the grace window and reuse. */
-  async refresh(em: EntityManager, input: { refreshToken: string; requested: string[] }): Promise<TokenSet> {
+  /**
+   * Rotates a refresh token; see the file comment for the grace window and
+   * reuse. `em` is the call's EntityManager or a function that makes it: the
+   * common rotation only needs the database connection, so a batch of them
+   * makes one fork (its first member's), and only the other paths make their own.
+   */
+  async refresh(em: EntityManagerSource, input: { refreshToken: string; requested: string[] }): Promise<TokenSet> {
     const outcome: { reuse?: boolean; grace?: boolean } = {};
     try {
       const set = await this.#rotate(em, input, outcome);
@@ -157,7 +163,7 @@ export class RefreshRotation {
     }
   }
 
-  async #rotate(em: EntityManager, input: { refreshToken: string; requested: string[] }, outcome: { reuse?: boolean; grace?: boolean }): Promise<TokenSet> {
+  async #rotate(source: EntityManagerSource, input: { refreshToken: string; requested: string[] }, outcome: { reuse?: boolean; grace?: boolean }): Promise<TokenSet> {
     const v = new Violations();
     if (!input.refreshToken) v.add("refresh_token", "is required");
     checkRequested(input.requested, "requested_permissions", v);
@@ -166,9 +172,10 @@ export class RefreshRotation {
     const hash = hashRefreshToken(input.refreshToken);
     const now = new Date();
     if (!input.requested.length) {
-      const fast = await this.#rotateFast(em, input.refreshToken, hash, now);
+      const fast = await this.#rotateFast(source, input.refreshToken, hash, now);
       if (fast) return fast;
     }
+    const em = entityManagerOf(source);
     const row = await readToken(em, hash);
     if (!row) fail("invalid");
     if (row.revoked) fail("revoked");
@@ -205,7 +212,7 @@ export class RefreshRotation {
    * ROTATE_FAST_BATCH, with the refreshes arriving together; undefined when
    * it claimed nothing (the caller takes the two-statement path).
    */
-  async #rotateFast(em: EntityManager, presented: string, hash: string, now: Date): Promise<TokenSet | undefined> {
+  async #rotateFast(em: EntityManagerSource, presented: string, hash: string, now: Date): Promise<TokenSet | undefined> {
     const successor = this.#successor(presented);
     const ttlMs = this.#settings.refreshTokenTtlSeconds * 1000;
     const r = await this.#batcher.rotate(hash, hashRefreshToken(successor), (hashes, successors) => {
@@ -215,7 +222,7 @@ export class RefreshRotation {
         if (!values.every((v) => HEX_DIGEST.test(v))) throw new Error("refresh batch: not a SHA-256 hex digest");
         return `{${values.join(",")}}`;
       };
-      return query(em, "tessera_refresh_rotate_batch", ROTATE_FAST_BATCH, [list(hashes), list(successors), at, at, at, at, new Date(at.getTime() + ttlMs), at]);
+      return query(entityManagerOf(em), "tessera_refresh_rotate_batch", ROTATE_FAST_BATCH, [list(hashes), list(successors), at, at, at, at, new Date(at.getTime() + ttlMs), at]);
     });
     if (!r) return undefined;
     if (!r.session_id) fail("revoked");

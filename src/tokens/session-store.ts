@@ -1,7 +1,7 @@
 // Sessions and their refresh tokens in the database: the login insert, the
 // revocations (one session, a user's, a tenant's), listing. Refresh tokens are
 // "tsr_" + 256 random bits; only their SHA-256 is stored.
-import { createHash, randomBytes } from "node:crypto";
+import { hash, randomBytes } from "node:crypto";
 import type { EntityManager } from "@mikro-orm/core";
 import { recordRevocation } from "../events/index.ts";
 import { failedPrecondition, notFound, unauthenticated, Violations } from "../errors.ts";
@@ -15,7 +15,7 @@ import { SessionEntity, type Session } from "./token.entity.ts";
 const REFRESH_PREFIX = "tsr_";
 /** The shape of a refresh token; anything else is refused before any lookup. */
 export const REFRESH_FORMAT = /^tsr_[A-Za-z0-9_-]{43}$/;
-export const hashRefreshToken = (token: string) => createHash("sha256").update(token).digest("hex");
+export const hashRefreshToken = (token: string) => hash("sha256", token, "hex");
 export const newRefreshToken = () => REFRESH_PREFIX + randomBytes(32).toString("base64url");
 
 export interface NewSession {

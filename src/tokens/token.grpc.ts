@@ -212,7 +212,7 @@ export function issueServiceImpl(tokens: Tokens, metrics?: TokenMetrics): Servic
 export function refreshServiceImpl(tokens: Tokens, metrics?: TokenMetrics): ServiceImplementation<typeof RefreshServiceDefinition, TesseraContext> {
   return {
     async refresh(request, context) {
-      const set = await tokens.refresh.refresh(context.em, { refreshToken: request.refreshToken, requested: request.requestedPermissions });
+      const set = await tokens.refresh.refresh(() => context.em, { refreshToken: request.refreshToken, requested: request.requestedPermissions });
       metrics?.tokenIssued(set.tenant, "refresh");
       return tokenResponse(set);
     },
