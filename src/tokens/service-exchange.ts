@@ -137,16 +137,31 @@ export class ServiceExchange {
   }
 }
 
+/**
+ * What looksLikeAssertion decided for a header segment it has seen: the
+ * headers in use are few (one per signing key and per capability key), so
+ * VerifyToken of an access token does not parse its header again. Bounded:
+ * once full, an unseen header is parsed and not kept.
+ */
+const headerKinds = new Map<string, boolean>();
+const HEADER_KINDS_MAX = 1024;
+
 /** Does this token look like a service assertion rather than a Tessera access token? (Nothing trusted: a routing decision.) */
 export function looksLikeAssertion(token: string): boolean {
   const dot = token.indexOf(".");
   if (dot <= 0 || dot > 2048) return false;
+  const segment = token.slice(0, dot);
+  const known = headerKinds.get(segment);
+  if (known !== undefined) return known;
+  let assertion = false;
   try {
-    const header = JSON.parse(Buffer.from(token.slice(0, dot), "base64url").toString("utf8")) as { typ?: unknown } | null;
-    return !!header && typeof header === "object" && header.typ !== "at+jwt";
+    const header = JSON.parse(Buffer.from(segment, "base64url").toString("utf8")) as { typ?: unknown } | null;
+    assertion = !!header && typeof header === "object" && header.typ !== "at+jwt";
   } catch {
-    return false;
+    assertion = false;
   }
+  if (headerKinds.size < HEADER_KINDS_MAX) headerKinds.set(segment, assertion);
+  return assertion;
 }
 
 /** The `aud` an assertion claims, before anything is verified (only to refuse it early). */

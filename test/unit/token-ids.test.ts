@@ -1,0 +1,50 @@
+// Two small per-call helpers of the token paths: the jti drawn from a pooled
+// CSPRNG buffer (src/tokens/access-token-signer.ts) and the remembered
+// routing decision between an access token and a service assertion
+// (src/tokens/service-exchange.ts).
+import { describe, expect, it } from "vitest";
+import { newJti } from "../../src/tokens/access-token-signer.ts";
+import { looksLikeAssertion } from "../../src/tokens/service-exchange.ts";
+
+const segment = (value: unknown) => Buffer.from(typeof value === "string" ? value : JSON.stringify(value)).toString("base64url");
+
+describe("newJti", () => {
+  it("gives 12 random bytes as base64url, never the same twice across several refills of its pool", () => {
+    const ids = Array.from({ length: 1000 }, () => newJti());
+    for (const id of ids) {
+      expect(id).toMatch(/^[A-Za-z0-9_-]{16}$/);
+      expect(Buffer.from(id, "base64url")).toHaveLength(12);
+    }
+    expect(new Set(ids).size).toBe(ids.length);
+    // Not a counter or a repeated block: the bytes at one position take many values.
+    expect(new Set(ids.map((id) => Buffer.from(id, "base64url")[0])).size).toBeGreaterThan(150);
+  });
+});
+
+describe("looksLikeAssertion", () => {
+  const access = `${segment({ alg: "EdDSA", kid: "k1", typ: "at+jwt" })}.${segment({ sub: "u" })}.sig`;
+  const assertion = `${segment({ alg: "EdDSA", kid: "cap-key" })}.${segment({ iss: "svc" })}.sig`;
+  const typedJwt = `${segment({ alg: "ES512", typ: "JWT" })}.${segment({ iss: "svc" })}.sig`;
+
+  it("tells an access token from an assertion, the same on every call (the decision is remembered per header)", () => {
+    for (let i = 0; i < 3; i++) {
+      expect(looksLikeAssertion(access)).toBe(false);
+      expect(looksLikeAssertion(assertion)).toBe(true);
+      expect(looksLikeAssertion(typedJwt)).toBe(true);
+    }
+  });
+
+  it("refuses what has no JSON object for a header, whether seen before or not", () => {
+    for (const token of ["", ".a.b", "no-dot", `${segment("not json")}.a.b`, `${segment("null")}.a.b`, `${segment("7")}.a.b`, `${"A".repeat(2049)}.a.b`]) {
+      expect(looksLikeAssertion(token)).toBe(false);
+      expect(looksLikeAssertion(token)).toBe(false);
+    }
+  });
+
+  it("keeps deciding correctly after its memory is full", () => {
+    for (let i = 0; i < 1500; i++) looksLikeAssertion(`${segment({ alg: "EdDSA", kid: `flood-${i}` })}.x.y`);
+    expect(looksLikeAssertion(`${segment({ alg: "EdDSA", kid: "late", typ: "at+jwt" })}.x.y`)).toBe(false);
+    expect(looksLikeAssertion(`${segment({ alg: "EdDSA", kid: "late" })}.x.y`)).toBe(true);
+    expect(looksLikeAssertion(access)).toBe(false);
+  });
+});
