@@ -1,9 +1,9 @@
 // Where a password login's CPU goes, per thread of the server: the login load
-// of bench/login.ts (64 in flight over 16 users, 2 s warm-up + S seconds, on
+// of bench/login.ts (16 in flight over 16 users, 2 s warm-up + S seconds, on
 // PostgreSQL, or on PGlite with ON=pglite), with each server thread's CPU time
 // and run-queue wait (/proc/<pid>/task/<tid>/stat and schedstat) over the load.
 //   node --conditions=tessera-source bench/login-threads.ts
-//   HC=3 (TESSERA_PASSWORD_HASH_CONCURRENCY), S=10, EXTRA='{"TESSERA_…":"…"}' (more server environment)
+//   HC=3 (TESSERA_PASSWORD_HASH_CONCURRENCY), S=10, IN_FLIGHT=1 (the cost without contention), EXTRA='{"TESSERA_…":"…"}' (more server environment)
 // Not part of `npm run bench`: a diagnostic, with no target (bench/RESULTS.md, session 26).
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
@@ -42,7 +42,8 @@ const server = await startServer(dir, {
 try {
   const payloads = await prepareLogins(server.grpcPort);
   const before = threads(server.child.pid!);
-  const r = await runLoad(loginLoadSpec(server, payloads, Number(process.env.S ?? 10), pg));
+  const spec = loginLoadSpec(server, payloads, Number(process.env.S ?? 10), pg);
+  const r = await runLoad({ ...spec, inFlight: Number(process.env.IN_FLIGHT ?? spec.inFlight) });
   const after = threads(server.child.pid!);
   console.log(`${Math.round(r.rps)} logins/s, ${r.failures} failed; ${cpuLine(r)}`);
   for (const [tid, a] of after) {
