@@ -8,6 +8,7 @@
 // once, rate-limited); and last its `jti`, remembered in the database until
 // the assertion expires, so a replay is refused on every replica.
 import type { EntityManager } from "@mikro-orm/core";
+import { entityManagerOf, type EntityManagerSource } from "../db/entity-manager-source.ts";
 import { TesseraError, unauthenticated, Violations } from "../errors.ts";
 import { UUID } from "../shared/validation.ts";
 import { parseJws, signatureValidOffloaded, type ParsedJws, type VerifyKey } from "./jws.ts";
@@ -54,7 +55,7 @@ export interface AssertionDeps {
   /** The tenant (id, name, disabled) an outside registry's entry names. */
   tenantByName(em: EntityManager, name: string): Promise<{ id: string; name: string; disabled: boolean } | null>;
   /** Remembers (registry, region, jti) until `expiresAt`; false when it was already there (a replay). */
-  remember(em: EntityManager, parts: readonly string[], expiresAt: Date): Promise<boolean>;
+  remember(em: EntityManagerSource, parts: readonly string[], expiresAt: Date): Promise<boolean>;
 }
 
 const invalid = (message: string) => unauthenticated("TOKEN_INVALID", message);
@@ -77,7 +78,12 @@ export class AssertionVerifier {
     return this.#trusted.size > 0 || this.#self.size > 0;
   }
 
-  async verify(em: EntityManager, token: string, audience: string): Promise<VerifiedAssertion> {
+  /**
+   * `em` is the call's EntityManager or a function that makes it: with the
+   * capability's record cached, checking an assertion reads nothing through
+   * it, and the call makes no fork.
+   */
+  async verify(em: EntityManagerSource, token: string, audience: string): Promise<VerifiedAssertion> {
     if (!this.enabled) {
       throw new TesseraError("INVALID_ARGUMENT", "INVALID_INPUT", "service assertions are not enabled on this server: set TESSERA_REGISTRY_SELF or TESSERA_REGISTRIES", {
         fieldViolations: [{ field: "credential.service_assertion", description: "not enabled on this server: set TESSERA_REGISTRY_SELF or TESSERA_REGISTRIES" }],
@@ -117,7 +123,7 @@ export class AssertionVerifier {
     };
   }
 
-  async #verifySelf(em: EntityManager, parsed: ParsedJws, meta: RegionMeta) {
+  async #verifySelf(em: EntityManagerSource, parsed: ParsedJws, meta: RegionMeta) {
     const found = await this.#deps.registry.selfLookup(em, meta.id, meta.capability);
     const capability = await checkCapability(found?.capability ?? null, parsed);
     return {
@@ -132,7 +138,7 @@ export class AssertionVerifier {
     };
   }
 
-  async #verifyTrusted(em: EntityManager, parsed: ParsedJws, meta: RegionMeta, registry: TrustedRegistry) {
+  async #verifyTrusted(em: EntityManagerSource, parsed: ParsedJws, meta: RegionMeta, registry: TrustedRegistry) {
     let { resolved } = await this.#deps.resolvers.lookup(registry, meta.id, meta.capability);
     let signed = !!resolved && (await keyMatches(parsed, resolved.key));
     // Not there, or another key than the one cached (a rotation): ask the registry again, once per cooldown.
@@ -155,7 +161,7 @@ export class AssertionVerifier {
     if (registry.sourceTenant !== undefined && resolved.region.tenant !== registry.sourceTenant) {
       throw unauthenticated("INVALID_CREDENTIALS", "the region belongs to another tenant of that registry");
     }
-    const tenant = await this.#deps.tenantByName(em, registry.tenant);
+    const tenant = await this.#deps.tenantByName(entityManagerOf(em), registry.tenant);
     if (!tenant) throw unauthenticated("TENANT_NOT_FOUND", `the tenant ${registry.tenant} of registry ${registry.name} does not exist`);
     if (tenant.disabled) throw unauthenticated("TENANT_DISABLED", "the tenant is disabled");
     return {
@@ -164,7 +170,7 @@ export class AssertionVerifier {
       tenantId: tenant.id,
       tenantName: tenant.name,
       username: "",
-      granted: registry.capabilities[meta.capability] ? await this.#deps.registry.groupGrantsByName(em, tenant.id, registry.capabilities[meta.capability]!) : [],
+      granted: registry.capabilities[meta.capability] ? await this.#deps.registry.groupGrantsByName(entityManagerOf(em), tenant.id, registry.capabilities[meta.capability]!) : [],
       capabilityId: undefined,
       capabilityExpiresAt: new Date(resolved.capability.exp * 1000),
     };

@@ -6,6 +6,7 @@ import { createHash, randomUUID } from "node:crypto";
 import type { EntityManager } from "@mikro-orm/core";
 import { alreadyExists, notFound, permissionDenied, Violations } from "../errors.ts";
 import { isUniqueViolation } from "../db/errors.ts";
+import { entityManagerOf, type EntityManagerSource } from "../db/entity-manager-source.ts";
 import { refKey } from "../db/refs.ts";
 import { recordRevocation } from "../events/index.ts";
 import { anyCovers, GroupEntity, GroupMemberEntity } from "../permissions/index.ts";
@@ -117,11 +118,12 @@ export class RegistryService {
   }
 
   /** Tessera's own lookup of (region, capability) with its grants, cached. */
-  selfLookup(em: EntityManager, regionId: string, name: string): Promise<{ capability: LocalCapability | null; granted: string[] }> {
+  selfLookup(source: EntityManagerSource, regionId: string, name: string): Promise<{ capability: LocalCapability | null; granted: string[] }> {
     const key = `${regionId}\u0000${name}`;
     const cached = this.#self.get(key);
     if (cached && Date.now() - cached.at < SELF_CACHE_MS) return cached.value;
     const value = (async () => {
+      const em = entityManagerOf(source);
       const capability = await this.localCapability(em, { regionId, name });
       return { capability, granted: capability ? await this.capabilityGrants(em, capability) : [] };
     })();

@@ -7,7 +7,7 @@
 // refuses the token at once. For an outside registry a session row is
 // stored, living as long as the token.
 import { randomUUID } from "node:crypto";
-import type { EntityManager } from "@mikro-orm/core";
+import { entityManagerOf, type EntityManagerSource } from "../db/entity-manager-source.ts";
 import { invalidInput, unauthenticated } from "../errors.ts";
 import { intersectPatterns } from "../permissions/index.ts";
 import type { AccessTokenSigner, TokenSet } from "./access-token-signer.ts";
@@ -34,7 +34,7 @@ export interface AssertedPrincipal {
 
 export interface AssertionChecker {
   readonly enabled: boolean;
-  verify(em: EntityManager, token: string, audience: string): Promise<AssertedPrincipal>;
+  verify(em: EntityManagerSource, token: string, audience: string): Promise<AssertedPrincipal>;
 }
 
 export interface ExchangeSettings {
@@ -60,8 +60,8 @@ export class ServiceExchange {
   }
 
   /** IssueToken with `service_assertion`: the assertion's audience must be this server's issuer. */
-  async exchange(em: EntityManager, input: { assertion: string; requested: string[]; audience: string; peer: string }): Promise<TokenSet> {
-    const asserted = await this.#checker.verify(em, input.assertion, this.#settings.issuer);
+  async exchange(source: EntityManagerSource, input: { assertion: string; requested: string[]; audience: string; peer: string }): Promise<TokenSet> {
+    const asserted = await this.#checker.verify(source, input.assertion, this.#settings.issuer);
     const elected = electPermissions(asserted.granted, input.requested);
     const nowMs = Date.now();
     const until = Math.min(asserted.regionExpiresAt.getTime(), nowMs + this.#settings.serviceTokenTtlSeconds * 1000);
@@ -72,6 +72,7 @@ export class ServiceExchange {
     if (!sid) {
       sid = randomUUID();
       const expiresAt = new Date(nowMs + ttlSeconds * 1000);
+      const em = entityManagerOf(source);
       em.create(SessionEntity, {
         id: sid,
         tenant: asserted.tenantId,
@@ -111,7 +112,7 @@ export class ServiceExchange {
    * meant for token exchange (`aud` this server's issuer) is never verified here, so that no
    * receiver can pass for this server.
    */
-  async principal(em: EntityManager, token: string, audience: string): Promise<Principal> {
+  async principal(em: EntityManagerSource, token: string, audience: string): Promise<Principal> {
     if (!audience) {
       throw invalidInput([{ field: "audience", description: "a service assertion names its receiver: pass the audience you verify it for" }]);
     }

@@ -156,7 +156,7 @@ export function issueServiceImpl(tokens: Tokens, metrics?: TokenMetrics): Servic
         break;
       case "serviceAssertion":
         if (!credential.value.assertion) throw invalidInput([{ field: "credential.service_assertion.assertion", description: "is required" }]);
-        set = await tokens.exchange.exchange(context.em, { ...election, assertion: credential.value.assertion });
+        set = await tokens.exchange.exchange(() => context.em, { ...election, assertion: credential.value.assertion });
         break;
       default:
         throw invalidInput([{ field: `credential.${(credential as { $case: string }).$case}`, description: "this credential kind is not enabled on this server" }]);
@@ -225,7 +225,7 @@ export function refreshServiceImpl(tokens: Tokens, metrics?: TokenMetrics): Serv
  * Gate-Keeper.
  */
 export function verifyAnyToken(tokens: Tokens, em: EntityManagerSource, token: string, audience: string): Promise<Principal> {
-  if (tokens.exchange.enabled && looksLikeAssertion(token)) return tokens.exchange.principal(entityManagerOf(em), token, audience);
+  if (tokens.exchange.enabled && looksLikeAssertion(token)) return tokens.exchange.principal(em, token, audience);
   return tokens.verification.verify(em, token, audience);
 }
 
