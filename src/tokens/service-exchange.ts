@@ -141,11 +141,13 @@ export class ServiceExchange {
 /**
  * What looksLikeAssertion decided for a header segment it has seen: the
  * headers in use are few (one per signing key and per capability key), so
- * VerifyToken of an access token does not parse its header again. Bounded:
- * once full, an unseen header is parsed and not kept.
+ * VerifyToken of an access token does not parse its header again. Bounded
+ * (at most 1024 segments of at most 256 characters: ~0.3 MB whatever callers
+ * send); past that, a header is parsed each time and not kept.
  */
 const headerKinds = new Map<string, boolean>();
 const HEADER_KINDS_MAX = 1024;
+const HEADER_KEPT_LENGTH = 256;
 
 /** Does this token look like a service assertion rather than a Tessera access token? (Nothing trusted: a routing decision.) */
 export function looksLikeAssertion(token: string): boolean {
@@ -161,7 +163,7 @@ export function looksLikeAssertion(token: string): boolean {
   } catch {
     assertion = false;
   }
-  if (headerKinds.size < HEADER_KINDS_MAX) headerKinds.set(segment, assertion);
+  if (segment.length <= HEADER_KEPT_LENGTH && headerKinds.size < HEADER_KINDS_MAX) headerKinds.set(segment, assertion);
   return assertion;
 }
 

@@ -41,6 +41,14 @@ describe("looksLikeAssertion", () => {
     }
   });
 
+  it("decides a long header (not kept) the same on every call", () => {
+    const long = `${segment({ alg: "EdDSA", kid: "k".repeat(400), typ: "at+jwt" })}.x.y`;
+    expect(looksLikeAssertion(long)).toBe(false);
+    expect(looksLikeAssertion(long)).toBe(false);
+    const longAssertion = `${segment({ alg: "EdDSA", kid: "k".repeat(400) })}.x.y`;
+    expect(looksLikeAssertion(longAssertion)).toBe(true);
+  });
+
   it("keeps deciding correctly after its memory is full", () => {
     for (let i = 0; i < 1500; i++) looksLikeAssertion(`${segment({ alg: "EdDSA", kid: `flood-${i}` })}.x.y`);
     expect(looksLikeAssertion(`${segment({ alg: "EdDSA", kid: "late", typ: "at+jwt" })}.x.y`)).toBe(false);
