@@ -215,7 +215,7 @@ async function split(request: SplitRequest): Promise<SplitStep[]> {
         registry: { selfLookup: () => cached } as never,
         resolvers: {} as never,
         tenantByName: async () => null,
-        remember: (_em, parts, expiresAt) => remember(parts, expiresAt),
+        remember,
       },
     );
   const seen = new Set<string>();

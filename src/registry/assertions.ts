@@ -55,7 +55,7 @@ export interface AssertionDeps {
   /** The tenant (id, name, disabled) an outside registry's entry names. */
   tenantByName(em: EntityManager, name: string): Promise<{ id: string; name: string; disabled: boolean } | null>;
   /** Remembers (registry, region, jti) until `expiresAt`; false when it was already there (a replay). */
-  remember(em: EntityManagerSource, parts: readonly string[], expiresAt: Date): Promise<boolean>;
+  remember(parts: readonly string[], expiresAt: Date): Promise<boolean>;
 }
 
 const invalid = (message: string) => unauthenticated("TOKEN_INVALID", message);
@@ -109,7 +109,7 @@ export class AssertionVerifier {
       : await this.#verifyTrusted(em, parsed, meta, trusted!);
 
     // Last, so that only assertions that verified are remembered (nobody can fill the table with junk).
-    if (!(await this.#deps.remember(em, [meta.registry, meta.id, meta.capability, claims.jti], new Date(claims.exp * 1000)))) {
+    if (!(await this.#deps.remember([meta.registry, meta.id, meta.capability, claims.jti], new Date(claims.exp * 1000)))) {
       throw unauthenticated("ASSERTION_REPLAYED", "this assertion (jti) was already used");
     }
     return {

@@ -54,7 +54,7 @@ export function createRegistry(orm: Database, options: RegistryOptions): Registr
   const replays = options.replays;
   const verifier = new AssertionVerifier(
     { maxLifetimeSeconds: options.assertionMaxLifetimeSeconds, selfNames: options.selfNames, trusted: options.trusted },
-    { registry: service, resolvers, tenantByName: options.tenantByName, remember: (_em, parts, expiresAt) => replays.remember("assertion", parts, expiresAt) },
+    { registry: service, resolvers, tenantByName: options.tenantByName, remember: (parts, expiresAt) => replays.remember("assertion", parts, expiresAt) },
   );
   options.feed.onEvent((event) => {
     switch (event.kind) {
