@@ -147,14 +147,14 @@ export class RefreshRotation {
 
   /**
    * Rotates a refresh token; see the file comment for the grace window and
-   * reuse. `em` is the call's EntityManager or a function that makes it: the
+   * reuse. `source` is the call's EntityManager or a function that makes it: the
    * common rotation only needs the database connection, so a batch of them
    * makes one fork (its first member's), and only the other paths make their own.
    */
-  async refresh(em: EntityManagerSource, input: { refreshToken: string; requested: string[] }): Promise<TokenSet> {
+  async refresh(source: EntityManagerSource, input: { refreshToken: string; requested: string[] }): Promise<TokenSet> {
     const outcome: { reuse?: boolean; grace?: boolean } = {};
     try {
-      const set = await this.#rotate(em, input, outcome);
+      const set = await this.#rotate(source, input, outcome);
       this.#onOutcome(outcome.grace ? "grace" : "rotated");
       return set;
     } catch (error) {
@@ -212,7 +212,7 @@ export class RefreshRotation {
    * ROTATE_FAST_BATCH, with the refreshes arriving together; undefined when
    * it claimed nothing (the caller takes the two-statement path).
    */
-  async #rotateFast(em: EntityManagerSource, presented: string, hash: string, now: Date): Promise<TokenSet | undefined> {
+  async #rotateFast(source: EntityManagerSource, presented: string, hash: string, now: Date): Promise<TokenSet | undefined> {
     const successor = this.#successor(presented);
     const ttlMs = this.#settings.refreshTokenTtlSeconds * 1000;
     const r = await this.#batcher.rotate(hash, hashRefreshToken(successor), (hashes, successors) => {
@@ -222,7 +222,7 @@ export class RefreshRotation {
         if (!values.every((v) => HEX_DIGEST.test(v))) throw new Error("refresh batch: not a SHA-256 hex digest");
         return `{${values.join(",")}}`;
       };
-      return query(entityManagerOf(em), "tessera_refresh_rotate_batch", ROTATE_FAST_BATCH, [list(hashes), list(successors), at, at, at, at, new Date(at.getTime() + ttlMs), at]);
+      return query(entityManagerOf(source), "tessera_refresh_rotate_batch", ROTATE_FAST_BATCH, [list(hashes), list(successors), at, at, at, at, new Date(at.getTime() + ttlMs), at]);
     });
     if (!r) return undefined;
     if (!r.session_id) fail("revoked");

@@ -162,7 +162,7 @@ export function looksLikeAssertion(token: string): boolean {
     const header = JSON.parse(Buffer.from(segment, "base64url").toString("utf8")) as { typ?: unknown } | null;
     assertion = !!header && typeof header === "object" && header.typ !== "at+jwt";
   } catch {
-    assertion = false;
+    // Not JSON: not an assertion either.
   }
   if (segment.length <= HEADER_KEPT_LENGTH && headerKinds.size < HEADER_KINDS_MAX && BASE64URL.test(segment)) {
     // A copy of its own as the key: the slice is a view of the whole token (V8 keeps sliced
