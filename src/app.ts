@@ -19,6 +19,7 @@ import { REGISTER_MICROSERVICE_PATH, RegistrationConsumer } from "./amqp/index.t
 import { announceBootstrap, bootstrap } from "./bootstrap.ts";
 import { Retention } from "./retention.ts";
 import { ConfigError, type Config } from "./config.ts";
+import { clusterExposition, isWorker, type Listening } from "./cluster.ts";
 import { TesseraError } from "./errors.ts";
 import { migrate, openDatabase, type Database } from "./db/orm.ts";
 import { GAP_WAIT_MS, RevocationFeed } from "./events/index.ts";
@@ -42,6 +43,8 @@ import { PasswordHasher, PasswordPolicy, UserService, userServiceImpl } from "./
 export interface Tessera {
   grpcPort: number;
   httpPort: number;
+  /** Where it listens, as logged. */
+  listening: Listening;
   orm: Database;
   /** Verifies an access token as every RPC does (for other transports, such as the AMQP consumer). */
   authenticate: Authenticator;
@@ -82,6 +85,8 @@ export async function startTessera(config: Config, logger: Logger): Promise<Tess
   configurePageTokens(masterKey);
   const orm = await openDatabase({ ...config, statementTimeoutMs: config.databaseStatementTimeoutMs });
   const metrics = new TesseraMetrics({ maxTenantLabels: config.metricsTenantLabels });
+  // A worker's /metrics is the sum over every worker, which the primary collects.
+  if (isWorker) metrics.exposeThrough(clusterExposition(metrics.registry));
   /** Undone in reverse order should the start fail half-way. */
   const started: (() => Promise<unknown> | void)[] = [];
   try {
@@ -317,11 +322,14 @@ export async function startTessera(config: Config, logger: Logger): Promise<Tess
 
     health.setStatus("healthy");
     announceBootstrap(boot, logger);
-    logger.info({ grpc: `${grpcAddr.host}:${grpcPort}`, http: `${httpAddr.host}:${httpPort}`, database: embedded ? "pglite" : "postgresql" }, "tessera listening");
+    const listening = { grpc: `${grpcAddr.host}:${grpcPort}`, http: `${httpAddr.host}:${httpPort}`, database: embedded ? "pglite" : "postgresql" };
+    // A worker of TESSERA_WORKERS: the primary says "tessera listening" once every worker serves.
+    logger.info(listening, isWorker ? "worker listening" : "tessera listening");
 
     return {
       grpcPort,
       httpPort,
+      listening,
       orm,
       authenticate,
       async close() {

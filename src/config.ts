@@ -1,12 +1,13 @@
 // Configuration is read from the environment once, validated, and passed down.
 // Nothing else in the server reads process.env.
 import { tracingRequested } from "./observability/tracing.ts";
-import { DEFAULT_PASSWORD_MIN_LENGTH, PASSWORD_ABSOLUTE_MIN_LENGTH, PASSWORD_MAX_LENGTH } from "./users/index.ts";
+import { DEFAULT_PASSWORD_MIN_LENGTH, PASSWORD_ABSOLUTE_MIN_LENGTH, PASSWORD_MAX_LENGTH } from "./users/password.ts";
 import { USERNAME } from "./shared/validation.ts";
 import { parseSelfNames, parseTrustedRegistries, type TrustedRegistry } from "./registry/trust.ts";
 import { readFileSync } from "node:fs";
 import { BlockList, isIP } from "node:net";
 import { resolve } from "node:path";
+import { availableParallelism } from "node:os";
 
 export interface TlsConfig {
   certFile: string;
@@ -34,6 +35,8 @@ export interface Config {
   dataDir: string;
   /** postgres:// URL; when set, the real PostgreSQL driver is used. */
   databaseUrl?: string;
+  /** Server processes sharing the ports (TESSERA_WORKERS; node:cluster); more than 1 needs databaseUrl. */
+  workers: number;
   /** 32-byte key that encrypts private signing keys; generated for the embedded default. */
   masterKey?: Buffer;
   adminUsername: string;
@@ -249,6 +252,20 @@ function readCount(env: Env, name: string, fallback: number, min: number): numbe
   return value;
 }
 
+/** The most TESSERA_WORKERS takes: each worker holds its own pool of database connections. */
+export const MAX_WORKERS = 64;
+
+function readWorkers(env: Env, databaseUrl: string | undefined): number {
+  const raw = env.TESSERA_WORKERS;
+  if (raw === undefined || raw === "") return 1;
+  const workers = raw === "auto" ? Math.min(availableParallelism(), MAX_WORKERS) : /^\d{1,3}$/.test(raw) ? Number(raw) : NaN;
+  if (!(workers >= 1 && workers <= MAX_WORKERS)) throw new ConfigError("TESSERA_WORKERS", `must be "auto" or a whole number from 1 to ${MAX_WORKERS}, got "${raw}"`);
+  if (workers > 1 && databaseUrl === undefined) {
+    throw new ConfigError("TESSERA_WORKERS", "more than one worker needs DATABASE_URL: the embedded database lives inside one process");
+  }
+  return workers;
+}
+
 function readBoolean(env: Env, name: string, fallback: boolean): boolean {
   const raw = env[name];
   if (raw === undefined || raw === "") return fallback;
@@ -423,6 +440,7 @@ export function loadConfig(env: Env = process.env): Config {
     httpAddr: readAddr(env, "TESSERA_HTTP_ADDR", "127.0.0.1:8080"),
     dataDir: resolve(env.TESSERA_DATA_DIR || "./data"),
     databaseUrl,
+    workers: readWorkers(env, databaseUrl),
     masterKey,
     adminUsername,
     adminPassword,

@@ -1,9 +1,11 @@
 // `npm start`: Tessera as a process. Configuration errors stop it with a message
 // naming the variable; SIGTERM/SIGINT drain in-flight calls and close the database.
+// With TESSERA_WORKERS above 1 this process is the primary of its workers (cluster.ts),
+// and each worker runs this file again as a server of its own.
+import cluster from "node:cluster";
+import { announceReady, isWorker, prepareWorker, runPrimary } from "./cluster.ts";
 import { createLogger } from "./logging.ts";
 import { ConfigError, loadConfig, type Config } from "./config.ts";
-import { startTessera } from "./app.ts";
-import { startTracing } from "./observability/tracing.ts";
 
 let config: Config;
 try {
@@ -16,40 +18,59 @@ try {
   throw error;
 }
 
-const logger = createLogger({ level: config.logLevel });
-// OpenTelemetry first (when the OTEL_ variables ask for it), so that every span has its provider.
-const tracing = config.tracing ? startTracing() : undefined;
-if (tracing) logger.info("OpenTelemetry tracing on (OTEL_ environment variables)");
+if (isWorker) prepareWorker();
+let logger = createLogger({ level: config.logLevel });
+if (config.workers > 1 && cluster.isPrimary) {
+  await runPrimary(config, logger);
+} else {
+  if (isWorker) logger = logger.child({ worker: cluster.worker!.id });
+  await serve(config, logger);
+}
 
-try {
-  const tessera = await startTessera(config, logger);
-  let stopping = false;
-  const stop = (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    logger.info({ signal }, "shutting down: draining in-flight calls");
-    tessera
-      .close()
-      .then(() => tracing?.shutdown())
-      .then(
-        () => {
-          logger.info("stopped");
-          process.exit(0);
-        },
-        (error) => {
-          logger.error({ err: error }, "shutdown failed");
-          process.exit(1);
-        },
-      );
-  };
-  process.on("SIGTERM", () => stop("SIGTERM"));
-  process.on("SIGINT", () => stop("SIGINT"));
-} catch (error) {
-  if (error instanceof ConfigError) {
-    // A taken port is the operator's to fix: one line, no stack trace.
-    process.stderr.write(`tessera: ${error.message}\n`);
-    process.exit(2);
+/** One Tessera in this process, until SIGTERM or SIGINT (or, for a worker, its primary's end). */
+async function serve(config: Config, logger: ReturnType<typeof createLogger>): Promise<void> {
+  // Imported here, not above: the primary of TESSERA_WORKERS loads none of the server.
+  const { startTracing } = await import("./observability/tracing.ts");
+  // OpenTelemetry first (when the OTEL_ variables ask for it), so that every span has its provider.
+  const tracing = config.tracing ? startTracing() : undefined;
+  if (tracing) logger.info("OpenTelemetry tracing on (OTEL_ environment variables)");
+  const { startTessera } = await import("./app.ts");
+
+  try {
+    const tessera = await startTessera(config, logger);
+    let stopping = false;
+    const stop = (signal: string) => {
+      if (stopping) return;
+      stopping = true;
+      logger.info({ signal }, "shutting down: draining in-flight calls");
+      tessera
+        .close()
+        .then(() => tracing?.shutdown())
+        .then(
+          () => {
+            logger.info("stopped");
+            process.exit(0);
+          },
+          (error) => {
+            logger.error({ err: error }, "shutdown failed");
+            process.exit(1);
+          },
+        );
+    };
+    process.on("SIGTERM", () => stop("SIGTERM"));
+    process.on("SIGINT", () => stop("SIGINT"));
+    if (isWorker) {
+      // A worker whose primary is gone (killed without draining it) drains itself.
+      process.on("disconnect", () => stop("primary exited"));
+      announceReady(tessera.listening);
+    }
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      // A taken port is the operator's to fix: one line, no stack trace.
+      process.stderr.write(`tessera: ${error.message}\n`);
+      process.exit(2);
+    }
+    logger.fatal({ err: error }, "tessera failed to start");
+    process.exit(1);
   }
-  logger.fatal({ err: error }, "tessera failed to start");
-  process.exit(1);
 }

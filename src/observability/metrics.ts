@@ -38,6 +38,7 @@ export class TesseraMetrics {
   readonly #throttled: Counter<"credential">;
   readonly #refresh: Counter<"outcome">;
   readonly #delivery: Histogram;
+  #collect: () => Promise<string> = () => this.registry.metrics();
 
   constructor(options: MetricsOptions) {
     this.#maxTenants = options.maxTenantLabels;
@@ -118,8 +119,9 @@ export class TesseraMetrics {
   watchFeed(lastPollOkAt: () => number): void {
     new Gauge({
       name: "tessera_revocation_feed_staleness_seconds",
-      help: "Seconds since this process last read the revocation log successfully (VerifyToken fails closed past TESSERA_REVOCATION_STALE_LIMIT on PostgreSQL).",
+      help: "Seconds since this process last read the revocation log successfully (VerifyToken fails closed past TESSERA_REVOCATION_STALE_LIMIT on PostgreSQL); with TESSERA_WORKERS, the stalest worker's.",
       registers: [this.registry],
+      aggregator: "max",
       collect() {
         this.set(Math.max(0, Date.now() - lastPollOkAt()) / 1000);
       },
@@ -152,8 +154,16 @@ export class TesseraMetrics {
     collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: 20 });
   }
 
+  /**
+   * /metrics answers with `collect()` instead of this registry alone: a worker
+   * of TESSERA_WORKERS gives the sum over every worker (cluster.ts).
+   */
+  exposeThrough(collect: () => Promise<string>): void {
+    this.#collect = collect;
+  }
+
   async exposition(): Promise<{ contentType: string; body: string }> {
-    return { contentType: this.registry.contentType, body: await this.registry.metrics() };
+    return { contentType: this.registry.contentType, body: await this.#collect() };
   }
 
   close(): void {

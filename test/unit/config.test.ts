@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { generateKeyPairSync } from "node:crypto";
+import { availableParallelism } from "node:os";
 import { ConfigError, loadConfig, parseDurationSeconds } from "../../src/config.ts";
 
 describe("loadConfig", () => {
@@ -48,6 +49,11 @@ describe("loadConfig", () => {
     ["TESSERA_REDIS_URL", "http://127.0.0.1:6379"],
     ["TESSERA_TRUSTED_PROXIES", "10.0.0.0/33"],
     ["TESSERA_TRUSTED_PROXIES", "proxy.internal"],
+    ["TESSERA_WORKERS", "0"],
+    ["TESSERA_WORKERS", "65"],
+    ["TESSERA_WORKERS", "two"],
+    // More than one worker on the embedded database: it lives inside one process.
+    ["TESSERA_WORKERS", "2"],
   ])("stops with a message naming %s when it is %j", (variable, value) => {
     let error: unknown;
     try {
@@ -58,6 +64,16 @@ describe("loadConfig", () => {
     expect(error).toBeInstanceOf(ConfigError);
     expect((error as ConfigError).variable).toBe(variable);
     expect((error as ConfigError).message).toContain(variable);
+  });
+
+  it("reads TESSERA_WORKERS: one process by default, more (or one per core) only with DATABASE_URL", () => {
+    const pg = { DATABASE_URL: "postgres://127.0.0.1/tessera", TESSERA_MASTER_KEY: "11".repeat(32) };
+    expect(loadConfig({}).workers).toBe(1);
+    expect(loadConfig({ TESSERA_WORKERS: "1" }).workers).toBe(1);
+    expect(loadConfig({ ...pg, TESSERA_WORKERS: "3" }).workers).toBe(3);
+    expect(loadConfig({ ...pg, TESSERA_WORKERS: "auto" }).workers).toBe(Math.min(availableParallelism(), 64));
+    // "auto" on the embedded database, where there is more than one core, is refused as "2" is.
+    if (availableParallelism() > 1) expect(() => loadConfig({ TESSERA_WORKERS: "auto" })).toThrow(/TESSERA_WORKERS.*DATABASE_URL/);
   });
 
   it("reads login throttling limits: a block per account and address, a higher ceiling per account, the address limit can be turned off", () => {
