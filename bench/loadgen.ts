@@ -13,7 +13,7 @@
 import { fork } from "node:child_process";
 import { connect as h2connect, type ClientHttp2Session } from "node:http2";
 import { connect as netConnect, type Socket } from "node:net";
-import { cpuBetween, postgresSnapshot, snapshot, type CpuSnapshot } from "./proc.ts";
+import { cpuBetween, postgresSnapshot, processTree, snapshot, type CpuSnapshot } from "./proc.ts";
 
 export interface LoadSpec {
   protocol: "grpc" | "http1";
@@ -636,7 +636,7 @@ async function generate(spec: LoadSpec): Promise<LoadResult> {
   };
   await wait(spec.warmupSeconds * 1000);
   const watched = (): { server: CpuSnapshot; pg: CpuSnapshot } => ({
-    server: snapshot(spec.serverPid ? [spec.serverPid] : []),
+    server: snapshot(spec.serverPid ? processTree(spec.serverPid) : []),
     pg: spec.watchPostgres ? postgresSnapshot() : new Map(),
   });
   const before = watched();

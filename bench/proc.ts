@@ -19,6 +19,27 @@ export function cpuSeconds(pid: number, children = false): number {
   }
 }
 
+/**
+ * The process and its live descendants, parents first: with TESSERA_WORKERS the
+ * server is a primary and its workers, and its CPU and RSS are theirs together.
+ */
+export function processTree(pid: number): number[] {
+  const pids = [pid];
+  for (let i = 0; i < pids.length; i++) {
+    try {
+      for (const task of readdirSync(`/proc/${pids[i]}/task`)) {
+        for (const child of readFileSync(`/proc/${pids[i]}/task/${task}/children`, "utf8").trim().split(/\s+/)) if (child) pids.push(Number(child));
+      }
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return pids;
+}
+
+/** CPU seconds of a process and its live descendants (processTree). */
+export const treeCpuSeconds = (pid: number): number => processTree(pid).reduce((sum, p) => sum + cpuSeconds(p), 0);
+
 /** Every process named `postgres` (the postmaster and its backends): the database's CPU. */
 export function postgresPids(): number[] {
   const pids: number[] = [];
@@ -52,7 +73,13 @@ export function cpuBetween(before: CpuSnapshot, after: CpuSnapshot): number {
 /** The database's CPU: every postgres process, the postmaster with its exited backends. */
 export const postgresSnapshot = (): CpuSnapshot => snapshot(postgresPids(), true);
 
+/** Resident memory of a process and its live descendants (processTree; their shared pages count once per process, as `ps` shows them). */
 export function rssMb(pid: number | undefined, field: "VmRSS" | "VmHWM" = "VmRSS"): number {
+  if (pid === undefined) return 0;
+  return processTree(pid).reduce((sum, p) => sum + ownRssMb(p, field), 0);
+}
+
+function ownRssMb(pid: number, field: "VmRSS" | "VmHWM"): number {
   try {
     const status = readFileSync(`/proc/${pid}/status`, "utf8");
     return Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(status)?.[1] ?? 0) / 1024;

@@ -22,6 +22,7 @@ import { benchSoak, reportSoak } from "./soak.ts";
 import { benchStartup, reportStartup } from "./startup.ts";
 import { benchVerifyDistinct, reportVerifyDistinct } from "./verify-distinct.ts";
 import { benchVerify, reportVerify } from "./verify.ts";
+import { serverWorkers } from "./server.ts";
 
 const benches: Record<string, (seconds?: number) => Promise<string>> = {
   startup: async () => reportStartup(await benchStartup()),
@@ -46,6 +47,9 @@ const chosen = process.argv.slice(2);
 for (const name of chosen) if (!benches[name]) throw new Error(`unknown benchmark ${name}; choose from ${Object.keys(benches).join(", ")}`);
 const seconds = process.env.BENCH_SECONDS ? Number(process.env.BENCH_SECONDS) : undefined;
 console.log(`Tessera benchmarks — ${new Date().toISOString()} — node ${process.version}, ${cpus().length} cores (${cpus()[0]?.model ?? "?"})\n`);
+if (process.env.BENCH_WORKERS) {
+  console.log(`servers on PostgreSQL with TESSERA_WORKERS=${serverWorkers({ DATABASE_URL: "set" }).TESSERA_WORKERS} (BENCH_WORKERS): the server's CPU and RSS are its primary's and workers' together; PGlite runs stay one process\n`);
+}
 for (const [name, run] of Object.entries(benches)) {
   if (chosen.length && !chosen.includes(name)) continue;
   const started = performance.now();

@@ -26,7 +26,7 @@ import { open } from "../src/tokens/master-key.ts";
 import { grpcCall, grpcFrame, grpcStringField1, runLoad, type LoadResult } from "./loadgen.ts";
 import { CC_OPAQUE_BODY, genLine, h2loadLine, introspectBody, PEER_HEADERS, peerVersion, startPeer } from "./peer.ts";
 import { throwawayDatabase } from "./pg.ts";
-import { cpuSeconds, h2load, requireTool, sampleRss, type H2loadResult } from "./proc.ts";
+import { cpuSeconds, h2load, requireTool, sampleRss, treeCpuSeconds, type H2loadResult } from "./proc.ts";
 import { seedSessions } from "./seed.ts";
 import { round, startServer, verdict } from "./server.ts";
 
@@ -36,9 +36,9 @@ const ECHO = "/grpc.health.v1.Health/Check";
 type H2 = H2loadResult & { serverCpuSeconds: number };
 
 function h2loadGrpc(port: number, pid: number, path: string, file: string, seconds: number): H2 {
-  const before = cpuSeconds(pid);
+  const before = treeCpuSeconds(pid);
   const r = h2load(["-c", "4", "-m", "16", "-d", file, "-H", "content-type: application/grpc", "-H", "te: trailers", `http://127.0.0.1:${port}${path}`], seconds);
-  return { ...r, serverCpuSeconds: cpuSeconds(pid) - before };
+  return { ...r, serverCpuSeconds: treeCpuSeconds(pid) - before };
 }
 
 const decode = (segment: string) => JSON.parse(Buffer.from(segment, "base64url").toString("utf8")) as Record<string, unknown>;

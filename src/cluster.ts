@@ -177,6 +177,7 @@ export async function runPrimary(config: Config, logger: Logger): Promise<void> 
   });
 
   const fail = (code: number, why: string) => {
+    if (stopping) return; // a signal during the start: its workers' exits end the process
     logger.fatal({ code }, why);
     stopAll(code);
   };
