@@ -85,7 +85,7 @@ export async function startTessera(config: Config, logger: Logger): Promise<Tess
   configurePageTokens(masterKey);
   const orm = await openDatabase({ ...config, statementTimeoutMs: config.databaseStatementTimeoutMs });
   const metrics = new TesseraMetrics({ maxTenantLabels: config.metricsTenantLabels });
-  // A worker's /metrics is the sum over every worker, which the primary collects.
+  // A worker's /metrics holds every worker's series, which the primary collects.
   if (isWorker) metrics.exposeThrough(clusterExposition(metrics.registry));
   /** Undone in reverse order should the start fail half-way. */
   const started: (() => Promise<unknown> | void)[] = [];

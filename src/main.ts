@@ -18,7 +18,9 @@ try {
   throw error;
 }
 
-if (isWorker) prepareWorker();
+/** What a worker does when its primary is gone: while it starts, end; once it serves, drain. */
+let onPrimaryGone: () => void = () => process.exit(0);
+if (isWorker) prepareWorker(() => onPrimaryGone());
 let logger = createLogger({ level: config.logLevel });
 if (config.workers > 1 && cluster.isPrimary) {
   await runPrimary(config, logger);
@@ -61,7 +63,7 @@ async function serve(config: Config, logger: ReturnType<typeof createLogger>): P
     process.on("SIGINT", () => stop("SIGINT"));
     if (isWorker) {
       // A worker whose primary is gone (killed without draining it) drains itself.
-      process.on("disconnect", () => stop("primary exited"));
+      onPrimaryGone = () => stop("primary exited");
       announceReady(tessera.listening);
     }
   } catch (error) {

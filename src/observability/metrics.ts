@@ -119,9 +119,8 @@ export class TesseraMetrics {
   watchFeed(lastPollOkAt: () => number): void {
     new Gauge({
       name: "tessera_revocation_feed_staleness_seconds",
-      help: "Seconds since this process last read the revocation log successfully (VerifyToken fails closed past TESSERA_REVOCATION_STALE_LIMIT on PostgreSQL); with TESSERA_WORKERS, the stalest worker's.",
+      help: "Seconds since this process last read the revocation log successfully (VerifyToken fails closed past TESSERA_REVOCATION_STALE_LIMIT on PostgreSQL).",
       registers: [this.registry],
-      aggregator: "max",
       collect() {
         this.set(Math.max(0, Date.now() - lastPollOkAt()) / 1000);
       },
@@ -156,7 +155,7 @@ export class TesseraMetrics {
 
   /**
    * /metrics answers with `collect()` instead of this registry alone: a worker
-   * of TESSERA_WORKERS gives the sum over every worker (cluster.ts).
+   * of TESSERA_WORKERS gives every worker's series, labelled by worker (cluster.ts).
    */
   exposeThrough(collect: () => Promise<string>): void {
     this.#collect = collect;
