@@ -6,6 +6,7 @@ import cluster from "node:cluster";
 import { announceReady, isWorker, prepareWorker, runPrimary } from "./cluster.ts";
 import { createLogger } from "./logging.ts";
 import { ConfigError, loadConfig, type Config } from "./config.ts";
+import { startTracing } from "./observability/tracing.ts";
 
 let config: Config;
 try {
@@ -31,11 +32,10 @@ if (config.workers > 1 && cluster.isPrimary) {
 
 /** One Tessera in this process, until SIGTERM or SIGINT (or, for a worker, its primary's end). */
 async function serve(config: Config, logger: ReturnType<typeof createLogger>): Promise<void> {
-  // Imported here, not above: the primary of TESSERA_WORKERS loads none of the server.
-  const { startTracing } = await import("./observability/tracing.ts");
   // OpenTelemetry first (when the OTEL_ variables ask for it), so that every span has its provider.
   const tracing = config.tracing ? startTracing() : undefined;
   if (tracing) logger.info("OpenTelemetry tracing on (OTEL_ environment variables)");
+  // Imported here, not above: the primary of TESSERA_WORKERS loads no server code.
   const { startTessera } = await import("./app.ts");
 
   try {
