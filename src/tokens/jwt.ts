@@ -63,7 +63,8 @@ function parseSegment(segment: string, what: string): Record<string, unknown> {
   throw invalid(`token ${what} is not a JSON object`);
 }
 
-const B64URL = /^[A-Za-z0-9_-]+$/;
+/** A base64url segment of a compact JWS (no padding). */
+export const B64URL = /^[A-Za-z0-9_-]+$/;
 
 /** Splits and checks the header; returns the parts and the kid. */
 export function parseAccessToken(token: string): { kid: string; input: string; payload: string; signature: string } {

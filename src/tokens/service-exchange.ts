@@ -11,6 +11,7 @@ import { entityManagerOf, type EntityManagerSource } from "../db/entity-manager-
 import { invalidInput, unauthenticated } from "../errors.ts";
 import { intersectPatterns } from "../permissions/index.ts";
 import type { AccessTokenSigner, TokenSet } from "./access-token-signer.ts";
+import { B64URL } from "./jwt.ts";
 import { electPermissions } from "./password-login.ts";
 import type { Principal } from "./principal.ts";
 import { SessionEntity } from "./token.entity.ts";
@@ -148,7 +149,6 @@ export class ServiceExchange {
 const headerKinds = new Map<string, boolean>();
 const HEADER_KINDS_MAX = 1024;
 const HEADER_KEPT_LENGTH = 256;
-const BASE64URL = /^[A-Za-z0-9_-]+$/;
 
 /** Does this token look like a service assertion rather than a Tessera access token? (Nothing trusted: a routing decision.) */
 export function looksLikeAssertion(token: string): boolean {
@@ -164,7 +164,7 @@ export function looksLikeAssertion(token: string): boolean {
   } catch {
     // Not JSON: not an assertion either.
   }
-  if (segment.length <= HEADER_KEPT_LENGTH && headerKinds.size < HEADER_KINDS_MAX && BASE64URL.test(segment)) {
+  if (segment.length <= HEADER_KEPT_LENGTH && headerKinds.size < HEADER_KINDS_MAX && B64URL.test(segment)) {
     // A copy of its own as the key: the slice is a view of the whole token (V8 keeps sliced
     // strings' parents alive), and a kept slice would keep every token that added an entry.
     headerKinds.set(Buffer.from(segment, "latin1").toString("latin1"), assertion);
